@@ -1,0 +1,1 @@
+"""The ``ioe`` command: a thin layer that parses arguments, calls the library and prints."""

@@ -1,0 +1,1 @@
+"""Keys, signatures, seed derivation and the keystore, all through libsodium (PyNaCl)."""

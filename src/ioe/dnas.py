@@ -1,0 +1,38 @@
+"""The DNAs this release ships, assembled from the zomes.
+
+``core`` is the network every IoE agent joins: for now it holds signed telemetry; identity,
+devices, currency and community zomes join it as they are built. Changing any integrity zome
+(its version or types) changes the DNA hash, i.e. starts a new network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ioe.encoding import Value
+from ioe.engine.dna import DnaDef
+from ioe.zomes import telemetry
+
+CORE_DNA_NAME = "ioe-core"
+
+
+def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = "") -> DnaDef:
+    return DnaDef(
+        name=CORE_DNA_NAME,
+        integrity_zomes=(telemetry.integrity,),
+        coordinator_zomes=(telemetry.coordinator,),
+        properties=dict(properties or {}),
+        network_seed=network_seed,
+    )
+
+
+_BUILDERS = {CORE_DNA_NAME: core_dna}
+
+
+def build_dna(spec: Mapping[str, Value]) -> DnaDef | None:
+    """Rebuild a DNA from its stored spec (name, properties, network seed), or None if this
+    build does not know a DNA of that name."""
+    builder = _BUILDERS.get(spec.get("name"))  # type: ignore[arg-type]
+    if builder is None:
+        return None
+    return builder(spec.get("properties") or {}, str(spec.get("network_seed", "")))

@@ -1,0 +1,321 @@
+"""A cell: one agent running one DNA, with its source chain.
+
+Zome functions write into a scratch space; when the function returns, every new record is
+validated (system rules, then the DNA's app rules) and the whole batch is appended to the store in
+one transaction. If the function raises or any record is invalid, nothing is committed.
+The current time is always passed in (``now_us``), never read here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from ioe.crypto.keys import KeyPair
+from ioe.encoding import encode
+from ioe.engine.dna import CellId, DnaDef
+from ioe.engine.integrity import Invalid, Unresolved
+from ioe.engine.ports import ChainHead, ChainQuery, ChainStore, Link
+from ioe.engine.records import (
+    AGENT_ENTRY_TYPE,
+    ActionType,
+    AgentValidationPkg,
+    AnyAction,
+    Create,
+    CreateLink,
+    Delete,
+    DeleteLink,
+    Dna,
+    Entry,
+    InitZomesComplete,
+    Record,
+    SignedAction,
+    Update,
+)
+from ioe.engine.schema import from_value, to_value
+from ioe.engine.validation import (
+    GENESIS_LENGTH,
+    SourceHost,
+    check_record,
+    decode_app_entry,
+    validate_app,
+)
+from ioe.errors import ChainError, ValidationError, ZomeCallError
+from ioe.hashing import ActionHash, AgentPubKey, EntryHash, HoloHash
+
+T = TypeVar("T")
+
+
+class Scratch:
+    """Records written during one zome call, overlaid on the store for reads."""
+
+    __slots__ = ("_by_action", "_entries", "records", "store")
+
+    def __init__(self, store: ChainStore) -> None:
+        self.store = store
+        self.records: list[Record] = []
+        self._by_action: dict[ActionHash, Record] = {}
+        self._entries: dict[EntryHash, Entry] = {}
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+        self._by_action[record.action_hash] = record
+        if record.entry is not None and record.action.entry_hash is not None:
+            self._entries[record.action.entry_hash] = record.entry
+
+    def get_record(self, action_hash: ActionHash) -> Record | None:
+        return self._by_action.get(action_hash) or self.store.get_record(action_hash)
+
+    def get_action(self, action_hash: ActionHash) -> SignedAction | None:
+        record = self._by_action.get(action_hash)
+        return record.signed_action if record else self.store.get_action(action_hash)
+
+    def get_entry(self, entry_hash: EntryHash) -> Entry | None:
+        return self._entries.get(entry_hash) or self.store.get_entry(entry_hash)
+
+    def get_agent_activity(
+        self, author: AgentPubKey, chain_top: ActionHash
+    ) -> list[SignedAction] | None:
+        if chain_top in self._by_action:
+            stored = self.store.head()
+            earlier = (
+                self.store.get_agent_activity(author, stored.hash) if stored is not None else []
+            )
+            if earlier is None:
+                return None
+            mine = [r.signed_action for r in self.records if r.action.author == author]
+            upto = next(i for i, s in enumerate(mine) if s.hash == chain_top)
+            return earlier + mine[: upto + 1]
+        return self.store.get_agent_activity(author, chain_top)
+
+
+class Cell:
+    """One agent's instance of one DNA."""
+
+    def __init__(self, dna: DnaDef, keys: KeyPair, store: ChainStore) -> None:
+        self.dna = dna
+        self.keys = keys
+        self.store = store
+        self.id = CellId(dna.hash, keys.agent)
+
+    @property
+    def agent(self) -> AgentPubKey:
+        return self.keys.agent
+
+    def head(self) -> ChainHead | None:
+        return self.store.head()
+
+    def has_genesis(self) -> bool:
+        head = self.store.head()
+        return head is not None and head.seq >= GENESIS_LENGTH - 1
+
+    def genesis(self, membrane_proof: bytes | None, *, now_us: int) -> None:
+        """Write the four genesis records. Does nothing if the chain already has them."""
+        if self.has_genesis():
+            return
+        if self.store.head() is not None:
+            raise ChainError("chain has a partial genesis; it cannot be completed")
+        scratch = Scratch(self.store)
+        writer = _Writer(self, scratch, now_us, None)
+        writer.write(Dna, dna_hash=self.dna.hash)
+        writer.write(AgentValidationPkg, membrane_proof=membrane_proof)
+        agent_entry = Entry.agent(self.agent)
+        writer.write(
+            Create,
+            entry=agent_entry,
+            app_entry_type=AGENT_ENTRY_TYPE,
+            created_entry=agent_entry.hash(),
+        )
+        writer.write(InitZomesComplete)
+        self._flush(scratch, None)
+
+    def call(self, zome: str, function: str, payload: Any = None, *, now_us: int) -> Any:
+        """Run a zome function; its writes are committed atomically when it returns."""
+        if not self.has_genesis():
+            raise ChainError(f"cell {self.id} has no genesis yet")
+        fn = self.dna.coordinator(zome).get(function)
+        scratch = Scratch(self.store)
+        head = self.store.head()
+        ctx = CallContext(self, scratch, now_us, head)
+        result = fn(ctx, payload)
+        if scratch.records:
+            self._flush(scratch, head.hash if head else None)
+        return result
+
+    def _flush(self, scratch: Scratch, expected_head: ActionHash | None) -> None:
+        host = SourceHost(self.dna, scratch)
+        prev = self.store.get_action(expected_head) if expected_head is not None else None
+        for record in scratch.records:
+            reason = check_record(record, prev, self.dna, check_signature=False)
+            if reason is not None:
+                raise ValidationError(f"record #{record.action.seq}: {reason}")
+            outcome = validate_app(record, self.dna, host)
+            if isinstance(outcome, Invalid):
+                raise ValidationError(outcome.reason)
+            if isinstance(outcome, Unresolved):
+                missing = ", ".join(dep.to_text() for dep in outcome.deps)
+                raise ValidationError(f"missing dependencies: {missing}")
+            prev = record.signed_action
+        self.store.append(scratch.records, expected_head)
+
+    # ------------------------------------------------------------------ reads outside zome calls
+
+    def get(self, action_hash: ActionHash) -> Record | None:
+        return self.store.get_record(action_hash)
+
+    def query(self, query: ChainQuery | None = None) -> list[Record]:
+        return self.store.query(query or ChainQuery())
+
+    def entry_value(self, record: Record) -> object | None:
+        """The record's app entry decoded into its zome's dataclass."""
+        return decode_app_entry(self.dna, record)
+
+
+class _Writer:
+    """Builds, signs and stages actions in order after the chain head."""
+
+    __slots__ = ("_cell", "_prev_hash", "_prev_ts", "_scratch", "_seq", "now_us")
+
+    def __init__(self, cell: Cell, scratch: Scratch, now_us: int, head: ChainHead | None) -> None:
+        if type(now_us) is not int or now_us < 0:
+            raise ZomeCallError("now_us must be a non-negative integer of microseconds")
+        self._cell = cell
+        self._scratch = scratch
+        self.now_us = now_us
+        self._seq = head.seq + 1 if head else 0
+        self._prev_hash = head.hash if head else None
+        self._prev_ts = head.timestamp if head else 0
+
+    def write(self, kind: type[AnyAction], *, entry: Entry | None = None, **fields: Any) -> Record:
+        timestamp = max(
+            self.now_us, self._prev_ts
+        )  # a clock that steps back must not break the chain
+        action = kind(
+            author=self._cell.agent,
+            timestamp=timestamp,
+            seq=self._seq,
+            prev=self._prev_hash,
+            **fields,
+        )
+        record = Record(SignedAction.sign(action, self._cell.keys), entry)
+        self._scratch.add(record)
+        self._seq += 1
+        self._prev_hash = record.action_hash
+        self._prev_ts = timestamp
+        return record
+
+
+class CallContext:
+    """What a zome function can do: write to its chain, read, and know the time it was given."""
+
+    def __init__(self, cell: Cell, scratch: Scratch, now_us: int, head: ChainHead | None) -> None:
+        self._cell = cell
+        self._scratch = scratch
+        self._writer = _Writer(cell, scratch, now_us, head)
+
+    @property
+    def agent(self) -> AgentPubKey:
+        return self._cell.agent
+
+    @property
+    def now_us(self) -> int:
+        return self._writer.now_us
+
+    @property
+    def dna(self) -> DnaDef:
+        return self._cell.dna
+
+    # ----------------------------------------------------------------------------------- writes
+
+    def create(self, value: object) -> ActionHash:
+        """Commit ``value`` (an instance of one of the DNA's entry types)."""
+        entry_type, _ = self.dna.entry_type_for(type(value))
+        entry = Entry.app(encode(to_value(value)))
+        record = self._writer.write(
+            Create, entry=entry, app_entry_type=entry_type, created_entry=entry.hash()
+        )
+        return record.action_hash
+
+    def update(self, original: ActionHash, value: object) -> ActionHash:
+        old = self._require(original)
+        if not isinstance(old.action, Create | Update):
+            raise ZomeCallError("only entries made by Create or Update can be updated")
+        entry_type, _ = self.dna.entry_type_for(type(value))
+        entry = Entry.app(encode(to_value(value)))
+        record = self._writer.write(
+            Update,
+            entry=entry,
+            app_entry_type=entry_type,
+            created_entry=entry.hash(),
+            original_action=original,
+            original_entry=old.action.created_entry,
+        )
+        return record.action_hash
+
+    def delete(self, target: ActionHash) -> ActionHash:
+        old = self._require(target)
+        if not isinstance(old.action, Create | Update):
+            raise ZomeCallError("only entries made by Create or Update can be deleted")
+        record = self._writer.write(
+            Delete, deletes_action=target, deletes_entry=old.action.created_entry
+        )
+        return record.action_hash
+
+    def create_link(
+        self, base: HoloHash, target: HoloHash, link_type: str, tag: bytes = b""
+    ) -> ActionHash:
+        zome_index, link_index = self.dna.link_type_for(link_type)
+        record = self._writer.write(
+            CreateLink,
+            base=base,
+            target=target,
+            zome_index=zome_index,
+            link_type=link_index,
+            tag=bytes(tag),
+        )
+        return record.action_hash
+
+    def delete_link(self, create_link: ActionHash) -> ActionHash:
+        old = self._require(create_link)
+        if not isinstance(old.action, CreateLink):
+            raise ZomeCallError("not a CreateLink action")
+        record = self._writer.write(DeleteLink, link_add=create_link, base=old.action.base)
+        return record.action_hash
+
+    # ------------------------------------------------------------------------------------ reads
+
+    def get(self, action_hash: ActionHash) -> Record | None:
+        return self._scratch.get_record(action_hash)
+
+    def get_value(self, action_hash: ActionHash, cls: type[T]) -> T | None:
+        """The entry committed by ``action_hash`` as an instance of ``cls`` (None if absent)."""
+        record = self.get(action_hash)
+        if record is None or record.entry is None:
+            return None
+        return from_value(cls, record.entry.app_value())
+
+    def query(
+        self, cls: type | None = None, *, action_type: ActionType | None = None
+    ) -> list[Record]:
+        """This chain's records (including this call's), optionally of one entry type."""
+        entry_type = self.dna.entry_type_for(cls)[0] if cls is not None else None
+        stored = self._cell.store.query(ChainQuery(action_type=action_type, entry_type=entry_type))
+        pending = [
+            r
+            for r in self._scratch.records
+            if (entry_type is None or r.action.entry_type == entry_type)
+            and (action_type is None or action_type == r.action.TYPE)
+        ]
+        return stored + pending
+
+    def get_links(self, base: HoloHash, link_type: str | None = None) -> list[Link]:
+        """Live links from ``base`` (committed ones; this call's are visible after it returns)."""
+        if link_type is None:
+            return self._cell.store.links(base)
+        zome_index, link_index = self.dna.link_type_for(link_type)
+        return self._cell.store.links(base, zome_index, link_index)
+
+    def _require(self, action_hash: ActionHash) -> Record:
+        record = self.get(action_hash)
+        if record is None:
+            raise ZomeCallError(f"no record {action_hash.short()}")
+        return record

@@ -1,0 +1,1 @@
+"""Storage adapters for the engine's :class:`~ioe.engine.ports.ChainStore` port."""

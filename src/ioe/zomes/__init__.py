@@ -1,0 +1,2 @@
+"""The IoE zomes: one folder each, with ``entries.py`` (types), ``validation.py`` (pure integrity
+rules) and ``api.py`` (zome functions)."""
