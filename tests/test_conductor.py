@@ -1,0 +1,83 @@
+"""The conductor: data directory, keystore, derived keys and cells, across reopen and recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ioe.conductor import AlreadyInitialised, Conductor, NotInitialised
+from ioe.crypto.derivation import OwnerAccount, device_agent_key
+from ioe.crypto.keystore import Unlock
+from ioe.dnas import core_dna
+from ioe.errors import WrongPassphrase
+
+UNLOCK = Unlock(passphrase="a long enough passphrase")
+
+
+def ticking(start: int = 1_800_000_000_000_000):  # type: ignore[no-untyped-def]
+    now = [start]
+
+    def clock() -> int:
+        now[0] += 1_000
+        return now[0]
+
+    return clock
+
+
+def test_init_creates_the_owner_cell_with_genesis(tmp_path: Path) -> None:
+    conductor, mnemonic = Conductor.init(tmp_path, UNLOCK, clock=ticking())
+    with conductor:
+        owner = conductor.owner_cell
+        assert owner.agent == OwnerAccount.from_mnemonic(mnemonic).agent_key().agent
+        head = owner.head()
+        assert head is not None and head.seq == 3
+
+
+def test_reopen_restores_cells_and_keys(tmp_path: Path) -> None:
+    conductor, _ = Conductor.init(tmp_path, UNLOCK, clock=ticking())
+    with conductor:
+        plug = conductor.install_cell(core_dna(), device=1)
+        conductor.call(plug, "telemetry", "record_batch", [{"at_us": 1, "values": {"power_mw": 5}}])
+        agent, head = plug.agent, plug.head()
+    with Conductor.open(tmp_path, UNLOCK, clock=ticking(1_900_000_000_000_000)) as reopened:
+        agents = {cell.agent for cell in reopened.cells()}
+        assert agent in agents
+        again = next(cell for cell in reopened.cells() if cell.agent == agent)
+        assert again.head() == head
+        assert again.agent == device_agent_key(reopened.account.device_seed(1), 0).agent
+        assert len(again.call("telemetry", "batches", now_us=1_900_000_000_000_000)) == 1
+
+
+def test_wrong_passphrase_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    conductor, _ = Conductor.init(tmp_path, UNLOCK, clock=ticking())
+    conductor.close()
+    before = (tmp_path / "keystore.json").read_bytes()
+    with pytest.raises(WrongPassphrase):
+        Conductor.open(tmp_path, Unlock(passphrase="not the passphrase"))
+    assert (tmp_path / "keystore.json").read_bytes() == before
+
+
+def test_open_before_init_says_so(tmp_path: Path) -> None:
+    with pytest.raises(NotInitialised):
+        Conductor.open(tmp_path, UNLOCK)
+
+
+def test_recover_after_losing_the_keystore_keeps_the_chain(tmp_path: Path) -> None:
+    conductor, mnemonic = Conductor.init(tmp_path, UNLOCK, clock=ticking())
+    with conductor:
+        head = conductor.owner_cell.head()
+    (tmp_path / "keystore.json").unlink()
+    new_unlock = Unlock(passphrase="a new passphrase after the loss")
+    with Conductor.recover(tmp_path, mnemonic, new_unlock, clock=ticking()) as recovered:
+        assert recovered.owner_cell.head() == head
+
+
+def test_recover_refuses_a_directory_of_another_owner(tmp_path: Path) -> None:
+    conductor, _ = Conductor.init(tmp_path, UNLOCK, clock=ticking())
+    conductor.close()
+    (tmp_path / "keystore.json").unlink()
+    stranger = OwnerAccount.generate().mnemonic()
+    with pytest.raises(AlreadyInitialised):
+        Conductor.recover(tmp_path, stranger, UNLOCK)
+    assert not (tmp_path / "keystore.json").exists()
