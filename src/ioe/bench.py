@@ -64,7 +64,9 @@ def bench_chain(*, entries: int = 4000, batch: int = 100, rounds: int = 3) -> di
                 for r in store.iter_records()
             ]
             records = len(signed)
-            validate_rates, single_rates, raw_rates = [], [], []
+            validate_rates: list[float] = []
+            single_rates: list[float] = []
+            raw_rates: list[float] = []
             for _ in range(rounds):
                 raw_rates.append(_raw_verify_rate(signed, bytes(keys.agent)))
                 for parallel, rates in ((True, validate_rates), (False, single_rates)):

@@ -42,12 +42,13 @@ _KEY_CACHE_LIMIT = 65536
 
 def _key_rank(key: str | int) -> tuple[int, bytes]:
     """Canonical order of a map key: length of its encoding, then the encoding's bytes."""
+    key_kind = type(key)
+    if key_kind is not str and key_kind is not int:  # before the cache: True == 1 == 1.0
+        raise EncodingError(f"map key of type {key_kind.__name__}; only str or int")
     rank = _KEY_CACHE.get(key)
     if rank is None:
-        if type(key) is int:
+        if isinstance(key, int):
             _check_int(key)
-        elif type(key) is not str:
-            raise EncodingError(f"map key of type {type(key).__name__}; only str or int")
         encoded = cbor2.dumps(key)
         rank = (len(encoded), encoded)
         if len(_KEY_CACHE) >= _KEY_CACHE_LIMIT:
@@ -86,7 +87,11 @@ def _canonical(value: Any, depth: int) -> Any:
 
 
 def _check_decoded(value: Any, depth: int) -> None:
-    """Raise unless a freshly decoded value lies in the subset with keys in canonical order."""
+    """Raise unless a freshly decoded value lies in the subset with keys in canonical order.
+
+    Hot path (every validation decodes): scalars inside containers are checked inline rather
+    than by a call each.
+    """
     kind = type(value)
     if kind in _SCALARS:
         return
@@ -103,12 +108,15 @@ def _check_decoded(value: Any, depth: int) -> None:
             _check_decoded(item, depth + 1)
         return
     if kind is dict:
-        previous = None
+        previous: tuple[int, bytes] | None = None
         for key, item in value.items():
             rank = _key_rank(key)
             if previous is not None and rank <= previous:
                 raise EncodingError("map keys are not in canonical order")
             previous = rank
+            item_kind = type(item)
+            if item_kind in _SCALARS or (item_kind is int and MIN_INT <= item <= MAX_INT):
+                continue
             _check_decoded(item, depth + 1)
         return
     raise EncodingError(f"type {type(value).__name__} is not allowed in canonical encoding")

@@ -33,6 +33,7 @@ def ioe(
         text=True,
         env=env,
         timeout=120,
+        check=False,
     )
 
 

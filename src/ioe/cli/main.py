@@ -119,8 +119,6 @@ def cmd_chain_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_chain_show(args: argparse.Namespace) -> int:
-    from ioe.inspect import describe_chain
-
     with open_database(_data_dir(args), verify=False) as db:
         dnas = known_dnas(db)
         specs = db.dna_specs()

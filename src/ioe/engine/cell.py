@@ -294,16 +294,27 @@ class CallContext:
         return from_value(cls, record.entry.app_value())
 
     def query(
-        self, cls: type | None = None, *, action_type: ActionType | None = None
+        self,
+        cls: type | None = None,
+        *,
+        action_type: ActionType | None = None,
+        from_seq: int = 0,
+        until_seq: int | None = None,
     ) -> list[Record]:
-        """This chain's records (including this call's), optionally of one entry type."""
+        """This chain's records in order (this call's included), optionally only those of one
+        entry type, one action type, or a range of sequence numbers (inclusive)."""
         entry_type = self.dna.entry_type_for(cls)[0] if cls is not None else None
-        stored = self._cell.store.query(ChainQuery(action_type=action_type, entry_type=entry_type))
+        query = ChainQuery(
+            action_type=action_type, entry_type=entry_type, from_seq=from_seq, until_seq=until_seq
+        )
+        stored = self._cell.store.query(query)
         pending = [
             r
             for r in self._scratch.records
             if (entry_type is None or r.action.entry_type == entry_type)
             and (action_type is None or action_type == r.action.TYPE)
+            and from_seq <= r.action.seq
+            and (until_seq is None or r.action.seq <= until_seq)
         ]
         return stored + pending
 

@@ -1,8 +1,8 @@
 """DHT operations: the views of a record that its authorities validate and store.
 
 Each public record becomes several ops, each with a *basis* hash that decides which peers are
-its authorities (Holochain's ``ChainOp``). Private entries never travel: their ops carry the action only.
-The network layer publishes these; here they are also the unit of app validation.
+its authorities (Holochain's ``ChainOp``). Private entries never travel: their ops carry the
+action only. The network layer publishes these.
 """
 
 from __future__ import annotations

@@ -383,7 +383,7 @@ def action_from_value(value: Value) -> AnyAction:
     )
 
 
-_ARITY = {
+_ARITY: dict[int, int] = {
     ActionType.DNA: 1,
     ActionType.AGENT_VALIDATION_PKG: 1,
     ActionType.INIT_ZOMES_COMPLETE: 0,
