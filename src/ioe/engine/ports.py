@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ioe.engine.records import ActionType, AppEntryType, Entry, Record, SignedAction
+from ioe.errors import ChainError
 from ioe.hashing import ActionHash, AgentPubKey, EntryHash, HoloHash
 
 
@@ -69,3 +70,13 @@ class ChainStore(Protocol):
     def links(
         self, base: HoloHash, zome_index: int | None = None, link_type: int | None = None
     ) -> list[Link]: ...
+
+
+def require_sequence(records: Sequence[Record], next_seq: int) -> None:
+    """Refuse a batch that does not continue the chain at ``next_seq`` without gaps."""
+    for offset, record in enumerate(records):
+        if record.action.seq != next_seq + offset:
+            raise ChainError(
+                f"append refused by the store: record #{record.action.seq} where "
+                f"#{next_seq + offset} was due"
+            )

@@ -140,6 +140,8 @@ class Entry:
         if not (isinstance(value, list) and len(value) == 2 and type(value[1]) is bytes):
             raise EncodingError("entry must be [kind, payload]")
         kind, payload = value
+        if type(kind) is not int:  # false == 0 and true == 1: a second spelling, another hash
+            raise EncodingError(f"entry kind must be an integer, not {kind!r}")
         if kind == EntryKind.APP:
             return cls(EntryKind.APP, payload, bytes(data))
         if kind == EntryKind.AGENT and len(payload) == 32:

@@ -75,6 +75,8 @@ def check_record(
     if prev is None:
         if not isinstance(action, Dna):
             return "a chain must start with the Dna action"
+        if action.prev is not None:
+            return "the first action cannot have a previous action"
     else:
         prev_action = prev.action
         if action.prev != prev.hash:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ioe.engine.ports import ChainHead, ChainQuery, Link
+from ioe.engine.ports import ChainHead, ChainQuery, Link, require_sequence
 from ioe.engine.records import CreateLink, DeleteLink, Entry, Record, SignedAction
 from ioe.errors import ChainError
 from ioe.hashing import ActionHash, AgentPubKey, DnaHash, EntryHash, HoloHash
@@ -96,12 +96,12 @@ class MemoryChainStore:
         return ChainHead(last.action.seq, last.hash, last.action.timestamp)
 
     def append(self, records: Sequence[Record], expected_head: ActionHash | None) -> None:
+        if not records:
+            return
         current = self._chain.hashes[-1] if self._chain.hashes else None
         if current != expected_head:
             raise ChainError("the chain head moved during the call; nothing was written")
-        for offset, record in enumerate(records):
-            if record.action.seq != len(self._chain.signed) + offset:
-                raise ChainError("append refused by the store: sequence out of order")
+        require_sequence(records, len(self._chain.signed))
         for record in records:
             data = record.signed_action.to_bytes()
             self.db._action_chain[record.action_hash] = (self._chain, len(self._chain.signed))
@@ -130,6 +130,8 @@ class MemoryChainStore:
         end = len(self._chain.signed) if query.until_seq is None else query.until_seq + 1
         found: list[Record] = []
         for action_hash in self._chain.hashes[query.from_seq : end]:
+            if query.limit is not None and len(found) >= query.limit:  # first: limit may be 0
+                break
             record = self.db.get_record(action_hash)
             assert record is not None
             action = record.action
@@ -142,8 +144,6 @@ class MemoryChainStore:
             ):
                 continue
             found.append(record if query.include_entries else Record(record.signed_action))
-            if query.limit is not None and len(found) >= query.limit:
-                break
         return found
 
     def iter_records(self, from_seq: int = 0) -> Iterator[Record]:

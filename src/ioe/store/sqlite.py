@@ -19,7 +19,7 @@ from ioe.crypto.batch import SignatureWorkers, SignedMessage, signed_message
 from ioe.crypto.keys import SIGNATURE_SIZE
 from ioe.encoding import Value, decode, encode
 from ioe.engine.dna import DnaDef
-from ioe.engine.ports import ChainHead, ChainQuery, Link
+from ioe.engine.ports import ChainHead, ChainQuery, Link, require_sequence
 from ioe.engine.records import (
     ACTION_SIGNATURE_CONTEXT,
     CreateLink,
@@ -364,52 +364,58 @@ class SqliteChainStore:
     def append(self, records: Sequence[Record], expected_head: ActionHash | None) -> None:
         if not records:
             return
-        try:
-            with self.db.transaction() as conn:
-                row = conn.execute(
-                    "SELECT hash FROM actions WHERE cell_id = ? ORDER BY seq DESC LIMIT 1",
-                    (self._cell_id,),
-                ).fetchone()
-                current = ActionHash(row[0]) if row else None
-                if current != expected_head:
-                    raise ChainError("the chain head moved during the call; nothing was written")
-                conn.executemany(
-                    "INSERT INTO actions (cell_id, seq, hash, type, timestamp, entry_hash, "
-                    "entry_zome, entry_index, signed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [self._action_row(r) for r in records],
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT hash, seq FROM actions WHERE cell_id = ? ORDER BY seq DESC LIMIT 1",
+                (self._cell_id,),
+            ).fetchone()
+            current = ActionHash(row[0]) if row else None
+            if current != expected_head:
+                raise ChainError("the chain head moved during the call; nothing was written")
+            require_sequence(records, row[1] + 1 if row else 0)
+            # Caught here, inside the transaction: transaction() maps any sqlite3 error that
+            # leaves it to StoreError, and a constraint violation is a refused append.
+            try:
+                self._insert(conn, records)
+            except sqlite3.IntegrityError as exc:
+                raise ChainError(f"append refused by the store: {exc}") from exc
+
+    def _insert(self, conn: sqlite3.Connection, records: Sequence[Record]) -> None:
+        conn.executemany(
+            "INSERT INTO actions (cell_id, seq, hash, type, timestamp, entry_hash, "
+            "entry_zome, entry_index, signed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self._action_row(r) for r in records],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO entries (hash, content) VALUES (?, ?)",
+            [
+                (r.action.entry_hash, r.entry.to_bytes())
+                for r in records
+                if r.entry is not None and r.action.entry_hash is not None
+            ],
+        )
+        for record in records:
+            action = record.action
+            if isinstance(action, CreateLink):
+                conn.execute(
+                    "INSERT INTO links (create_hash, author, timestamp, base, target, "
+                    "zome, type, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.action_hash,
+                        action.author,
+                        action.timestamp,
+                        to_typed_bytes(action.base),
+                        to_typed_bytes(action.target),
+                        action.zome_index,
+                        action.link_type,
+                        action.tag,
+                    ),
                 )
-                conn.executemany(
-                    "INSERT OR IGNORE INTO entries (hash, content) VALUES (?, ?)",
-                    [
-                        (r.action.entry_hash, r.entry.to_bytes())
-                        for r in records
-                        if r.entry is not None and r.action.entry_hash is not None
-                    ],
+            elif isinstance(action, DeleteLink):
+                conn.execute(
+                    "UPDATE links SET deleted_by = ? WHERE create_hash = ?",
+                    (record.action_hash, action.link_add),
                 )
-                for record in records:
-                    action = record.action
-                    if isinstance(action, CreateLink):
-                        conn.execute(
-                            "INSERT INTO links (create_hash, author, timestamp, base, target, "
-                            "zome, type, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                record.action_hash,
-                                action.author,
-                                action.timestamp,
-                                to_typed_bytes(action.base),
-                                to_typed_bytes(action.target),
-                                action.zome_index,
-                                action.link_type,
-                                action.tag,
-                            ),
-                        )
-                    elif isinstance(action, DeleteLink):
-                        conn.execute(
-                            "UPDATE links SET deleted_by = ? WHERE create_hash = ?",
-                            (record.action_hash, action.link_add),
-                        )
-        except sqlite3.IntegrityError as exc:
-            raise ChainError(f"append refused by the store: {exc}") from exc
 
     def _action_row(self, record: Record) -> tuple[Any, ...]:
         action = record.action
