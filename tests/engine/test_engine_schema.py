@@ -6,12 +6,13 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ioe.encoding import decode, encode
-from ioe.engine.schema import from_value, to_value
+from ioe.engine.schema import decode_as, from_value, to_value
 from ioe.errors import EncodingError
 from ioe.hashing import ActionHash, AgentPubKey, EntryHash
 
@@ -236,3 +237,65 @@ def test_unsupported_annotations_are_refused() -> None:
     for cls in (WithFloat, WithFixedTuple):
         with pytest.raises(EncodingError, match="support"):
             from_value(cls, {"x": 1})
+
+
+# -------------------------------------------------- decode_as: one walk, every canonical check
+
+
+@given(everything)
+def test_decode_as_equals_decode_then_from_value(value: Everything) -> None:
+    data = encode(to_value(value))
+    assert_types_match(decode_as(Everything, data), from_value(Everything, decode(data)))
+
+
+def test_to_value_puts_map_keys_in_canonical_order() -> None:
+    value = to_value(Point("p", 1))
+    assert list(value) == ["name", "value"]
+    assert list(to_value({"bb": 1, "a": 2, "ccc": 3})) == ["a", "bb", "ccc"]
+    assert encode(to_value(Point("p", 1))) == cbor2.dumps({"value": 1, "name": "p"}, canonical=True)
+
+
+@dataclass(frozen=True)
+class Loose:
+    count: int
+    table: dict[str, int]
+    anything: Any
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({"count": 1.5, "table": {}, "anything": 0}, "count"),
+        ({"count": 2**64, "table": {}, "anything": 0}, "count"),
+        ({"count": 1, "table": {"a": 1.0}, "anything": 0}, "table"),
+        ({"count": 1, "table": {"b": 1, "a": 2}, "anything": 0}, "canonical order"),
+        ({"count": 1, "table": {}, "anything": [1, 2.5]}, "anything"),
+        ({"count": 1, "table": {}, "anything": {"y": 1, "x": 1}}, "canonical order"),
+        ({"table": {}, "count": 1, "anything": 0}, "canonical order"),
+        ({"count": 1, "table": {}}, "missing"),
+    ],
+)
+def test_decode_as_rejects_what_decode_would(raw: dict[str, Any], problem: str) -> None:
+    data = cbor2.dumps(raw)  # plain mode: keeps the (possibly wrong) key order given here
+    with pytest.raises(EncodingError, match=problem):
+        decode_as(Loose, data)
+
+
+@given(st.binary(max_size=64))
+def test_decode_as_accepts_only_canonical_bytes(data: bytes) -> None:
+    """Fuzz: whatever decode_as accepts re-encodes to exactly the same bytes."""
+    try:
+        value = decode_as(Loose, data)
+    except EncodingError:
+        return
+    assert encode(to_value(value)) == data
+
+
+@given(st.dictionaries(st.sampled_from(["count", "table", "anything"]), st.integers(0, 3)))
+def test_decode_as_on_mutated_maps_never_accepts_non_canonical(raw: dict[str, Any]) -> None:
+    data = cbor2.dumps(raw)
+    try:
+        value = decode_as(Loose, data)
+    except EncodingError:
+        return
+    assert encode(to_value(value)) == data

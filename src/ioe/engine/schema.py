@@ -7,7 +7,9 @@ is a map from field name to value; decoding checks every field against its annot
 validation function receives a well-typed object or the op is rejected before it runs.
 
 Each type's converter is built once from its annotations and cached: validation decodes every
-entry it sees, so this sits on the hot path.
+entry it sees, so this sits on the hot path. :func:`decode_as` walks an entry once: the
+converters check exact types, 64-bit integer ranges and the canonical order of map keys
+themselves, so the generic canonical check of :func:`ioe.encoding.decode` is not repeated.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from ioe.encoding import Value
+from ioe.encoding import MAX_INT, MIN_INT, Value, check_decoded, decode_structure, key_rank
 from ioe.errors import EncodingError
 from ioe.hashing import HoloHash
 
@@ -29,9 +31,9 @@ Converter = Callable[[Any], Any]
 
 
 def to_value(obj: object) -> Value:
-    """The canonical value of a dataclass instance (recursively)."""
+    """The canonical value of a dataclass instance (recursively), maps in canonical key order."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_value(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {name: to_value(getattr(obj, name)) for name in _wire_order(type(obj))}
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, HoloHash):
@@ -39,8 +41,13 @@ def to_value(obj: object) -> Value:
     if isinstance(obj, list | tuple):
         return [to_value(item) for item in obj]
     if isinstance(obj, dict):
-        return {key: to_value(item) for key, item in obj.items()}
+        return {key: to_value(obj[key]) for key in sorted(obj, key=key_rank)}
     return obj
+
+
+@cache
+def _wire_order(cls: type) -> list[str]:
+    return sorted((f.name for f in dataclasses.fields(cls)), key=key_rank)
 
 
 def from_value(cls: type[T], value: Value) -> T:
@@ -50,7 +57,23 @@ def from_value(cls: type[T], value: Value) -> T:
     return typing.cast(T, converter(cls)(value))
 
 
-def _identity(value: Any) -> Any:
+def decode_as(cls: type[T], data: bytes) -> T:
+    """Decode canonical bytes straight into an instance of dataclass ``cls``."""
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        raise EncodingError(f"{cls!r} is not a dataclass")
+    return typing.cast(T, converter(cls)(decode_structure(data)))
+
+
+def _any(value: Any) -> Any:
+    check_decoded(value)
+    return value
+
+
+def _int(value: Any) -> Any:
+    if type(value) is not int:
+        raise EncodingError(f"expected int, got {type(value).__name__}")
+    if not MIN_INT <= value <= MAX_INT:
+        raise EncodingError(f"integer out of the 64-bit range: {value}")
     return value
 
 
@@ -70,7 +93,7 @@ def converter(annotation: Any) -> Converter:
     """A function checking a canonical value against ``annotation`` and building the object."""
     origin = get_origin(annotation)
     if annotation is Any:
-        return _identity
+        return _any
     if origin is Union or origin is types.UnionType:
         return _union(get_args(annotation))
     if annotation is type(None) or annotation is None:
@@ -87,7 +110,9 @@ def converter(annotation: Any) -> Converter:
             return _hash(annotation)
         if issubclass(annotation, enum.Enum):
             return _enum(annotation)
-        if annotation in (bool, int, str, bytes):
+        if annotation is int:
+            return _int
+        if annotation in (bool, str, bytes):
             return _exact(annotation)
     raise EncodingError(f"unsupported field type {annotation!r}")
 
@@ -117,7 +142,7 @@ def _sequence(annotation: Any, origin: type) -> Converter:
     args = get_args(annotation)
     if origin is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
         raise EncodingError(f"only tuple[T, ...] is supported, not {annotation!r}")
-    item = converter(args[0]) if args else _identity
+    item = converter(args[0]) if args else _any
     make_tuple = origin is tuple
 
     def convert(value: Any) -> Any:
@@ -136,33 +161,51 @@ def _mapping(key: Converter, item: Converter) -> Converter:
     def convert(value: Any) -> Any:
         if type(value) is not dict:
             raise EncodingError(f"expected a map, got {type(value).__name__}")
+        converted = {}
+        previous: tuple[int, bytes] | None = None
         try:
-            return {key(k): item(x) for k, x in value.items()}
+            for k, x in value.items():
+                rank = key_rank(k)
+                if previous is not None and rank <= previous:
+                    raise EncodingError("map keys are not in canonical order")
+                previous = rank
+                converted[key(k)] = item(x)
         except EncodingError as exc:
             raise EncodingError(f"[entry]: {exc}") from None
+        return converted
 
     return convert
 
 
 def _dataclass(cls: type) -> Converter:
     hints = get_type_hints(cls)
-    fields = [(f.name, converter(hints[f.name])) for f in dataclasses.fields(cls) if f.init]
-    names = frozenset(name for name, _ in fields)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    converters = [(f.name, converter(hints[f.name])) for f in fields]
+    names = [f.name for f in fields]
+    wire_order = sorted(names, key=key_rank)
+    positional = all(not f.kw_only for f in fields)
     label = cls.__name__
 
     def convert(value: Any) -> Any:
         if type(value) is not dict:
             raise EncodingError(f"{label}: expected a map, got {type(value).__name__}")
-        if value.keys() != names:
+        if list(value) != wire_order:
+            names = set(wire_order)
             missing, extra = names - value.keys(), value.keys() - names
-            raise EncodingError(f"{label}: missing {sorted(missing)}, unexpected {sorted(extra)}")
-        kwargs = {}
-        for name, convert_field in fields:
+            if missing or extra:
+                raise EncodingError(
+                    f"{label}: missing {sorted(missing)}, unexpected {sorted(extra)}"
+                )
+            raise EncodingError(f"{label}: map keys are not in canonical order")
+        args = []
+        for name, convert_field in converters:
             try:
-                kwargs[name] = convert_field(value[name])
+                args.append(convert_field(value[name]))
             except EncodingError as exc:
                 raise EncodingError(f"{label}.{name}: {exc}") from None
-        return cls(**kwargs)
+        if positional:
+            return cls(*args)
+        return cls(**dict(zip(names, args, strict=True)))
 
     return convert
 

@@ -36,7 +36,7 @@ from ioe.engine.records import (
     Record,
     SignedAction,
 )
-from ioe.engine.schema import from_value
+from ioe.engine.schema import decode_as
 from ioe.errors import ChainIntegrityError, EncodingError
 from ioe.hashing import ActionHash, AgentPubKey, EntryHash
 
@@ -207,7 +207,7 @@ def decode_app_entry(dna: DnaDef, record: Record) -> object | None:
     entry_def = dna.entry_def(action.entry_type)
     if entry_def is None:
         raise EncodingError("entry type is not defined by the DNA")
-    return from_value(entry_def.cls, entry.app_value())
+    return decode_as(entry_def.cls, entry.payload)
 
 
 def validate_app(record: Record, dna: DnaDef, host: SourceHost) -> Outcome:

@@ -9,13 +9,13 @@ onwards (hash links, signatures, sequence, entry hashes), so corruption is found
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ioe.crypto.batch import SignatureWorkers, SignedMessage, signed_message
+from ioe.crypto.batch import PendingCheck, SignatureWorkers, SignedMessage, signed_message
 from ioe.crypto.keys import SIGNATURE_SIZE
 from ioe.encoding import Value, decode, encode
 from ioe.engine.dna import DnaDef
@@ -96,6 +96,7 @@ _RECORD_COLUMNS = "a.seq, a.hash, a.signed, e.content"
 _RECORD_FROM = "actions a LEFT JOIN entries e ON e.hash = a.entry_hash"
 _VERIFY_PAGE = 256
 _PARALLEL_FROM = 4 * _VERIFY_PAGE
+_PAGES_AHEAD = 2
 
 
 @contextmanager
@@ -500,17 +501,18 @@ class SqliteChainStore:
                 "WHERE a.cell_id = ? AND a.seq >= ? ORDER BY a.seq",
                 (self._cell_id, start),
             )
-            rows = cursor.fetchmany(_VERIFY_PAGE)
-            while rows:
-                # Start the signature checks of this page, read the next page, then check this
-                # one here while the workers verify.
-                pending = None
-                if workers is not None:
-                    pending = workers.submit([self._signature_check(row) for row in rows])
-                next_rows = cursor.fetchmany(_VERIFY_PAGE)
+            # Keep the workers a page ahead: the signatures of the next page are already being
+            # checked while this process checks everything else of the current one.
+            queue: deque[tuple[list[Any], PendingCheck | None]] = deque()
+            while True:
+                while len(queue) < _PAGES_AHEAD and (rows := cursor.fetchmany(_VERIFY_PAGE)):
+                    checks = [self._signature_check(row) for row in rows] if workers else None
+                    queue.append((rows, workers.submit(checks) if workers and checks else None))
+                if not queue:
+                    break
+                rows, pending = queue.popleft()
                 self._verify_page(rows, seq, verifier, pending)
                 seq += len(rows)
-                rows = next_rows
         if verifier.count:
             with self.db.transaction() as conn:
                 conn.execute(
@@ -530,7 +532,7 @@ class SqliteChainStore:
         rows: Sequence[Sequence[Any]],
         first_seq: int,
         verifier: ChainVerifier,
-        pending: Future[int | None] | None,
+        pending: PendingCheck | None,
     ) -> None:
         """Check a page in order; report its first bad record, whichever check found it."""
         failure: ChainIntegrityError | None = None

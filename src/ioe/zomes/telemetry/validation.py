@@ -16,6 +16,7 @@ from ioe.zomes.telemetry.entries import (
 
 _POINT_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 CUMULATIVE_SUFFIXES = ("_mwh", "_wh")
+_GOOD_NAMES: set[str] = set()  # names already seen to match _POINT_NAME (a pure memo)
 
 
 def validate(op: Op, host: IntegrityHost) -> Outcome:
@@ -44,8 +45,11 @@ def check_batch(batch: ReadingBatch, committed_at_us: int) -> Outcome:
         if not sample.values or len(sample.values) > MAX_POINTS_PER_SAMPLE:
             return Invalid(f"a sample has 1 to {MAX_POINTS_PER_SAMPLE} points")
         for name, value in sample.values.items():
-            if len(name) > MAX_POINT_NAME or not _POINT_NAME.match(name):
-                return Invalid(f"bad point name {name[:40]!r}")
+            if name not in _GOOD_NAMES:
+                if len(name) > MAX_POINT_NAME or not _POINT_NAME.match(name):
+                    return Invalid(f"bad point name {name[:40]!r}")
+                if len(_GOOD_NAMES) < 4096:
+                    _GOOD_NAMES.add(name)
             if name.endswith(CUMULATIVE_SUFFIXES):
                 if value < last_counter.get(name, 0):
                     return Invalid(f"cumulative {name} went down")
