@@ -1,6 +1,7 @@
 """The DNAs this release ships, assembled from the zomes.
 
-``core`` is the network every IoE agent joins: for now it holds signed telemetry; identity,
+``core`` is the network every IoE agent joins: for now it holds public profiles and signed
+telemetry; identity,
 devices, currency and community zomes join it as they are built. Changing any integrity zome
 (its version or types) changes the DNA hash, i.e. starts a new network.
 """
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 
 from ioe.encoding import Value
 from ioe.engine.dna import DnaDef
-from ioe.zomes import telemetry
+from ioe.zomes import profile, telemetry
 
 CORE_DNA_NAME = "ioe-core"
 
@@ -19,8 +20,8 @@ CORE_DNA_NAME = "ioe-core"
 def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = "") -> DnaDef:
     return DnaDef(
         name=CORE_DNA_NAME,
-        integrity_zomes=(telemetry.integrity,),
-        coordinator_zomes=(telemetry.coordinator,),
+        integrity_zomes=(profile.integrity, telemetry.integrity),
+        coordinator_zomes=(profile.coordinator, telemetry.coordinator),
         properties=dict(properties or {}),
         network_seed=network_seed,
     )

@@ -8,8 +8,8 @@ byte strings) and by the text form::
 
 ``u`` is the multibase tag of base64url. Each 3-byte prefix was chosen so it spells four readable
 characters: agent keys start ``uagnt``, action hashes ``uactn``, entry hashes ``untry``, DNA hashes
-``udnah``, warrants ``uwrnt`` and external hashes ``uxtrn``. An agent key's "digest" is the raw
-Ed25519 public key itself.
+``udnah``, DHT ops ``udhop``, warrants ``uwrnt`` and external hashes ``uxtrn``. An agent key's
+"digest" is the raw Ed25519 public key itself.
 """
 
 from __future__ import annotations
@@ -106,6 +106,14 @@ class WarrantHash(HoloHash):
     __slots__ = ()
     KIND = "warrant hash"
     TEXT_TAG = "wrnt"
+
+
+class DhtOpHash(HoloHash):
+    """Names one DHT op: BLAKE2b-256 of ``[op_type, action_hash]``."""
+
+    __slots__ = ()
+    KIND = "DHT op hash"
+    TEXT_TAG = "dhop"
 
 
 class ExternalHash(HoloHash):

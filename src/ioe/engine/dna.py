@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ioe.encoding import Value, encode
+from ioe.engine.integrity import VALID, Invalid, Outcome, Valid
 from ioe.engine.records import AppEntryType
 from ioe.engine.zome import CoordinatorZome, EntryDef, IntegrityZome
 from ioe.errors import ZomeCallError
@@ -76,6 +77,20 @@ class DnaDef:
             if link_index is not None:
                 return zome_index, link_index
         raise ZomeCallError(f"no link type {name!r} in DNA {self.name!r}")
+
+    def check_membrane(self, agent: AgentPubKey, proof: bytes | None) -> Outcome:
+        """Whether ``agent`` may join this DNA's network with ``proof`` (every integrity zome that
+        has a membrane rule must accept it)."""
+        for zome in self.integrity_zomes:
+            if zome.membrane is None:
+                continue
+            try:
+                outcome = zome.membrane(agent, proof, self.properties)
+            except Exception as exc:  # a crashing rule refuses, as in validation
+                return Invalid(f"membrane rule of {zome.name} raised {type(exc).__name__}")
+            if not isinstance(outcome, Valid):
+                return outcome
+        return VALID
 
     def coordinator(self, name: str) -> CoordinatorZome:
         for zome in self.coordinator_zomes:

@@ -66,31 +66,40 @@ def check_record(
 ) -> str | None:
     """The first system rule ``record`` breaks given its predecessor, or None if it breaks none."""
     signed = record.signed_action
-    action = signed.action
-    if check_signature and not verify(
-        action.author, b"ioe/action/v1", signed.hash, signed.signature
-    ):
+    if check_signature and not signed.signature_valid():
         return "signature does not verify"
+    return check_link(signed, prev) or check_content(record, dna, require_entry=require_entry)
 
+
+def check_link(signed: SignedAction, prev: SignedAction | None) -> str | None:
+    """Rules between an action and the one before it on its chain (None: it is the first)."""
+    action = signed.action
     if prev is None:
         if not isinstance(action, Dna):
             return "a chain must start with the Dna action"
         if action.prev is not None:
             return "the first action cannot have a previous action"
-    else:
-        prev_action = prev.action
-        if action.prev != prev.hash:
-            return "previous-action hash does not match the record before it"
-        if action.seq != prev_action.seq + 1:
-            return f"sequence number {action.seq} does not follow {prev_action.seq}"
-        if action.author != prev_action.author:
-            return "author differs from the rest of the chain"
-        if action.timestamp < prev_action.timestamp:
-            return "timestamp is earlier than the previous action's"
+        return None
+    prev_action = prev.action
+    if action.prev != prev.hash:
+        return "previous-action hash does not match the record before it"
+    if action.seq != prev_action.seq + 1:
+        return f"sequence number {action.seq} does not follow {prev_action.seq}"
+    if action.author != prev_action.author:
+        return "author differs from the rest of the chain"
+    if action.timestamp < prev_action.timestamp:
+        return "timestamp is earlier than the previous action's"
+    return None
 
+
+def check_content(record: Record, dna: DnaDef | None, *, require_entry: bool = True) -> str | None:
+    """Rules a record obeys on its own: genesis positions, DNA, entry hash, kind and type."""
+    action = record.action
     reason = _check_genesis_position(record)
     if reason:
         return reason
+    if (action.prev is None) != (action.seq == 0):
+        return "only the first action has no previous action"
     if isinstance(action, Dna) and dna is not None and action.dna_hash != dna.hash:
         return "chain belongs to another DNA"
 
@@ -218,6 +227,10 @@ def validate_app(record: Record, dna: DnaDef, host: SourceHost) -> Outcome:
     STORE_RECORD's content, so it is judged by the authorities that hold it, not here; entry
     rules must therefore accept or reject STORE_RECORD and STORE_ENTRY alike.
     """
+    if isinstance(record.action, AgentValidationPkg):
+        membrane = dna.check_membrane(record.action.author, record.action.membrane_proof)
+        if not isinstance(membrane, Valid):
+            return membrane
     try:
         app_entry = decode_app_entry(dna, record)
     except EncodingError as exc:
@@ -235,7 +248,7 @@ def validate_app(record: Record, dna: DnaDef, host: SourceHost) -> Outcome:
     )
     for op in ops:
         for zome in zomes:
-            outcome = _run(zome.validate, op, host)
+            outcome = run_validation(zome.validate, op, host)
             if not isinstance(outcome, Valid):
                 return outcome
     return VALID
@@ -251,7 +264,10 @@ def _zome_of(record: Record) -> int | None:
     return None
 
 
-def _run(validate: Callable[[Op, SourceHost], Outcome], op: Op, host: SourceHost) -> Outcome:
+def run_validation(
+    validate: Callable[[Op, SourceHost], Outcome], op: Op, host: SourceHost
+) -> Outcome:
+    """One zome's verdict on one op; crashes and dependency gaps become outcomes."""
     try:
         outcome = validate(op, host)
     except UnresolvedDependency as missing:

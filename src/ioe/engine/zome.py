@@ -7,7 +7,7 @@ may change freely without changing the network's identity.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -15,12 +15,15 @@ from ioe.encoding import Value
 from ioe.engine.integrity import VALID, IntegrityHost, Op, Outcome, ValidateFn
 from ioe.engine.records import Visibility
 from ioe.errors import ZomeCallError
+from ioe.hashing import AgentPubKey
 
 if TYPE_CHECKING:
     from ioe.engine.cell import CallContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 ZomeFn: TypeAlias = "Callable[[CallContext, Any], Any]"
+MembraneFn: TypeAlias = Callable[[AgentPubKey, bytes | None, Mapping[str, Value]], Outcome]
+"""``membrane(agent, proof, dna_properties)``: pure, like validation."""
 
 
 def _accept_everything(op: Op, host: IntegrityHost) -> Outcome:
@@ -46,6 +49,8 @@ class IntegrityZome:
     entry_defs: tuple[EntryDef, ...] = ()
     link_types: tuple[str, ...] = ()
     validate: ValidateFn = _accept_everything
+    membrane: MembraneFn | None = None
+    """Judges the membrane proof an agent presents to join the network (None: anyone may)."""
 
     def __post_init__(self) -> None:
         names = [d.name for d in self.entry_defs]

@@ -90,6 +90,51 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX links_by_base ON links (base, zome, type);
     """,
+    # 2: the DHT — ops held as an authority, the author's publish queue, receipts, agent infos
+    """
+    CREATE TABLE dht_ops (
+        dna_hash BLOB NOT NULL,
+        op_hash BLOB NOT NULL,
+        basis BLOB NOT NULL,
+        op_type INTEGER NOT NULL,
+        action_hash BLOB NOT NULL,
+        author BLOB NOT NULL,
+        seq INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        received_us INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (dna_hash, op_hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX dht_ops_by_basis ON dht_ops (dna_hash, basis, op_type);
+    CREATE INDEX dht_ops_by_action ON dht_ops (action_hash);
+    CREATE INDEX dht_ops_by_author ON dht_ops (dna_hash, author, seq);
+    CREATE TABLE publish_queue (
+        dna_hash BLOB NOT NULL,
+        op_hash BLOB NOT NULL,
+        basis BLOB NOT NULL,
+        data BLOB NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_us INTEGER NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (dna_hash, op_hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX publish_queue_due ON publish_queue (done, next_attempt_us);
+    CREATE TABLE op_receipts (
+        op_hash BLOB NOT NULL,
+        validator BLOB NOT NULL,
+        valid INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (op_hash, validator)
+    ) WITHOUT ROWID;
+    CREATE TABLE agent_infos (
+        dna_hash BLOB NOT NULL,
+        agent BLOB NOT NULL,
+        signed_at_us INTEGER NOT NULL,
+        expires_at_us INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (dna_hash, agent)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _RECORD_COLUMNS = "a.seq, a.hash, a.signed, e.content"

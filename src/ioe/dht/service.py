@@ -1,0 +1,676 @@
+"""One DNA's network on one node (Holochain semantics over :mod:`ioe.net`).
+
+Membership
+    Each local agent signs an :class:`~ioe.engine.dht.AgentInfo` (peer id, addresses, membrane
+    proof, expiry). Nodes swap the infos they know when they connect and when they gossip; an info
+    whose signature or membrane proof the DNA refuses is dropped, and a peer with no accepted info
+    is refused every DHT request ("not a member").
+
+Publishing
+    Every public record a local agent commits becomes its DHT ops, queued in SQLite. The publisher
+    sends each op to the ``r`` members nearest its basis (its authorities) until ``r`` valid
+    receipts are in, with exponential backoff; the queue survives restarts.
+
+Holding
+    An authority validates an op with the DNA's rules (fetching missing dependencies from the
+    network first), stores it with its verdict and answers with a signed receipt.
+
+Gets
+    Records, links and agent activity are read locally when held or cached, otherwise from their
+    authorities, with a bounded timeout; fetched ops are checked and cached.
+
+Gossip
+    Every few seconds a node compares the ops it holds with a random member's and each sends the
+    other what it lacks — this repairs whatever publishing missed (restarts, partitions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ioe.encoding import Value, decode, encode
+from ioe.engine.cell import Cell
+from ioe.engine.dht import (
+    DEFAULT_REPLICATION,
+    AgentInfo,
+    DhtOp,
+    ValidationReceipt,
+    authorities,
+    publishable_ops,
+    validate_op,
+)
+from ioe.engine.dna import DnaDef
+from ioe.engine.integrity import Invalid, Unresolved, Valid
+from ioe.engine.ops import OpType
+from ioe.engine.ports import ChainQuery, Link
+from ioe.engine.records import CreateLink, DeleteLink, Record, SignedAction
+from ioe.engine.validation import SourceHost
+from ioe.errors import EncodingError
+from ioe.hashing import (
+    ActionHash,
+    AgentPubKey,
+    DhtOpHash,
+    HoloHash,
+    from_typed_bytes,
+    to_typed_bytes,
+)
+from ioe.net.interface import (
+    MAX_PAYLOAD,
+    Network,
+    NetworkError,
+    PeerEventKind,
+    PeerId,
+    RequestRefused,
+)
+from ioe.store.dht import OpStatus, SqliteDhtStore
+from ioe.store.sqlite import SqliteDatabase
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+
+
+@dataclass(frozen=True, slots=True)
+class DhtConfig:
+    replication: int = DEFAULT_REPLICATION
+    publish_interval_s: float = 0.25
+    gossip_interval_s: float = 2.0
+    agent_info_ttl_s: float = 20 * 60.0
+    agent_info_refresh_s: float = 5 * 60.0
+    request_timeout_s: float = 5.0
+    max_backoff_s: float = 30.0
+    gossip_fanout: int = 2
+    max_ops_per_request: int = 256
+
+
+@dataclass
+class _LocalAgent:
+    cell: Cell
+    membrane_proof: bytes | None
+
+
+@dataclass
+class DhtStats:
+    published: int = 0
+    held: int = 0
+    refused_peers: int = 0
+    rejected_ops: int = 0
+    gossip_rounds: int = 0
+    fetched: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class DnaNetwork:
+    """Runs one DNA's DHT workflows for the local cells of that DNA."""
+
+    def __init__(
+        self,
+        dna: DnaDef,
+        db: SqliteDatabase,
+        network: Network,
+        *,
+        clock: Clock,
+        config: DhtConfig | None = None,
+    ) -> None:
+        self.dna = dna
+        self.db = db
+        self.net = network
+        self.clock = clock
+        self.config = config or DhtConfig()
+        self.store = SqliteDhtStore(db, dna.hash)
+        self.host = SourceHost(dna, self.store)
+        self.stats = DhtStats()
+        self._local: dict[AgentPubKey, _LocalAgent] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rng = random.Random()
+        prefix = f"/ioe/{dna.hash.to_text()}"
+        self.protocol_agents = f"{prefix}/agents/1"
+        self.protocol_publish = f"{prefix}/publish/1"
+        self.protocol_get = f"{prefix}/get/1"
+        self.protocol_gossip = f"{prefix}/gossip/1"
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    def add_cell(self, cell: Cell, membrane_proof: bytes | None = None) -> None:
+        if cell.dna.hash != self.dna.hash:
+            raise ValueError("cell of another DNA")
+        self._local[cell.agent] = _LocalAgent(cell, membrane_proof)
+
+    async def start(self) -> None:
+        self.net.set_handler(self.protocol_agents, self._on_agents)
+        self.net.set_handler(self.protocol_publish, self._on_publish)
+        self.net.set_handler(self.protocol_get, self._on_get)
+        self.net.set_handler(self.protocol_gossip, self._on_gossip)
+        self.announce()
+        events = self.net.peer_events()
+        for name, job in (
+            ("publisher", self._publisher()),
+            ("gossip", self._gossip_loop()),
+            ("announcer", self._announcer()),
+            ("peer-events", self._watch_peers(events)),
+        ):
+            self._tasks.append(asyncio.create_task(job, name=f"dht-{name}"))
+        for peer in self.net.connected_peers():
+            self._spawn(self.exchange_agent_infos(peer))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.create_task(job)
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+
+    def notify_commit(self) -> None:
+        """A local chain grew: publish soon."""
+        self._wake.set()
+
+    # ---------------------------------------------------------------------------- membership
+
+    def announce(self) -> None:
+        """(Re)sign the local agents' infos with the node's current addresses."""
+        now = self.clock()
+        for agent in self._local.values():
+            info = AgentInfo.sign(
+                agent.cell.keys,
+                dna_hash=self.dna.hash,
+                peer_id=self.net.peer_id,
+                addrs=self.net.listen_addrs(),
+                now_us=now,
+                ttl_us=int(self.config.agent_info_ttl_s * 1e6),
+                membrane_proof=agent.membrane_proof,
+            )
+            self.store.put_agent_info(info)
+
+    def members(self) -> dict[AgentPubKey, AgentInfo]:
+        """Every agent with a valid, unexpired info (local agents included)."""
+        now = self.clock()
+        found = {}
+        for info in self.store.agent_infos(now):
+            if info.check(self.dna, now) is None:
+                found[info.agent] = info
+        return found
+
+    def _member_peers(self) -> set[PeerId]:
+        return {PeerId(info.peer_id) for info in self.members().values()}
+
+    def _require_member(self, peer: PeerId) -> None:
+        if peer not in self._member_peers():
+            self.stats.refused_peers += 1
+            raise RequestRefused("not a member of this DNA's network")
+
+    def _accept_infos(self, raw: Value) -> list[AgentInfo]:
+        if type(raw) is not list or len(raw) > 4096:
+            raise RequestRefused("agent infos must be a list")
+        now = self.clock()
+        accepted = []
+        for item in raw:
+            if type(item) is not bytes:
+                continue
+            try:
+                info = AgentInfo.from_bytes(item)
+            except EncodingError:
+                continue
+            problem = info.check(self.dna, now)
+            if problem is not None:
+                log.info("refused agent info of %s: %s", info.agent.short(), problem)
+                continue
+            if info.agent in self._local and info.peer_id != self.net.peer_id:
+                continue  # nobody else speaks for our own agents
+            if self.store.put_agent_info(info) and info.peer_id != self.net.peer_id:
+                self.net.add_peer_addrs(PeerId(info.peer_id), list(info.addrs))
+            accepted.append(info)
+        return accepted
+
+    def _known_infos_payload(self) -> list[bytes]:
+        return [info.to_bytes() for info in self.members().values()]
+
+    async def exchange_agent_infos(self, peer: PeerId) -> None:
+        """Swap agent infos with ``peer`` (how a node joins, and how membership spreads)."""
+        try:
+            reply = await self.net.request(
+                peer,
+                self.protocol_agents,
+                encode(self._known_infos_payload()),
+                timeout=self.config.request_timeout_s,
+            )
+            self._accept_infos(decode(reply))
+        except (NetworkError, EncodingError) as exc:
+            log.debug("agent info exchange with %s failed: %s", peer, exc)
+
+    async def _on_agents(self, peer: PeerId, payload: bytes) -> bytes:
+        offered = self._accept_infos(_decode(payload))
+        if not any(info.peer_id == peer for info in offered) and peer not in self._member_peers():
+            self.stats.refused_peers += 1
+            raise RequestRefused("not a member: no accepted agent info for this peer")
+        return encode(self._known_infos_payload())
+
+    async def _watch_peers(self, events: Any) -> None:
+        async for event in events:
+            if event.kind is PeerEventKind.CONNECTED:
+                self._spawn(self.exchange_agent_infos(event.peer))
+
+    async def _announcer(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.agent_info_refresh_s)
+            self.announce()
+            for peer in self._member_peers() - {self.net.peer_id}:
+                self._spawn(self.exchange_agent_infos(peer))
+
+    def authorities_of(self, basis: HoloHash) -> list[AgentInfo]:
+        members = self.members()
+        chosen = authorities(basis, members, self.config.replication)
+        return [members[agent] for agent in chosen]
+
+    # ----------------------------------------------------------------------------- publishing
+
+    def _queue_new_records(self) -> int:
+        """Queue the ops of records committed since the last time (per local chain)."""
+        queued = 0
+        now = self.clock()
+        for agent in self._local.values():
+            key = f"published_seq:{self.dna.hash.to_text()}:{agent.cell.agent.to_text()}"
+            done = self.db.get_setting(key)
+            start = int(done) + 1 if isinstance(done, int) else 0
+            records = agent.cell.store.query(ChainQuery(from_seq=start))
+            if not records:
+                continue
+            ops = [op for record in records for op in publishable_ops(record)]
+            queued += self.store.enqueue(ops, now)
+            self.db.put_setting(key, records[-1].action.seq)
+        return queued
+
+    async def _publisher(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.publish_interval_s)
+            self._wake.clear()
+            try:
+                self._queue_new_records()
+                await self.publish_due()
+            except Exception as exc:  # the loop must survive anything one round does
+                log.exception("publish round failed")
+                self.stats.errors.append(f"publish: {exc}")
+
+    async def publish_due(self) -> None:
+        """One publishing round over the ops whose next attempt is due."""
+        now = self.clock()
+        due = self.store.due(now, limit=self.config.max_ops_per_request * 4)
+        if not due:
+            return
+        members = self.members()
+        wanted = min(self.config.replication, len(members))
+        by_peer: dict[PeerId, list[tuple[DhtOp, list[AgentPubKey]]]] = {}
+        local: list[tuple[DhtOp, list[AgentPubKey]]] = []
+        for item in due:
+            have = self.store.receipt_validators(item.op_hash)
+            targets = [
+                members[a] for a in authorities(item.op.basis(), members, wanted) if a not in have
+            ]
+            if len(have) >= wanted > 0:
+                self.store.mark_published(item.op_hash)
+                self.stats.published += 1
+                continue
+            for info in targets:
+                if info.agent in self._local:
+                    local.append((item.op, [info.agent]))
+                else:
+                    by_peer.setdefault(PeerId(info.peer_id), []).append((item.op, [info.agent]))
+            backoff = min(self.config.max_backoff_s, 0.5 * 2 ** min(item.attempts, 10))
+            self.store.reschedule(item.op_hash, item.attempts + 1, now + int(backoff * 1e6))
+        for op, agents in local:
+            for receipt in await self.hold(op, agents):
+                self.store.add_receipt(receipt)
+        sends = [self._send_ops(peer, items) for peer, items in by_peer.items()]
+        await asyncio.gather(*sends)
+        # Ops that now have their receipts are marked done on the next round; wake it soon.
+        if sends or local:
+            self._wake.set()
+
+    async def _send_ops(self, peer: PeerId, items: list[tuple[DhtOp, list[AgentPubKey]]]) -> None:
+        for start in range(0, len(items), self.config.max_ops_per_request):
+            chunk = items[start : start + self.config.max_ops_per_request]
+            payload = encode(
+                {
+                    "ops": [op.to_bytes() for op, _ in chunk],
+                    "to": [[bytes(a) for a in agents] for _, agents in chunk],
+                }
+            )
+            if len(payload) > MAX_PAYLOAD:
+                payload = encode({"ops": [chunk[0][0].to_bytes()], "to": [[bytes(chunk[0][1][0])]]})
+            try:
+                reply = await self.net.request(
+                    peer, self.protocol_publish, payload, timeout=self.config.request_timeout_s * 2
+                )
+                self._take_receipts(decode(reply), {op.hash for op, _ in chunk})
+            except (NetworkError, EncodingError) as exc:
+                log.debug("publishing to %s failed: %s", peer, exc)
+
+    def _take_receipts(self, raw: Value, expected: set[DhtOpHash]) -> None:
+        if type(raw) is not list:
+            return
+        members = self.members()
+        for item in raw:
+            try:
+                receipt = ValidationReceipt.from_value(item)
+            except EncodingError:
+                continue
+            if (
+                receipt.op in expected
+                and receipt.validator in members
+                and receipt.signature_valid()
+            ):
+                self.store.add_receipt(receipt)
+
+    async def _on_publish(self, peer: PeerId, payload: bytes) -> bytes:
+        self._require_member(peer)
+        body = _decode(payload)
+        if type(body) is not dict or type(body.get("ops")) is not list:
+            raise RequestRefused("publish takes {ops, to}")
+        ops_raw, to_raw = body["ops"], body.get("to")
+        if len(ops_raw) > self.config.max_ops_per_request:
+            raise RequestRefused("too many ops in one request")
+        receipts: list[Value] = []
+        for index, raw in enumerate(ops_raw):
+            if type(raw) is not bytes:
+                continue
+            try:
+                op = DhtOp.from_bytes(raw)
+            except EncodingError as exc:
+                self.stats.rejected_ops += 1
+                log.info("rejected a malformed op from %s: %s", peer, exc)
+                continue
+            targets = self._targets(to_raw, index, op)
+            for receipt in await self.hold(op, targets):
+                receipts.append(receipt.to_value())
+        return encode(receipts)
+
+    def _targets(self, to_raw: Value, index: int, op: DhtOp) -> list[AgentPubKey]:
+        """The local agents an op was sent to that really are among its authorities."""
+        named: list[AgentPubKey] = []
+        if type(to_raw) is list and index < len(to_raw) and type(to_raw[index]) is list:
+            named = [AgentPubKey(a) for a in to_raw[index] if type(a) is bytes and len(a) == 32]
+        mine = set(self._local) & {info.agent for info in self.authorities_of(op.basis())}
+        return [agent for agent in named if agent in mine] or sorted(mine)
+
+    async def hold(self, op: DhtOp, agents: Sequence[AgentPubKey]) -> list[ValidationReceipt]:
+        """Validate and store ``op`` as an authority; receipts signed by ``agents`` (local)."""
+        status = self.store.op_status(op.hash)
+        if status not in (OpStatus.VALID, OpStatus.INVALID):
+            outcome = validate_op(op, self.dna, self.host)
+            if isinstance(outcome, Unresolved):
+                await self._fetch_dependencies(outcome.deps)
+                outcome = validate_op(op, self.dna, self.host)
+            if isinstance(outcome, Unresolved):
+                self.store.put_op(op, OpStatus.PENDING, self.clock())
+                return []
+            status = OpStatus.VALID if isinstance(outcome, Valid) else OpStatus.INVALID
+            if isinstance(outcome, Invalid):
+                self.stats.rejected_ops += 1
+                log.info("op %s is invalid: %s", op.hash.short(), outcome.reason)
+            if self.store.put_op(op, status, self.clock()):
+                self.stats.held += 1
+        now = self.clock()
+        return [
+            ValidationReceipt.sign(
+                op.hash, self._local[a].cell.keys, valid=status is OpStatus.VALID, when_us=now
+            )
+            for a in agents
+            if a in self._local
+        ]
+
+    async def _fetch_dependencies(self, deps: Sequence[HoloHash]) -> None:
+        for dep in deps[:16]:
+            if isinstance(dep, ActionHash):
+                await self.get_record(dep)
+
+    # -------------------------------------------------------------------------------- gets
+
+    async def _ask_authorities(self, basis: HoloHash, kind: str) -> list[DhtOp]:
+        """Ops of ``kind`` at ``basis`` from its authorities (the first useful answer per
+        authority; all answers merged)."""
+        infos = [i for i in self.authorities_of(basis) if i.peer_id != self.net.peer_id]
+        payload = encode({"kind": kind, "basis": to_typed_bytes(basis)})
+
+        async def ask(info: AgentInfo) -> list[DhtOp]:
+            try:
+                reply = await self.net.request(
+                    PeerId(info.peer_id),
+                    self.protocol_get,
+                    payload,
+                    timeout=self.config.request_timeout_s,
+                )
+                raw = decode(reply)
+            except (NetworkError, EncodingError):
+                return []
+            found = []
+            for item in raw if type(raw) is list else []:
+                try:
+                    op = DhtOp.from_bytes(item)
+                except (EncodingError, TypeError):
+                    continue
+                if op.basis() == basis and op.signed_action.signature_valid():
+                    found.append(op)
+            return found
+
+        answers = await asyncio.gather(*(ask(info) for info in infos))
+        merged: dict[DhtOpHash, DhtOp] = {}
+        for ops in answers:
+            for op in ops:
+                merged.setdefault(op.hash, op)
+        return list(merged.values())
+
+    async def get_record(self, action_hash: ActionHash) -> Record | None:
+        local = self.store.get_record(action_hash)
+        if local is not None:
+            return local
+        for op in await self._ask_authorities(action_hash, "record"):
+            if op.op_type is OpType.STORE_RECORD and op.signed_action.hash == action_hash:
+                if isinstance(validate_op(op, self.dna, self.host), Invalid):
+                    continue
+                self.store.put_op(op, OpStatus.CACHED, self.clock())
+                self.stats.fetched += 1
+                return Record(op.signed_action, op.entry)
+        return None
+
+    async def get_links(self, base: HoloHash, link_type: str | None = None) -> list[Link]:
+        types = [OpType.REGISTER_ADD_LINK, OpType.REGISTER_REMOVE_LINK]
+        ops = {op.hash: op for op in self.store.ops_at(base, types)}
+        for op in await self._ask_authorities(base, "links"):
+            if op.op_type in types and op.hash not in ops:
+                ops[op.hash] = op
+                self.store.put_op(op, OpStatus.CACHED, self.clock())
+        wanted = self.dna.link_type_for(link_type) if link_type is not None else None
+        removed = {
+            op.signed_action.action.link_add
+            for op in ops.values()
+            if isinstance(op.signed_action.action, DeleteLink)
+        }
+        links = []
+        for op in ops.values():
+            action = op.signed_action.action
+            if not isinstance(action, CreateLink) or op.signed_action.hash in removed:
+                continue
+            if wanted is not None and (action.zome_index, action.link_type) != wanted:
+                continue
+            links.append(
+                Link(
+                    op.signed_action.hash,
+                    action.author,
+                    action.timestamp,
+                    action.base,
+                    action.target,
+                    action.zome_index,
+                    action.link_type,
+                    action.tag,
+                )
+            )
+        return sorted(links, key=lambda link: (link.timestamp, bytes(link.create_action)))
+
+    async def get_agent_activity(self, agent: AgentPubKey) -> list[SignedAction]:
+        ops = {op.hash: op for op in self.store.ops_at(agent, [OpType.REGISTER_AGENT_ACTIVITY])}
+        for op in await self._ask_authorities(agent, "activity"):
+            ops.setdefault(op.hash, op)
+        by_seq: dict[int, SignedAction] = {}
+        for op in ops.values():
+            by_seq.setdefault(op.signed_action.action.seq, op.signed_action)
+        return [by_seq[seq] for seq in sorted(by_seq)]
+
+    _GET_KINDS: dict[str, tuple[OpType, ...]] = {  # noqa: RUF012 - a constant table
+        "record": (OpType.STORE_RECORD,),
+        "entry": (OpType.STORE_ENTRY,),
+        "links": (OpType.REGISTER_ADD_LINK, OpType.REGISTER_REMOVE_LINK),
+        "activity": (OpType.REGISTER_AGENT_ACTIVITY,),
+    }
+
+    async def _on_get(self, peer: PeerId, payload: bytes) -> bytes:
+        self._require_member(peer)
+        body = _decode(payload)
+        if type(body) is not dict:
+            raise RequestRefused("get takes {kind, basis}")
+        kinds = self._GET_KINDS.get(body.get("kind"))  # type: ignore[arg-type]
+        basis_raw = body.get("basis")
+        if kinds is None or type(basis_raw) is not bytes:
+            raise RequestRefused("unknown get")
+        try:
+            basis = from_typed_bytes(basis_raw)
+        except EncodingError as exc:
+            raise RequestRefused(f"bad basis: {exc}") from exc
+        ops = self.store.ops_at(basis, kinds, include_cached=False)
+        if not ops and kinds == (OpType.STORE_RECORD,) and isinstance(basis, ActionHash):
+            record = self.db.get_record(basis)  # an author answers for its own records too
+            if record is not None and not record.is_private():
+                ops = [op for op in publishable_ops(record) if op.op_type is OpType.STORE_RECORD]
+        return encode([op.to_bytes() for op in ops[: self.config.max_ops_per_request]])
+
+    # ------------------------------------------------------------------------------- gossip
+
+    async def _gossip_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.gossip_interval_s * (0.75 + self._rng.random() / 2))
+            try:
+                await self.gossip_round()
+            except Exception as exc:
+                log.exception("gossip round failed")
+                self.stats.errors.append(f"gossip: {exc}")
+
+    async def gossip_round(self) -> None:
+        peers = sorted(self._member_peers() - {self.net.peer_id})
+        if not peers:
+            return
+        chosen = self._rng.sample(peers, min(self.config.gossip_fanout, len(peers)))
+        await asyncio.gather(*(self._gossip_with(peer) for peer in chosen))
+        # Ops waiting for dependencies get another chance each round.
+        for op in self.store.pending_ops(limit=64):
+            targets = [
+                a for a in (i.agent for i in self.authorities_of(op.basis())) if a in self._local
+            ]
+            await self.hold(op, targets)
+        self.stats.gossip_rounds += 1
+
+    def _held_summary(self) -> list[Value]:
+        return [[bytes(h), to_typed_bytes(basis)] for h, basis in self.store.held_index()]
+
+    async def _gossip_with(self, peer: PeerId) -> None:
+        payload = encode({"infos": self._known_infos_payload(), "have": self._held_summary()})
+        try:
+            reply = decode(
+                await self.net.request(
+                    peer, self.protocol_gossip, payload, timeout=self.config.request_timeout_s * 2
+                )
+            )
+        except (NetworkError, EncodingError) as exc:
+            log.debug("gossip with %s failed: %s", peer, exc)
+            return
+        if type(reply) is not dict:
+            return
+        if type(reply.get("infos")) is list:
+            self._accept_infos(reply["infos"])
+        await self._hold_gossiped(reply.get("ops"))
+        wanted = reply.get("want")
+        if type(wanted) is list and wanted:
+            ops = [self.store.get_op(DhtOpHash(h)) for h in wanted[:1024] if type(h) is bytes]
+            sendable = [op for op in ops if op is not None]
+            members = self.members()
+            items = [
+                (
+                    op,
+                    [
+                        a
+                        for a in authorities(op.basis(), members, self.config.replication)
+                        if members[a].peer_id == peer
+                    ],
+                )
+                for op in sendable
+            ]
+            await self._send_ops(peer, [item for item in items if item[1]])
+
+    async def _on_gossip(self, peer: PeerId, payload: bytes) -> bytes:
+        body = _decode(payload)
+        if type(body) is not dict:
+            raise RequestRefused("gossip takes {infos, have}")
+        if type(body.get("infos")) is list:
+            self._accept_infos(body["infos"])
+        self._require_member(peer)
+        have_raw = body.get("have")
+        their: dict[DhtOpHash, HoloHash] = {}
+        for item in have_raw if type(have_raw) is list else []:
+            if type(item) is list and len(item) == 2 and type(item[0]) is bytes:
+                with contextlib.suppress(EncodingError, TypeError):
+                    their[DhtOpHash(item[0])] = from_typed_bytes(item[1])
+        members = self.members()
+        their_agents = {a for a, info in members.items() if info.peer_id == peer}
+        want = []
+        for op_hash, basis in their.items():
+            if self.store.op_status(op_hash) in (OpStatus.VALID, OpStatus.INVALID):
+                continue
+            if set(authorities(basis, members, self.config.replication)) & set(self._local):
+                want.append(bytes(op_hash))
+        give: list[bytes] = []
+        for op_hash, basis in self.store.held_index():
+            if op_hash in their or len(give) >= self.config.max_ops_per_request:
+                continue
+            if set(authorities(basis, members, self.config.replication)) & their_agents:
+                op = self.store.get_op(op_hash)
+                if op is not None:
+                    give.append(op.to_bytes())
+        reply = {"infos": self._known_infos_payload(), "want": want, "ops": give}
+        return encode(reply)
+
+    async def _hold_gossiped(self, raw: Value) -> None:
+        if type(raw) is not list:
+            return
+        for item in raw[: self.config.max_ops_per_request]:
+            if type(item) is not bytes:
+                continue
+            try:
+                op = DhtOp.from_bytes(item)
+            except EncodingError:
+                self.stats.rejected_ops += 1
+                continue
+            mine = [i.agent for i in self.authorities_of(op.basis()) if i.agent in self._local]
+            if mine:
+                await self.hold(op, mine)
+
+
+def _decode(payload: bytes) -> Value:
+    try:
+        return decode(payload, max_size=MAX_PAYLOAD)
+    except EncodingError as exc:
+        raise RequestRefused(f"malformed request: {exc}") from exc

@@ -1,0 +1,136 @@
+"""The network interface everything above ``ioe.net`` uses.
+
+A node has one identity (a libp2p peer id, as text) and speaks to other nodes by
+
+* **request/response** on a protocol id (``/ioe/<dna>/<service>/1``): ``request`` sends bytes and
+  waits for the reply; ``set_handler`` answers incoming requests;
+* **publish/subscribe** on topics;
+* **peer events**: connected / disconnected.
+
+Payloads are opaque bytes here; their meaning (and their size limits) belong to the protocol that
+uses them. Errors are the :class:`NetworkError` family below, never a library's own.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NewType, Self
+
+from ioe.errors import IoEError, RemoteProtocolError
+
+PeerId = NewType("PeerId", str)
+"""A node's identity on the network, in libp2p's text form (``12D3KooW…``)."""
+
+RequestHandler = Callable[[PeerId, bytes], Awaitable[bytes]]
+"""Answers one request from ``peer``; raising :class:`RequestRefused` sends an error reply."""
+
+MAX_PAYLOAD = 4 * 1024 * 1024
+
+
+class NetworkError(IoEError):
+    """A network operation failed."""
+
+
+class PeerUnreachable(NetworkError):
+    """No connection to the peer could be made (or it was lost mid-request)."""
+
+
+class RequestTimeout(NetworkError):
+    """The peer did not answer in time."""
+
+
+class RequestRefused(NetworkError):
+    """The peer answered with an error (raised by a handler to refuse a request)."""
+
+
+class MalformedFrame(RemoteProtocolError):
+    """A peer sent bytes that are not a valid frame (oversized, truncated, garbage)."""
+
+
+class PeerEventKind(StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerEvent:
+    kind: PeerEventKind
+    peer: PeerId
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A published message as a subscriber receives it."""
+
+    topic: str
+    sender: PeerId
+    data: bytes
+
+
+class Subscription(ABC):
+    """Messages of one topic, as an async iterator; ``close`` ends it."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[Message]: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class Network(ABC):
+    """One node's view of the network. Use as an async context manager."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    @abstractmethod
+    def peer_id(self) -> PeerId: ...
+
+    @abstractmethod
+    def listen_addrs(self) -> list[str]:
+        """Addresses others can dial (multiaddrs ending in ``/p2p/<peer id>``)."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def connect(self, addr: str) -> PeerId:
+        """Dial ``addr`` (a multiaddr with ``/p2p/``); returns the peer's id."""
+
+    @abstractmethod
+    def connected_peers(self) -> list[PeerId]: ...
+
+    @abstractmethod
+    def set_handler(self, protocol: str, handler: RequestHandler) -> None:
+        """Answer requests on ``protocol`` with ``handler`` (replacing any previous one)."""
+
+    @abstractmethod
+    async def request(
+        self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float = 10.0
+    ) -> bytes:
+        """Send a request and wait for the reply (dialling a known peer if needed)."""
+
+    @abstractmethod
+    async def publish(self, topic: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def subscribe(self, topic: str) -> Subscription: ...
+
+    @abstractmethod
+    def peer_events(self) -> AsyncIterator[PeerEvent]:
+        """Connected/disconnected events from now on (each call gets its own stream)."""
+
+    @abstractmethod
+    def add_peer_addrs(self, peer: PeerId, addrs: list[str]) -> None:
+        """Remember addresses of a peer (learnt from discovery or agent info) for later dials."""

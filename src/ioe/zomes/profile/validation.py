@@ -1,0 +1,57 @@
+"""Integrity rules of the profile zome (pure)."""
+
+from __future__ import annotations
+
+import re
+
+from ioe.engine.integrity import VALID, IntegrityHost, Invalid, Op, OpType, Outcome
+from ioe.engine.records import Create, CreateLink, Update, Visibility
+from ioe.engine.zome import EntryDef, IntegrityZome
+from ioe.hashing import ActionHash, AgentPubKey
+from ioe.zomes.profile.entries import MAX_NAME, MAX_ZONE_SEGMENT, MAX_ZONE_SEGMENTS, Profile
+
+_SEGMENT = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+PROFILE_LINK = "profile"
+
+
+def zone_problem(zone: str) -> str | None:
+    """Why ``zone`` is not a zone path, or None."""
+    segments = zone.split("/")
+    if not zone or len(segments) > MAX_ZONE_SEGMENTS:
+        return f"a zone has 1 to {MAX_ZONE_SEGMENTS} segments"
+    for segment in segments:
+        if len(segment) > MAX_ZONE_SEGMENT or not _SEGMENT.match(segment):
+            return f"bad zone segment {segment[:40]!r} (lower-case letters, digits and -)"
+    return None
+
+
+def validate(op: Op, host: IntegrityHost) -> Outcome:
+    action = op.action
+    if isinstance(op.app_entry, Profile):
+        profile = op.app_entry
+        if not 0 < len(profile.name.strip()) <= MAX_NAME or profile.name != profile.name.strip():
+            return Invalid(f"a name has 1 to {MAX_NAME} characters, no outer spaces")
+        problem = zone_problem(profile.zone)
+        if problem:
+            return Invalid(problem)
+    if isinstance(action, CreateLink) and op.type in (
+        OpType.STORE_RECORD,
+        OpType.REGISTER_ADD_LINK,
+    ):
+        if not isinstance(action.base, AgentPubKey) or action.base != action.author:
+            return Invalid("only an agent links its own profile")
+        if not isinstance(action.target, ActionHash):
+            return Invalid("a profile link points at the action that created the profile")
+        target = host.must_get_action(action.target).action
+        if not isinstance(target, Create | Update) or target.author != action.author:
+            return Invalid("a profile link points at the author's own profile")
+    return VALID
+
+
+integrity = IntegrityZome(
+    name="profile",
+    version="1",
+    entry_defs=(EntryDef("profile", Profile, Visibility.PUBLIC),),
+    link_types=(PROFILE_LINK,),
+    validate=validate,
+)
