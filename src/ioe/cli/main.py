@@ -8,10 +8,14 @@ is one JSON object.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ioe import __version__
 from ioe.bench import bench_chain
@@ -24,6 +28,10 @@ from ioe.crypto.keystore import (
 from ioe.demo import run_demo
 from ioe.errors import ChainIntegrityError, IoEError
 from ioe.inspect import describe_chain
+from ioe.node.client import call_api
+
+if TYPE_CHECKING:
+    from ioe.node.runtime import NodeConfig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -143,6 +151,116 @@ def cmd_bench_chain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unlock_existing(args: argparse.Namespace) -> Unlock:
+    if args.key_file is not None:
+        return Unlock(key_file=args.key_file)
+    return Unlock(passphrase=passphrase_from_env_or_prompt(confirm=False))
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    # libp2p takes most of a second to import: only the command that runs a node pays for it.
+    from ioe.node.runtime import NodeConfig, listen_multiaddr  # noqa: PLC0415
+
+    data_dir = _data_dir(args)
+    try:
+        listen = listen_multiaddr(args.listen)
+        api_host, _, api_port = args.api.rpartition(":")
+        if not api_port.isdigit():
+            raise ValueError(f"--api takes HOST:PORT, not {args.api!r}")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    listen_host = args.listen.rpartition(":")[0].strip("[]")
+    mdns_interfaces = None if listen_host in ("0.0.0.0", "::") else (listen_host,)
+    config = NodeConfig(
+        listen=(listen,),
+        bootstrap=tuple(args.bootstrap),
+        mdns=args.mdns,
+        mdns_interfaces=mdns_interfaces,
+        api_host=api_host.strip("[]"),
+        api_port=int(api_port),
+    )
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    unlock = _unlock_existing(args)
+    with Conductor.open(data_dir, unlock) as conductor:
+        asyncio.run(_serve(conductor, config))
+    return 0
+
+
+async def _serve(conductor: Conductor, config: NodeConfig) -> None:
+    from ioe.node.runtime import Node  # noqa: PLC0415 - see cmd_node_run
+
+    node = Node(conductor, config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, node.stopping.set)
+    await node.start()
+    print(
+        json.dumps(
+            {
+                "peer_id": node.network.peer_id,
+                "addrs": node.network.listen_addrs(),
+                "api": node.api_url,
+            }
+        ),
+        flush=True,
+    )
+    try:
+        await node.stopping.wait()
+    finally:
+        await node.close()
+
+
+def cmd_node_info(args: argparse.Namespace) -> int:
+    info = call_api(_data_dir(args), "GET", "/v1/info")
+    if args.json:
+        _emit_json(info)
+    else:
+        print(f"peer id  {info['peer_id']}")
+        for addr in info["addrs"]:
+            print(f"address  {addr}")
+        print(f"api      {info['api']}")
+        for agent in info["agents"]:
+            print(f"agent    {agent['agent']}  ({agent['name']})")
+    return 0
+
+
+def cmd_node_peers(args: argparse.Namespace) -> int:
+    peers = call_api(_data_dir(args), "GET", "/v1/peers")
+    if args.json:
+        _emit_json(peers)
+    else:
+        print(f"{len(peers['connected'])} connected peer(s)")
+        for peer in peers["connected"]:
+            print(f"  {peer}")
+        for dna, members in peers["members"].items():
+            print(f"{len(members)} member(s) of {dna}")
+    return 0
+
+
+def cmd_profile_set(args: argparse.Namespace) -> int:
+    result = call_api(
+        _data_dir(args), "POST", "/v1/profile", {"name": args.name, "zone": args.zone}
+    )
+    if args.json:
+        _emit_json(result)
+    else:
+        print(f"profile of {result['agent']} published as {result['hash']}")
+    return 0
+
+
+def cmd_profile_get(args: argparse.Namespace) -> int:
+    result = call_api(_data_dir(args), "GET", f"/v1/profile/{args.agent}")
+    if args.json:
+        _emit_json(result)
+    else:
+        print(f"{result['name']} ({result['zone']}) — {result['agent']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(duration_s=args.duration, data_dir=args.data_dir)
 
@@ -210,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_chain.add_argument("--rounds", type=int, default=3, help="measurement rounds")
     bench_chain.set_defaults(handler=cmd_bench_chain)
 
+    _add_node_commands(commands)
+    _add_profile_commands(commands)
+
     demo = commands.add_parser(
         "demo",
         help="run the demo",
@@ -222,6 +343,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=cmd_demo)
     return parser
+
+
+def _add_node_commands(commands: Any) -> None:
+    node = commands.add_parser("node", help="run a node and talk to it", description="Nodes.")
+    node_commands = node.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
+    run = node_commands.add_parser(
+        "run",
+        help="run a node in the foreground (Ctrl-C stops it)",
+        description="Run the cells of DIR on the network until SIGINT/SIGTERM. When ready, "
+        "writes DIR/node.json and prints one JSON line with the peer id and addresses.",
+    )
+    _data_dir_arg(run)
+    _unlock_args(run)
+    run.add_argument(
+        "--listen", default="127.0.0.1:0", help="HOST:PORT for libp2p (port 0 = any free one)"
+    )
+    run.add_argument(
+        "--bootstrap",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="a node to join through (repeatable)",
+    )
+    run.add_argument(
+        "--mdns",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="find peers on the local network (on the listen interface)",
+    )
+    run.add_argument("--api", default="127.0.0.1:0", help="HOST:PORT of the local HTTP API")
+    run.add_argument("--verbose", action="store_true", help="log at INFO level")
+    run.set_defaults(handler=cmd_node_run)
+    for name, handler, text in (
+        ("info", cmd_node_info, "the running node's identity, addresses and agents"),
+        ("peers", cmd_node_peers, "connected peers and DNA members"),
+    ):
+        sub = node_commands.add_parser(name, help=text, description=f"Show {text}.")
+        _data_dir_arg(sub)
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(handler=handler)
+
+
+def _add_profile_commands(commands: Any) -> None:
+    profile = commands.add_parser(
+        "profile", help="public profiles", description="An agent's public profile."
+    )
+    profile_commands = profile.add_subparsers(
+        dest="profile_command", metavar="COMMAND", required=True
+    )
+    set_cmd = profile_commands.add_parser(
+        "set", help="publish your profile", description="Publish the owner's profile."
+    )
+    _data_dir_arg(set_cmd)
+    set_cmd.add_argument("--name", required=True, help="display name")
+    set_cmd.add_argument("--zone", required=True, help="zone path, e.g. au/nsw/newtown")
+    set_cmd.add_argument("--json", action="store_true", help="print JSON")
+    set_cmd.set_defaults(handler=cmd_profile_set)
+    get_cmd = profile_commands.add_parser(
+        "get", help="fetch an agent's profile", description="Fetch a profile from the network."
+    )
+    _data_dir_arg(get_cmd)
+    get_cmd.add_argument("agent", help="agent key (uagnt…)")
+    get_cmd.add_argument("--json", action="store_true", help="print JSON")
+    get_cmd.set_defaults(handler=cmd_profile_get)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

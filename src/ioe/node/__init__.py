@@ -1,0 +1,1 @@
+"""A running node: a conductor's cells on the network, with a local HTTP API."""

@@ -1,0 +1,167 @@
+"""The node's local HTTP API (aiohttp), the way the CLI and local apps talk to a running node.
+
+It listens on loopback by default and every request must carry the bearer token from
+``node.json`` (readable only by the data directory's owner), so other local users and web pages
+cannot drive the node.
+
+    GET  /v1/info                → peer id, addresses, agents, DNAs
+    GET  /v1/peers               → connected peers and known members per DNA
+    POST /v1/profile             {"name", "zone"} → {"agent", "hash"}
+    GET  /v1/profile/{agent}     → {"agent", "name", "zone", "hash"} (from the network)
+    GET  /v1/dht                 → DHT counters per DNA
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ioe import __version__
+from ioe.dnas import CORE_DNA_NAME
+from ioe.engine.schema import decode_as
+from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
+from ioe.hashing import ActionHash, AgentPubKey
+from ioe.zomes.profile.entries import Profile
+from ioe.zomes.profile.validation import PROFILE_LINK
+
+if TYPE_CHECKING:
+    from ioe.node.runtime import Node
+
+MAX_BODY = 64 * 1024
+NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+
+
+async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, str]:
+    app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY)
+    app[NODE_KEY] = node
+    app.router.add_get("/v1/info", info)
+    app.router.add_get("/v1/peers", peers)
+    app.router.add_post("/v1/profile", set_profile)
+    app.router.add_get("/v1/profile/{agent}", get_profile)
+    app.router.add_get("/v1/dht", dht_stats)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    assert server is not None and server.sockets  # type: ignore[attr-defined]
+    bound = server.sockets[0].getsockname()  # type: ignore[attr-defined]
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return runner, f"http://{shown}:{bound[1]}"
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    node = request.app[NODE_KEY]
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {node.token}".encode()):
+        return _error(401, "missing or wrong API token (see node.json)")
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except (ZomeCallError, ValidationError, EncodingError, ValueError) as exc:
+        return _error(400, str(exc))
+    except IoEError as exc:
+        return _error(500, str(exc))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _core(node: Node) -> Any:
+    for cell in node.conductor.cells():
+        if cell.dna.name == CORE_DNA_NAME and cell.agent == node.conductor.owner_cell.agent:
+            return cell
+    raise IoEError("this node has no core cell")
+
+
+async def info(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return web.json_response(
+        {
+            "version": __version__,
+            "peer_id": node.network.peer_id,
+            "addrs": node.network.listen_addrs(),
+            "api": node.api_url,
+            "agents": [
+                {
+                    "agent": cell.agent.to_text(),
+                    "dna": cell.dna.hash.to_text(),
+                    "name": cell.dna.name,
+                }
+                for cell in node.conductor.cells()
+            ],
+            "owner": node.conductor.owner_cell.agent.to_text(),
+        }
+    )
+
+
+async def peers(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    members = {
+        dna_hash.to_text(): [
+            {"agent": agent.to_text(), "peer_id": member.peer_id}
+            for agent, member in dht.members().items()
+        ]
+        for dna_hash, dht in node.dnas.items()
+    }
+    return web.json_response({"connected": node.network.connected_peers(), "members": members})
+
+
+async def set_profile(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        return _error(400, "the body must be JSON")
+    cell = _core(node)
+    action = node.call(cell, "profile", "set_profile", body)
+    assert isinstance(action, ActionHash)
+    return web.json_response({"agent": cell.agent.to_text(), "hash": action.to_text()})
+
+
+async def get_profile(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    try:
+        agent = AgentPubKey.from_text(request.match_info["agent"])
+    except EncodingError as exc:
+        return _error(400, f"not an agent key: {exc}")
+    dht = node.dht_for(_core(node))
+    links = await dht.get_links(agent, PROFILE_LINK)
+    for link in reversed(links):
+        if not isinstance(link.target, ActionHash):
+            continue
+        record = await dht.get_record(link.target)
+        if record is None or record.entry is None:
+            continue
+        profile = decode_as(Profile, record.entry.payload)
+        return web.json_response(
+            {
+                "agent": agent.to_text(),
+                "name": profile.name,
+                "zone": profile.zone,
+                "hash": link.target.to_text(),
+            }
+        )
+    return _error(404, f"no profile found for {agent.to_text()}")
+
+
+async def dht_stats(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    out = {}
+    for dna_hash, dht in node.dnas.items():
+        publishing, published = dht.store.queue_size()
+        out[dna_hash.to_text()] = {
+            "members": len(dht.members()),
+            "publishing": publishing,
+            "published": published,
+            "held": dht.stats.held,
+            "rejected_ops": dht.stats.rejected_ops,
+            "refused_peers": dht.stats.refused_peers,
+            "gossip_rounds": dht.stats.gossip_rounds,
+        }
+    return web.json_response(out)

@@ -1,0 +1,156 @@
+"""The node: a conductor's cells, the network, discovery, the DHT workflows and the HTTP API.
+
+``Node.run()`` is the whole lifetime: start everything, write ``node.json``, wait for the stop
+signal, shut down in reverse order. Zome calls made through the node tell the DHT to publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ioe.conductor import Conductor
+from ioe.dht.service import DhtConfig, DnaNetwork
+from ioe.engine.cell import Cell
+from ioe.hashing import DnaHash
+from ioe.net.interface import Network, NetworkError
+from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, NodeType, dial_discovered
+from ioe.net.p2p import P2PConfig, P2PNetwork
+from ioe.node.api import start_api
+from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_RETRY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    bootstrap: tuple[str, ...] = ()
+    mdns: bool = False
+    mdns_interfaces: tuple[str, ...] | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 0
+    dht: DhtConfig = field(default_factory=DhtConfig)
+
+
+def listen_multiaddr(host_port: str) -> str:
+    """``HOST:PORT`` (``127.0.0.1:0``, ``[::1]:4001``) as a TCP multiaddr."""
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--listen takes HOST:PORT, not {host_port!r}")
+    host = host.strip("[]")
+    family = "ip6" if ":" in host else "ip4"
+    return f"/{family}/{host}/tcp/{int(port)}"
+
+
+class Node:
+    def __init__(
+        self, conductor: Conductor, config: NodeConfig, *, network: Network | None = None
+    ) -> None:
+        self.conductor = conductor
+        self.config = config
+        seed = conductor.owner_cell.keys.seed()
+        self.network = network or P2PNetwork(seed, P2PConfig(listen=config.listen))
+        self.dnas: dict[DnaHash, DnaNetwork] = {}
+        self.mdns: MdnsDiscovery | None = None
+        self.api_url = ""
+        self.token = secrets.token_urlsafe(24)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._api_runner: Any = None
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.network.start()
+        for cell in self.conductor.cells():
+            dht = self.dnas.get(cell.dna.hash)
+            if dht is None:
+                dht = DnaNetwork(
+                    cell.dna,
+                    self.conductor.db,
+                    self.network,
+                    clock=self.conductor.clock,
+                    config=self.config.dht,
+                )
+                self.dnas[cell.dna.hash] = dht
+            dht.add_cell(cell)
+        for dht in self.dnas.values():
+            await dht.start()
+        for addr in self.config.bootstrap:
+            self._tasks.append(asyncio.create_task(self._keep_dialling(addr), name="bootstrap"))
+        if self.config.mdns:
+            self.mdns = MdnsDiscovery(
+                self.network.peer_id,
+                self.network.listen_addrs(),
+                IoeServiceRecord(NodeType.OWNER, Enrollment.ENROLLED, tuple(self.dnas)),
+                interfaces=list(self.config.mdns_interfaces)
+                if self.config.mdns_interfaces
+                else None,
+                on_peer=dial_discovered(self.network),
+            )
+            await self.mdns.start()
+        self._api_runner, self.api_url = await start_api(
+            self, self.config.api_host, self.config.api_port
+        )
+        write_node_file(
+            self.conductor.data_dir,
+            NodeFile(
+                peer_id=self.network.peer_id,
+                addrs=self.network.listen_addrs(),
+                api=self.api_url,
+                token=self.token,
+                pid=os.getpid(),
+            ),
+        )
+
+    async def close(self) -> None:
+        remove_node_file(self.conductor.data_dir, self.token)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+        if self.mdns is not None:
+            await self.mdns.close()
+        for dht in self.dnas.values():
+            await dht.close()
+        await self.network.close()
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self.stopping.wait()
+        finally:
+            await self.close()
+
+    async def _keep_dialling(self, addr: str) -> None:
+        """Dial a bootstrap address until it answers, then again whenever we have no peers."""
+        while True:
+            if not self.network.connected_peers():
+                try:
+                    await self.network.connect(addr)
+                except NetworkError as exc:
+                    log.info("bootstrap %s not reachable yet: %s", addr, exc)
+            await asyncio.sleep(BOOTSTRAP_RETRY_S)
+
+    # ------------------------------------------------------------------------------ calls
+
+    def dht_for(self, cell: Cell) -> DnaNetwork:
+        return self.dnas[cell.dna.hash]
+
+    def call(self, cell: Cell, zome: str, function: str, payload: object = None) -> object:
+        result = self.conductor.call(cell, zome, function, payload)
+        self.dht_for(cell).notify_commit()
+        return result
+
+    def agents(self) -> Sequence[Cell]:
+        return self.conductor.cells()
