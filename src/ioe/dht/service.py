@@ -127,6 +127,8 @@ class DnaNetwork:
         self.host = SourceHost(dna, self.store)
         self.stats = DhtStats()
         self._local: dict[AgentPubKey, _LocalAgent] = {}
+        self._down_until: dict[PeerId, float] = {}
+        self._failures: dict[PeerId, int] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random()
@@ -207,6 +209,27 @@ class DnaNetwork:
                 found[info.agent] = info
         return found
 
+    def live_members(self) -> dict[AgentPubKey, AgentInfo]:
+        """Members whose node is not known to be down (local agents always count)."""
+        now = asyncio.get_running_loop().time()
+        return {
+            agent: info
+            for agent, info in self.members().items()
+            if info.peer_id == self.net.peer_id
+            or self._down_until.get(PeerId(info.peer_id), 0.0) <= now
+        }
+
+    def _note_failure(self, peer: PeerId) -> None:
+        """A peer did not answer: leave it out of authority choices for a while (doubling)."""
+        count = self._failures.get(peer, 0) + 1
+        self._failures[peer] = count
+        backoff = min(self.config.max_backoff_s * 2, 1.0 * 2 ** min(count, 8))
+        self._down_until[peer] = asyncio.get_running_loop().time() + backoff
+
+    def _note_success(self, peer: PeerId) -> None:
+        self._failures.pop(peer, None)
+        self._down_until.pop(peer, None)
+
     def _member_peers(self) -> set[PeerId]:
         return {PeerId(info.peer_id) for info in self.members().values()}
 
@@ -264,7 +287,10 @@ class DnaNetwork:
     async def _watch_peers(self, events: Any) -> None:
         async for event in events:
             if event.kind is PeerEventKind.CONNECTED:
+                self._note_success(event.peer)
                 self._spawn(self.exchange_agent_infos(event.peer))
+            else:
+                self._note_failure(event.peer)
 
     async def _announcer(self) -> None:
         while True:
@@ -274,7 +300,8 @@ class DnaNetwork:
                 self._spawn(self.exchange_agent_infos(peer))
 
     def authorities_of(self, basis: HoloHash) -> list[AgentInfo]:
-        members = self.members()
+        """The ``r`` live members nearest ``basis``."""
+        members = self.live_members()
         chosen = authorities(basis, members, self.config.replication)
         return [members[agent] for agent in chosen]
 
@@ -314,7 +341,7 @@ class DnaNetwork:
         due = self.store.due(now, limit=self.config.max_ops_per_request * 4)
         if not due:
             return
-        members = self.members()
+        members = self.live_members()
         wanted = min(self.config.replication, len(members))
         by_peer: dict[PeerId, list[tuple[DhtOp, list[AgentPubKey]]]] = {}
         local: list[tuple[DhtOp, list[AgentPubKey]]] = []
@@ -359,7 +386,9 @@ class DnaNetwork:
                     peer, self.protocol_publish, payload, timeout=self.config.request_timeout_s * 2
                 )
                 self._take_receipts(decode(reply), {op.hash for op, _ in chunk})
+                self._note_success(peer)
             except (NetworkError, EncodingError) as exc:
+                self._note_failure(peer)
                 log.debug("publishing to %s failed: %s", peer, exc)
 
     def _take_receipts(self, raw: Value, expected: set[DhtOpHash]) -> None:
@@ -449,16 +478,16 @@ class DnaNetwork:
         payload = encode({"kind": kind, "basis": to_typed_bytes(basis)})
 
         async def ask(info: AgentInfo) -> list[DhtOp]:
+            peer = PeerId(info.peer_id)
             try:
                 reply = await self.net.request(
-                    PeerId(info.peer_id),
-                    self.protocol_get,
-                    payload,
-                    timeout=self.config.request_timeout_s,
+                    peer, self.protocol_get, payload, timeout=self.config.request_timeout_s
                 )
                 raw = decode(reply)
             except (NetworkError, EncodingError):
+                self._note_failure(peer)
                 return []
+            self._note_success(peer)
             found = []
             for item in raw if type(raw) is list else []:
                 try:

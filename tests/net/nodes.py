@@ -1,0 +1,109 @@
+"""Helpers to run real ``ioe node run`` processes on loopback for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ioe.node.client import call_api
+
+PASSPHRASE = "a test passphrase, never a real one"
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "IOE_PASSPHRASE": PASSPHRASE}
+
+
+def init(data_dir: Path) -> str:
+    """Create an owner account; returns the owner agent key text."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ioe", "init", "--data-dir", str(data_dir), "--json"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+        check=True,
+    )
+    return str(json.loads(done.stdout.strip().splitlines()[-1])["owner"])
+
+
+@dataclass
+class NodeProcess:
+    data_dir: Path
+    owner: str
+    args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[str] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def start(self, *extra: str) -> NodeProcess:
+        self.args = list(extra) or self.args
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ioe",
+                "node",
+                "run",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                "127.0.0.1:0",
+                *self.args,
+            ],  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"node did not start: {self.process.stderr.read()[-2000:]}")  # type: ignore[union-attr]
+        self.info = json.loads(line)
+        return self
+
+    @property
+    def addr(self) -> str:
+        return str(self.info["addrs"][0])
+
+    def api(self, method: str, path: str, body: object | None = None) -> Any:
+        return call_api(self.data_dir, method, path, body, timeout=30)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        process = self.process
+        if process is None:
+            return 0
+        if process.poll() is None:
+            process.send_signal(sig)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait(timeout=30)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+        self.process = None
+        return code
+
+
+def wait_for(predicate: Any, *, timeout: float, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy (bounded); returns that value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # the predicate may fail until the network settles
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
