@@ -56,7 +56,7 @@ class NodeProcess:
                 "--listen",
                 "127.0.0.1:0",
                 *self.args,
-            ],  # fmt: skip
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -12,6 +12,7 @@ import pytest
 from nodes import NodeProcess, init, wait_for
 
 from ioe.node.client import ApiError
+from ioe.node.nodefile import NoRunningNode
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +90,5 @@ def test_an_invalid_profile_is_refused_by_its_own_node(cluster: list[NodeProcess
 
 
 def test_no_node_for_a_data_directory_is_a_clear_error(tmp_path: Path) -> None:
-    from ioe.node.nodefile import NoRunningNode
-
     with pytest.raises(NoRunningNode, match="no node is running"):
         NodeProcess(tmp_path, "").api("GET", "/v1/info")
