@@ -148,6 +148,21 @@ POINTS: Mapping[str, PointDef] = {
         PointDef(name="switch", kind=ValueKind.BOOL, writable=True, description="relay on/off"),
         _number("power_w", "W", "active power; negative = export/generation into the grid"),
         _number("energy_wh", "Wh", "cumulative energy counter", minimum=0, cumulative=True),
+        _number(
+            "energy_export_wh",
+            "Wh",
+            "cumulative energy exported to the grid (meters, generators)",
+            minimum=0,
+            cumulative=True,
+        ),
+        _number(
+            "power_limit_pct",
+            "%",
+            "output limit as a share of rated power (curtailment)",
+            writable=True,
+            minimum=0,
+            maximum=100,
+        ),
         _number("voltage_v", "V", "RMS voltage", minimum=0),
         _number("current_a", "A", "RMS current"),
         _number("temperature_c", "°C", "measured temperature"),
@@ -248,7 +263,8 @@ def to_telemetry(
         if definition is None:
             continue
         if definition.kind is ValueKind.BOOL:
-            out[definition.name] = int(bool(value))
+            if type(value) is bool:
+                out[definition.name] = int(value)
         elif definition.kind is ValueKind.ENUM:
             if value in definition.choices:
                 out[definition.name] = definition.choices.index(str(value))
