@@ -440,6 +440,12 @@ class DnaNetwork:
 
     async def hold(self, op: DhtOp, agents: Sequence[AgentPubKey]) -> list[ValidationReceipt]:
         """Validate and store ``op`` as an authority; receipts signed by ``agents`` (local)."""
+        if not op.signed_action.signature_valid():
+            # Not the author's op at all: someone else's forgery must not poison the verdict on
+            # the genuine op, which has the same op hash. Refuse it and keep nothing.
+            self.stats.rejected_ops += 1
+            log.info("refused an op with a forged signature (%s)", op.hash.short())
+            return []
         status = self.store.op_status(op.hash)
         if status not in (OpStatus.VALID, OpStatus.INVALID):
             outcome = validate_op(op, self.dna, self.host)
