@@ -261,6 +261,19 @@ def cmd_profile_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_net(args: argparse.Namespace) -> int:
+    from ioe.bench_net import bench_net  # noqa: PLC0415 - imports libp2p, see cmd_node_run
+
+    result = bench_net(nodes=args.nodes, rounds=args.rounds, requests=args.requests)
+    print(
+        f"round trips/s: libp2p {result['p2p_rtt_per_s']:.0f} vs TCP {result['tcp_rtt_per_s']:.0f} "
+        f"(ratio {result['ratio']:.3f}); {args.nodes} nodes: visible p50 "
+        f"{result['visible_p50_s']:.3f} s, p95 {result['visible_p95_s']:.3f} s"
+    )
+    _emit_json(result)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(duration_s=args.duration, data_dir=args.data_dir)
 
@@ -327,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench_chain.add_argument("--batch", type=int, default=100, help="entries per zome call")
     bench_chain.add_argument("--rounds", type=int, default=3, help="measurement rounds")
     bench_chain.set_defaults(handler=cmd_bench_chain)
+    bench_net = bench_commands.add_parser(
+        "net",
+        help="round trips vs plain TCP, and publish-to-visible latency across nodes",
+        description="Request/response round trips over libp2p against a plain asyncio TCP echo "
+        "in the same run, and publish-to-visible latency across real node processes.",
+    )
+    bench_net.add_argument("--nodes", type=int, default=10, help="node processes")
+    bench_net.add_argument("--rounds", type=int, default=10, help="profiles published")
+    bench_net.add_argument("--requests", type=int, default=2000, help="round trips per mode")
+    bench_net.set_defaults(handler=cmd_bench_net)
 
     _add_node_commands(commands)
     _add_profile_commands(commands)

@@ -43,6 +43,7 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service.context import background_trio_service
 
+from ioe.errors import LocalProtocolError
 from ioe.net.frames import Frame, FrameDecoder, FrameKind
 from ioe.net.interface import (
     MAX_PAYLOAD,
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 RPC_PROTOCOL = TProtocol("/ioe/rpc/1.0.0")
 GOSSIPSUB_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 READ_CHUNK = 64 * 1024
+SHUTDOWN_GRACE_S = 2.0
 
 # No head start for one transport over another when dialling: we dial one address family.
 _swarm._HAPPY_EYEBALLS_DELAY = 0.0
@@ -137,7 +139,7 @@ class P2PNetwork(Network):
         self._peer_id = PeerId(ID.from_pubkey(self._key_pair.public_key).to_base58())
         self._handlers: dict[str, RequestHandler] = {}
         self._answering: set[asyncio.Future[None]] = set()
-        self._event_queues: list[asyncio.Queue[PeerEvent]] = []
+        self._event_queues: list[asyncio.Queue[PeerEvent | None]] = []
         self._subscriptions: set[_P2PSubscription] = set()
         self._addrs: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -187,6 +189,9 @@ class P2PNetwork(Network):
         for subscription in list(self._subscriptions):
             with contextlib.suppress(asyncio.QueueFull):
                 subscription.queue.put_nowait(None)
+        for queue in self._event_queues:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
 
     def _thread_main(self) -> None:
         try:
@@ -256,18 +261,30 @@ class P2PNetwork(Network):
         self._pubsub = Pubsub(self._host, router)
         self._host.set_stream_handler(RPC_PROTOCOL, self._on_inbound_stream)
         self._host.get_network().register_notifee(_Notifee(self))
-        async with self._host.run(listen), background_trio_service(self._pubsub):
-            self._addrs = [str(addr) for addr in self._host.get_addrs()]
-            self._to_asyncio(_resolve, self._ready, None)
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                async for command in receive:
-                    if command is _STOP:
-                        break
-                    nursery.start_soon(self._run_command, *command)
-                nursery.cancel_scope.cancel()
-            for conn in list(self._conns.values()):
-                self._drop_conn(conn, "network closed")
+        with trio.CancelScope() as everything:
+            async with self._host.run(listen), background_trio_service(self._pubsub):
+                self._addrs = [str(addr) for addr in self._host.get_addrs()]
+                self._to_asyncio(_resolve, self._ready, None)
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    async for command in receive:
+                        if command is _STOP:
+                            break
+                        nursery.start_soon(self._run_command, *command)
+                    nursery.cancel_scope.cancel()
+                for conn in list(self._conns.values()):
+                    self._drop_conn(conn, "network closed")
+                await self._hang_up()
+                # libp2p's own shutdown can wait on handshakes still in flight; the connections
+                # are closed by now, so do not let it hold up the caller.
+                everything.deadline = trio.current_time() + SHUTDOWN_GRACE_S
+
+    async def _hang_up(self) -> None:
+        """Close every connection so peers learn at once that we are gone."""
+        with trio.move_on_after(SHUTDOWN_GRACE_S):
+            for peer_id in list(self._host.get_connected_peers()):
+                with trio.move_on_after(0.5), contextlib.suppress(Exception):
+                    await self._host.disconnect(peer_id)
 
     async def _run_command(
         self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], future: asyncio.Future[Any]
@@ -287,10 +304,16 @@ class P2PNetwork(Network):
         try:
             info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
         except Exception as exc:
-            raise NetworkError(f"not a dialable multiaddr with /p2p/: {addr!r} ({exc})") from exc
-        with trio.fail_after(self._config.connect_timeout_s):
-            await self._host.connect(info)
-        return PeerId(info.peer_id.to_base58())
+            raise PeerUnreachable(f"not a dialable multiaddr with /p2p/: {addr!r} ({exc})") from exc
+        peer = PeerId(info.peer_id.to_base58())
+        if peer == self._peer_id:
+            raise PeerUnreachable("cannot dial oneself")
+        try:
+            with trio.fail_after(self._config.connect_timeout_s):
+                await self._host.connect(info)
+        except Exception as exc:  # every way a dial fails means the same to the caller
+            raise PeerUnreachable(f"cannot reach {peer} at {addr}: {type(exc).__name__}") from exc
+        return peer
 
     async def _conn_to(self, peer: PeerId) -> _Conn:
         conn = self._conns.get(peer)
@@ -307,8 +330,12 @@ class P2PNetwork(Network):
             return conn
         self._dialing[peer] = done = trio.Event()
         try:
-            with trio.fail_after(self._config.connect_timeout_s):
-                stream = await self._host.new_stream(ID.from_base58(peer), [RPC_PROTOCOL])
+            try:
+                peer_id = ID.from_base58(peer)
+                with trio.fail_after(self._config.connect_timeout_s):
+                    stream = await self._host.new_stream(peer_id, [RPC_PROTOCOL])
+            except Exception as exc:
+                raise PeerUnreachable(f"cannot reach {peer}: {type(exc).__name__}: {exc}") from exc
             conn = _Conn(peer, stream)
             self._conns[peer] = conn
             assert self._nursery is not None
@@ -421,7 +448,7 @@ class P2PNetwork(Network):
         self, peer: PeerId, protocol: str, payload: bytes, *, timeout: float = 10.0
     ) -> bytes:
         if len(payload) > MAX_PAYLOAD:
-            raise NetworkError(f"payload of {len(payload)} bytes is over the limit")
+            raise LocalProtocolError(f"payload of {len(payload)} bytes is over {MAX_PAYLOAD}")
         assert self._loop is not None
         reply: asyncio.Future[bytes] = self._loop.create_future()
         try:
@@ -463,7 +490,7 @@ class P2PNetwork(Network):
 
     async def publish(self, topic: str, data: bytes) -> None:
         if len(data) > MAX_PAYLOAD:
-            raise NetworkError(f"message of {len(data)} bytes is over the limit")
+            raise LocalProtocolError(f"message of {len(data)} bytes is over {MAX_PAYLOAD}")
         await self._call(self._publish, topic, data)
 
     async def _publish(self, topic: str, data: bytes) -> None:
@@ -505,8 +532,10 @@ class P2PNetwork(Network):
 
     def peer_events(self) -> AsyncIterator[PeerEvent]:
         """Events from this call on: the queue is registered now, not at the first ``anext``."""
-        queue: asyncio.Queue[PeerEvent] = asyncio.Queue(maxsize=10_000)
+        queue: asyncio.Queue[PeerEvent | None] = asyncio.Queue(maxsize=10_000)
         self._event_queues.append(queue)
+        if self._closed:
+            queue.put_nowait(None)
         return _EventStream(queue)
 
     def _peer_event(self, kind: PeerEventKind, peer: PeerId) -> None:
@@ -523,14 +552,20 @@ class P2PNetwork(Network):
 
 
 class _EventStream:
-    def __init__(self, queue: asyncio.Queue[PeerEvent]) -> None:
+    """Peer events; ends when the network closes."""
+
+    def __init__(self, queue: asyncio.Queue[PeerEvent | None]) -> None:
         self._queue = queue
 
     def __aiter__(self) -> AsyncIterator[PeerEvent]:
         return self
 
     async def __anext__(self) -> PeerEvent:
-        return await self._queue.get()
+        event = await self._queue.get()
+        if event is None:
+            self._queue.put_nowait(None)  # stay ended
+            raise StopAsyncIteration
+        return event
 
 
 class _Notifee:
