@@ -172,17 +172,17 @@ def measure_visibility(
                     {"name": f"n{round_}", "zone": "au/bench"},
                 )
                 wanted = result["hash"]
-                observers = [i for i in range(nodes) if i != publisher]
+                observers = [dirs[i] for i in range(nodes) if i != publisher]
                 with ThreadPoolExecutor(len(observers)) as pool:
-                    seen = list(
-                        pool.map(
-                            lambda i: _time_until_seen(
-                                dirs[i], owners[publisher], wanted, started, timeout_s
-                            ),
-                            observers,
-                        )
+                    seen = pool.map(
+                        _time_until_seen,
+                        observers,
+                        [owners[publisher]] * len(observers),
+                        [wanted] * len(observers),
+                        [started] * len(observers),
+                        [timeout_s] * len(observers),
                     )
-                latencies += seen
+                    latencies += list(seen)
         finally:
             for process in processes:
                 process.terminate()
@@ -216,7 +216,7 @@ def _start_node(
             "127.0.0.1:0",
             "--no-mdns",
             *extra,
-        ],  # fmt: skip
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
