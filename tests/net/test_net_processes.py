@@ -92,3 +92,20 @@ def test_an_invalid_profile_is_refused_by_its_own_node(cluster: list[NodeProcess
 def test_no_node_for_a_data_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(NoRunningNode, match="no node is running"):
         NodeProcess(tmp_path, "").api("GET", "/v1/info")
+
+
+def test_three_nodes_with_no_bootstrap_find_each_other_over_mdns(tmp_path: Path) -> None:
+    dirs = [tmp_path / f"m{i}" for i in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        owners = list(pool.map(init, dirs))
+    nodes = [NodeProcess(d, o) for d, o in zip(dirs, owners, strict=True)]
+    try:
+        with ThreadPoolExecutor(3) as pool:  # --mdns binds to the listen interface: 127.0.0.1
+            list(pool.map(lambda n: n.start("--mdns"), nodes))
+        for node in nodes:
+            wait_for(lambda n=node: _member_count(n) == 3, timeout=30)
+            peers = node.api("GET", "/v1/peers")["connected"]
+            assert {other.info["peer_id"] for other in nodes if other is not node} <= set(peers)
+    finally:
+        for node in nodes:
+            node.stop()

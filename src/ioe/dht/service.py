@@ -606,7 +606,11 @@ class DnaNetwork:
                 self.stats.errors.append(f"gossip: {exc}")
 
     async def gossip_round(self) -> None:
-        peers = sorted(self._member_peers() - {self.net.peer_id})
+        known = self._member_peers()
+        # Connected peers we have no agent info from yet: the first exchange may have been lost.
+        for peer in set(self.net.connected_peers()) - known:
+            self._spawn(self.exchange_agent_infos(peer))
+        peers = sorted(known - {self.net.peer_id})
         if not peers:
             return
         chosen = self._rng.sample(peers, min(self.config.gossip_fanout, len(peers)))

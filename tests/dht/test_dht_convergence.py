@@ -1,0 +1,153 @@
+"""The DHT workflows on the in-memory network: publishing reaches the authorities, gets find
+records, and gossip repairs what a partition, loss or delay kept from them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ioe.crypto.keys import KeyPair
+from ioe.dht.service import DhtConfig, DnaNetwork
+from ioe.dnas import core_dna
+from ioe.engine.cell import Cell
+from ioe.engine.dht import authorities, publishable_ops
+from ioe.net.memory import MemoryHub, MemoryNetwork, jitter
+from ioe.store.dht import OpStatus
+from ioe.store.sqlite import SqliteDatabase
+from ioe.zomes.profile.validation import PROFILE_LINK
+
+pytestmark = pytest.mark.anyio
+DNA = core_dna()
+COUNT = 6
+FAST = DhtConfig(
+    replication=3,
+    publish_interval_s=0.05,
+    gossip_interval_s=0.2,
+    request_timeout_s=0.5,
+    max_backoff_s=1.0,
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000_000_000
+
+    def __call__(self) -> int:
+        self.now += 1_000
+        return self.now
+
+
+@dataclass
+class Node:
+    cell: Cell
+    net: MemoryNetwork
+    dht: DnaNetwork
+    db: SqliteDatabase
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+    made: list[Node] = []
+
+    async def make(hub: MemoryHub, count: int = COUNT) -> list[Node]:
+        clock = Clock()
+        nodes = []
+        for i in range(count):
+            keys = KeyPair(bytes([i + 1]) * 32)
+            db = SqliteDatabase.open(tmp_path / f"n{i}.sqlite", dnas=[DNA])
+            cell = Cell(DNA, keys, db.chain(DNA.hash, keys.agent))
+            cell.genesis(None, now_us=clock())
+            net = MemoryNetwork(hub)
+            await net.start()
+            dht = DnaNetwork(DNA, db, net, clock=clock, config=FAST)
+            dht.add_cell(cell)
+            await dht.start()
+            nodes.append(Node(cell, net, dht, db))
+        for node in nodes[1:]:
+            await node.net.connect(nodes[0].net.listen_addrs()[0])
+        await eventually(lambda: all(len(n.dht.members()) == count for n in nodes))
+        made.extend(nodes)
+        return nodes
+
+    yield make
+    for node in made:
+        await node.dht.close()
+        await node.net.close()
+        node.db.close()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("did not converge in time")
+
+
+def fully_held(nodes: list[Node], author: Node) -> bool:
+    """Every op of ``author``'s chain is held as valid by each of its R authorities."""
+    by_agent = {n.cell.agent: n for n in nodes}
+    for record in author.cell.query():
+        for op in publishable_ops(record):
+            for agent in authorities(op.basis(), by_agent, FAST.replication):
+                if by_agent[agent].dht.store.op_status(op.hash) is not OpStatus.VALID:
+                    return False
+    return True
+
+
+def set_profile(node: Node, name: str) -> object:
+    action = node.cell.call(
+        "profile", "set_profile", {"name": name, "zone": "au/nsw/newtown"}, now_us=node.dht.clock()
+    )
+    node.dht.notify_commit()
+    return action
+
+
+async def test_published_ops_reach_their_authorities_and_gets_find_them(cluster) -> None:  # type: ignore[no-untyped-def]
+    nodes = await cluster(MemoryHub())
+    author, reader = nodes[0], nodes[-1]
+    action = set_profile(author, "Ann")
+    await eventually(lambda: fully_held(nodes, author))
+    links = await reader.dht.get_links(author.cell.agent, PROFILE_LINK)
+    assert [link.target for link in links] == [action]
+    record = await reader.dht.get_record(action)  # type: ignore[arg-type]
+    assert record is not None and record.action_hash == action
+    activity = await reader.dht.get_agent_activity(author.cell.agent)
+    assert [a.action.seq for a in activity] == list(range(len(author.cell.query())))
+
+
+async def test_a_partition_heals_into_convergence(cluster) -> None:  # type: ignore[no-untyped-def]
+    hub = MemoryHub()
+    nodes = await cluster(hub)
+    hub.partition([[n.net for n in nodes[:3]], [n.net for n in nodes[3:]]])
+    author = nodes[0]
+    set_profile(author, "Bo")
+    await asyncio.sleep(1.0)
+    assert not fully_held(nodes, author) or all(
+        set(authorities(op.basis(), {n.cell.agent for n in nodes}, 3))
+        <= {n.cell.agent for n in nodes[:3]}
+        for record in author.cell.query()
+        for op in publishable_ops(record)
+    )
+    hub.heal()
+    await eventually(lambda: fully_held(nodes, author), timeout=30)
+
+
+async def test_loss_and_delay_still_converge(cluster) -> None:  # type: ignore[no-untyped-def]
+    hub = MemoryHub(delay=jitter(0.001, 0.02), loss=0.2, seed=7)
+    nodes = await cluster(hub)
+    authors = nodes[:2]
+    for i, author in enumerate(authors):
+        set_profile(author, f"Cy{i}")
+    await eventually(lambda: all(fully_held(nodes, a) for a in authors), timeout=40)
