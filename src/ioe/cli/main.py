@@ -31,6 +31,7 @@ from ioe.inspect import describe_chain
 from ioe.node.client import call_api
 
 if TYPE_CHECKING:
+    from ioe.node.device import DeviceSetup
     from ioe.node.runtime import NodeConfig
 
 Handler = Callable[[argparse.Namespace], int]
@@ -190,10 +191,12 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(conductor: Conductor, config: NodeConfig) -> None:
+async def _serve(
+    conductor: Conductor, config: NodeConfig, device: DeviceSetup | None = None
+) -> None:
     from ioe.node.runtime import Node  # noqa: PLC0415 - see cmd_node_run
 
-    node = Node(conductor, config)
+    node = Node(conductor, config, device=device)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, node.stopping.set)
@@ -271,6 +274,82 @@ def cmd_bench_net(args: argparse.Namespace) -> int:
         f"{result['visible_p50_s']:.3f} s, p95 {result['visible_p95_s']:.3f} s"
     )
     _emit_json(result)
+    return 0
+
+
+def cmd_device_run(args: argparse.Namespace) -> int:
+    from ioe.drivers.registry import DriverOptions  # noqa: PLC0415
+    from ioe.node.device import DeviceSetup  # noqa: PLC0415
+    from ioe.node.runtime import NodeConfig, listen_multiaddr  # noqa: PLC0415 - see cmd_node_run
+
+    data_dir = _data_dir(args)
+    key_file = args.key_file or data_dir / "device.key"
+    unlock = Unlock(key_file=key_file)
+    if not (data_dir / "keystore.json").exists():
+        # An unenrolled device starts with its own provisional identity, unlocked by a 0600
+        # key file (no one is there to type a passphrase); enrollment replaces it later.
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not key_file.exists():
+            create_device_key_file(key_file)
+        conductor, _ = Conductor.init(data_dir, unlock)
+        conductor.close()
+    setup = DeviceSetup(
+        DriverOptions(
+            driver=args.driver,
+            sim=args.sim,
+            mqtt=args.mqtt,
+            topic=args.topic,
+            device_id=args.device_id,
+            url=args.url,
+            modbus=args.modbus,
+            unit=args.unit,
+            ocpp=args.ocpp,
+            charger=args.charger,
+        ),
+        name=args.name,
+        interval_s=args.interval,
+        batch_every_s=args.batch_every,
+    )
+    listen_host = args.listen.rpartition(":")[0].strip("[]")
+    config = NodeConfig(
+        listen=(listen_multiaddr(args.listen),),
+        bootstrap=tuple(args.bootstrap),
+        mdns=args.mdns,
+        mdns_interfaces=None if listen_host in ("0.0.0.0", "::") else (listen_host,),
+    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    with Conductor.open(data_dir, unlock) as conductor:
+        asyncio.run(_serve(conductor, config, setup))
+    return 0
+
+
+def cmd_device_read(args: argparse.Namespace) -> int:
+    values = call_api(_data_dir(args), "GET", "/v1/device/values")
+    if args.json:
+        _emit_json(values)
+    else:
+        for name, value in values.items():
+            print(f"{name:18} {value}")
+    return 0
+
+
+def cmd_device_describe(args: argparse.Namespace) -> int:
+    description = call_api(_data_dir(args), "GET", "/v1/device")
+    if args.json:
+        _emit_json(description)
+    else:
+        print(f"{description['name']}: {description['device_type']} ({description['driver']})")
+        for point in description["points"]:
+            mode = "rw" if point["writable"] else "r "
+            print(f"  {mode} {point['name']:18} {point.get('unit', '')}")
+    return 0
+
+
+def cmd_device_write(args: argparse.Namespace) -> int:
+    call_api(
+        _data_dir(args), "POST", "/v1/device/values", {"point": args.point, "text": args.value}
+    )
+    print(f"{args.point} = {args.value}")
     return 0
 
 
@@ -352,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_net.set_defaults(handler=cmd_bench_net)
 
     _add_node_commands(commands)
+    _add_device_commands(commands)
     _add_profile_commands(commands)
 
     demo = commands.add_parser(
@@ -406,6 +486,79 @@ def _add_node_commands(commands: Any) -> None:
         _data_dir_arg(sub)
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(handler=handler)
+
+
+def _add_network_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen", default="127.0.0.1:0", help="HOST:PORT for libp2p (port 0 = any free one)"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="a node to join through (repeatable)",
+    )
+    parser.add_argument(
+        "--mdns",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="find peers on the local network (on the listen interface)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log at INFO level")
+
+
+def _add_device_commands(commands: Any) -> None:
+    device = commands.add_parser(
+        "device", help="bridge a device and control it", description="Device nodes."
+    )
+    device_commands = device.add_subparsers(dest="device_command", metavar="COMMAND", required=True)
+    run = device_commands.add_parser(
+        "run",
+        help="run a device node bridging one device",
+        description="Bridge a device onto the network through its driver, committing its "
+        "readings to its chain. A new data directory gets a provisional identity unlocked by a "
+        "0600 key file (DIR/device.key); unenrolled devices run under the factory-default policy.",
+    )
+    _data_dir_arg(run)
+    run.add_argument("--key-file", type=Path, default=None, help="device key file")
+    run.add_argument(
+        "--driver", required=True, choices=("sim", "tasmota", "shelly", "sunspec", "ocpp")
+    )
+    run.add_argument("--name", required=True, help="the device's name")
+    run.add_argument("--sim", help="simulated device: plug, aircon, pv, battery, ev, meter")
+    run.add_argument("--mqtt", help="MQTT broker HOST:PORT (tasmota, shelly)")
+    run.add_argument("--topic", help="Tasmota topic")
+    run.add_argument("--device-id", help="Shelly device id (MQTT)")
+    run.add_argument("--url", help="Shelly base URL (HTTP RPC)")
+    run.add_argument("--modbus", help="SunSpec Modbus TCP HOST:PORT")
+    run.add_argument("--unit", type=int, default=1, help="Modbus unit id")
+    run.add_argument("--ocpp", help="HOST:PORT for the OCPP central system to listen on")
+    run.add_argument("--charger", help="OCPP charge point id")
+    run.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
+    run.add_argument(
+        "--batch-every", type=float, default=10.0, help="seconds between signed batches"
+    )
+    _add_network_options(run)
+    run.set_defaults(handler=cmd_device_run)
+    for name, handler, text in (
+        ("read", cmd_device_read, "current values by canonical name"),
+        ("describe", cmd_device_describe, "the device's type and points"),
+    ):
+        sub = device_commands.add_parser(name, help=text, description=f"Show {text}.")
+        _data_dir_arg(sub)
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(handler=handler)
+    write = device_commands.add_parser(
+        "write",
+        help="set a control point",
+        description="Set a control point, e.g. `switch off` or `setpoint_c 24`; an unknown "
+        "point or a value out of range is refused and nothing changes.",
+    )
+    _data_dir_arg(write)
+    write.add_argument("point", help="canonical point name")
+    write.add_argument("value", help="value (on/off, a number, a mode)")
+    write.set_defaults(handler=cmd_device_write)
 
 
 def _add_profile_commands(commands: Any) -> None:

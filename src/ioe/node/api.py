@@ -9,6 +9,9 @@ cannot drive the node.
     POST /v1/profile             {"name", "zone"} → {"agent", "hash"}
     GET  /v1/profile/{agent}     → {"agent", "name", "zone", "hash"} (from the network)
     GET  /v1/dht                 → DHT counters per DNA
+    GET  /v1/device              → the bridged device's description (device nodes only)
+    GET  /v1/device/values       → its current values by canonical name
+    POST /v1/device/values       {"point", "value"} → 204 (checked by the driver first)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from aiohttp import web
 
 from ioe import __version__
 from ioe.dnas import CORE_DNA_NAME
+from ioe.drivers.model import DeviceOffline, PointError
 from ioe.engine.schema import decode_as
 from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
@@ -42,6 +46,9 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     app.router.add_post("/v1/profile", set_profile)
     app.router.add_get("/v1/profile/{agent}", get_profile)
     app.router.add_get("/v1/dht", dht_stats)
+    app.router.add_get("/v1/device", device_describe)
+    app.router.add_get("/v1/device/values", device_read)
+    app.router.add_post("/v1/device/values", device_write)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -62,8 +69,10 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response
-    except (ZomeCallError, ValidationError, EncodingError, ValueError) as exc:
+    except (ZomeCallError, ValidationError, EncodingError, PointError, ValueError) as exc:
         return _error(400, str(exc))
+    except DeviceOffline as exc:
+        return _error(503, str(exc))
     except IoEError as exc:
         return _error(500, str(exc))
 
@@ -165,3 +174,37 @@ async def dht_stats(request: web.Request) -> web.Response:
             "gossip_rounds": dht.stats.gossip_rounds,
         }
     return web.json_response(out)
+
+
+def _device(node: Node) -> Any:
+    if node.device is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "this node bridges no device"}),
+            content_type="application/json",
+        )
+    return node.device
+
+
+async def device_describe(request: web.Request) -> web.Response:
+    return web.json_response(await _device(request.app[NODE_KEY]).describe())
+
+
+async def device_read(request: web.Request) -> web.Response:
+    return web.json_response(await _device(request.app[NODE_KEY]).read())
+
+
+async def device_write(request: web.Request) -> web.Response:
+    device = _device(request.app[NODE_KEY])
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        return _error(400, "the body must be JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("point"), str):
+        return _error(400, "write takes {point, value} or {point, text}")
+    if isinstance(body.get("text"), str):
+        await device.write_text(body["point"], body["text"])
+    elif "value" in body:
+        await device.write(body["point"], body["value"])
+    else:
+        return _error(400, "write takes {point, value} or {point, text}")
+    return web.Response(status=204)

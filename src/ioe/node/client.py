@@ -29,7 +29,8 @@ def call_api(
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+            raw: bytes = response.read()
+            return json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
         try:
             message = json.loads(exc.read()).get("error", exc.reason)

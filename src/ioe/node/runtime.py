@@ -23,6 +23,7 @@ from ioe.net.interface import Network, NetworkError
 from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, NodeType, dial_discovered
 from ioe.net.p2p import P2PConfig, P2PNetwork
 from ioe.node.api import start_api
+from ioe.node.device import DeviceBridge, DeviceSetup
 from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,17 @@ def listen_multiaddr(host_port: str) -> str:
 
 class Node:
     def __init__(
-        self, conductor: Conductor, config: NodeConfig, *, network: Network | None = None
+        self,
+        conductor: Conductor,
+        config: NodeConfig,
+        *,
+        network: Network | None = None,
+        device: DeviceSetup | None = None,
     ) -> None:
         self.conductor = conductor
+        self.device = (
+            DeviceBridge(device, conductor.owner_cell, conductor.clock) if device else None
+        )
         self.config = config
         seed = conductor.owner_cell.keys.seed()
         self.network = network or P2PNetwork(seed, P2PConfig(listen=config.listen))
@@ -85,6 +94,8 @@ class Node:
             await dht.start()
         for addr in self.config.bootstrap:
             self._tasks.append(asyncio.create_task(self._keep_dialling(addr), name="bootstrap"))
+        if self.device is not None:
+            await self.device.start()
         if self.config.mdns:
             self.mdns = MdnsDiscovery(
                 self.network.peer_id,
@@ -121,6 +132,8 @@ class Node:
             await self._api_runner.cleanup()
         if self.mdns is not None:
             await self.mdns.close()
+        if self.device is not None:
+            await self.device.close()
         for dht in self.dnas.values():
             await dht.close()
         await self.network.close()
