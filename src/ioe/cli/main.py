@@ -523,7 +523,10 @@ def _add_device_commands(commands: Any) -> None:
     _data_dir_arg(run)
     run.add_argument("--key-file", type=Path, default=None, help="device key file")
     run.add_argument(
-        "--driver", required=True, choices=("sim", "tasmota", "shelly", "sunspec", "ocpp")
+        "--driver",
+        required=True,
+        choices=("sim", "tasmota", "shelly", "sunspec", "ocpp"),
+        help="which driver speaks to the device",
     )
     run.add_argument("--name", required=True, help="the device's name")
     run.add_argument("--sim", help="simulated device: plug, aircon, pv, battery, ev, meter")

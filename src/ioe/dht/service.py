@@ -163,11 +163,13 @@ class DnaNetwork:
             self._spawn(self.exchange_agent_infos(peer))
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=5)
+            for task in stuck:
+                log.warning("DHT task %s did not stop", task.get_name())
         self._tasks.clear()
 
     def _spawn(self, job: Any) -> None:
@@ -325,8 +327,11 @@ class DnaNetwork:
 
     async def _publisher(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.publish_interval_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races with the event, and close() would then wait for this loop forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.publish_interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 self._queue_new_records()

@@ -134,3 +134,24 @@ class Network(ABC):
     @abstractmethod
     def add_peer_addrs(self, peer: PeerId, addrs: list[str]) -> None:
         """Remember addresses of a peer (learnt from discovery or agent info) for later dials."""
+
+
+class Routing(ABC):
+    """Peer and content routing inside one app network (one DNA): a DHT over XOR distance.
+
+    Keys are arbitrary bytes; the implementation says how they map onto its keyspace.
+    """
+
+    @abstractmethod
+    async def closest_peers(self, key: bytes, count: int) -> list[PeerId]:
+        """Up to ``count`` live peers of the network closest to ``key``, nearest first (this
+        node excluded)."""
+
+    @abstractmethod
+    async def provide(self, key: bytes) -> None:
+        """Announce that this node provides ``key`` (records at the peers closest to it)."""
+
+    @abstractmethod
+    async def find_providers(self, key: bytes, count: int) -> list[PeerId]:
+        """Up to ``count`` peers that announced they provide ``key`` (their addresses are passed
+        to the network, so they can be requested at once)."""
