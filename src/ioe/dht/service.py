@@ -68,6 +68,7 @@ from ioe.net.interface import (
     PeerId,
     RequestRefused,
 )
+from ioe.net.kademlia import Kademlia
 from ioe.store.dht import OpStatus, SqliteDhtStore
 from ioe.store.sqlite import SqliteDatabase
 
@@ -137,6 +138,11 @@ class DnaNetwork:
         self.protocol_publish = f"{prefix}/publish/1"
         self.protocol_get = f"{prefix}/get/1"
         self.protocol_gossip = f"{prefix}/gossip/1"
+        # This DNA's own Kademlia DHT (``/ioe/<dna>/kad/1.0.0``): finds the DNA's members among
+        # nodes this one is not connected to yet.
+        self.routing = Kademlia(
+            network, dna.hash.to_text(), request_timeout_s=self.config.request_timeout_s
+        )
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -146,6 +152,7 @@ class DnaNetwork:
         self._local[cell.agent] = _LocalAgent(cell, membrane_proof)
 
     async def start(self) -> None:
+        await self.routing.start()
         self.net.set_handler(self.protocol_agents, self._on_agents)
         self.net.set_handler(self.protocol_publish, self._on_publish)
         self.net.set_handler(self.protocol_get, self._on_get)
@@ -157,12 +164,15 @@ class DnaNetwork:
             ("gossip", self._gossip_loop()),
             ("announcer", self._announcer()),
             ("peer-events", self._watch_peers(events)),
+            ("discovery", self._discover_members()),
         ):
             self._tasks.append(asyncio.create_task(job, name=f"dht-{name}"))
         for peer in self.net.connected_peers():
             self._spawn(self.exchange_agent_infos(peer))
 
     async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.routing.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -293,6 +303,19 @@ class DnaNetwork:
                 self._spawn(self.exchange_agent_infos(event.peer))
             else:
                 self._note_failure(event.peer)
+
+    async def _discover_members(self) -> None:
+        """Announce this node as a provider of the DNA on its Kademlia DHT and swap agent infos
+        with the other providers found there (those not already members)."""
+        key = bytes(self.dna.hash)
+        while True:
+            with contextlib.suppress(NetworkError):
+                await self.routing.provide(key)
+            with contextlib.suppress(NetworkError):
+                for peer in await self.routing.find_providers(key, 20):
+                    if peer != self.net.peer_id and peer not in self._member_peers():
+                        self._spawn(self.exchange_agent_infos(peer))
+            await asyncio.sleep(self.config.gossip_interval_s * 5)
 
     async def _announcer(self) -> None:
         while True:
