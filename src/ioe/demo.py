@@ -1,16 +1,18 @@
-"""``ioe demo``: what exists so far, run for real and briefly.
+"""``ioe demo``: what exists so far, run for real and briefly, on this machine's loopback.
 
-An owner account is created (unlocked by a device key file, as on an unattended gateway), a smart
-plug gets its own agent key derived from the owner's device seed 1, and the plug commits signed
-batches of readings from a simulated load to its own chain once a second. At the end every chain
-is verified from genesis, and a tampered copy of the database is shown to be caught.
+Two nodes talk over libp2p (TCP + Noise on 127.0.0.1): a home's owner node and a smart plug's
+device node. The plug is a simulated fridge on a smart plug; its node reads it four times a second
+and signs a batch of readings onto its own chain every second. Both publish a public profile.
+Every second the demo prints the plug's reading and how much of the plug's chain the home node
+can already see over the network (from the DHT authorities, not from the plug's disk). At the end
+the home fetches the plug's profile over the network, every chain is verified from genesis, and a
+copy of the plug's database with one flipped bit is shown to be caught.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import math
-import random
 import shutil
 import sqlite3
 import tempfile
@@ -21,41 +23,14 @@ from typing import Any
 
 from ioe.conductor import Conductor, known_dnas, open_database
 from ioe.crypto.keystore import Unlock, create_device_key_file
-from ioe.dnas import core_dna
+from ioe.dht.service import DhtConfig
+from ioe.drivers.registry import DriverOptions
 from ioe.errors import ChainIntegrityError
-from ioe.inspect import describe_record
+from ioe.node.device import DeviceSetup
+from ioe.node.runtime import Node, NodeConfig
+from ioe.zomes.profile.validation import PROFILE_LINK
 
-PLUG_DEVICE_INDEX = 1
-SAMPLE_EVERY_US = 250_000
-
-
-class SimulatedPlugLoad:
-    """A fridge on a smart plug: the compressor cycles on and off; power in mW, energy in mWh.
-
-    Deterministic for a seed; time is passed in.
-    """
-
-    def __init__(self, seed: int, start_us: int) -> None:
-        self._rng = random.Random(seed)
-        self._last_us = start_us
-        self._energy_uwh = 0.0
-        self._cycle_s = 12.0
-        self._duty = 0.45
-
-    def sample(self, now_us: int) -> dict[str, int]:
-        phase = (now_us / 1e6 % self._cycle_s) / self._cycle_s
-        running = phase < self._duty
-        power_w = (85.0 + 10.0 * math.sin(phase * math.pi)) if running else 1.2
-        power_w += self._rng.gauss(0.0, 0.4)
-        power_w = max(power_w, 0.0)
-        elapsed_h = (now_us - self._last_us) / 3.6e9
-        self._energy_uwh += power_w * elapsed_h * 1e6
-        self._last_us = now_us
-        return {
-            "power_mw": round(power_w * 1000),
-            "energy_mwh": int(self._energy_uwh / 1000),
-            "switch": 1,
-        }
+ZONE = "au/nsw/newtown/king-st/12"
 
 
 def run_demo(
@@ -67,80 +42,125 @@ def run_demo(
     owned_tmp = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="ioe-demo-")) if data_dir is None else data_dir
     try:
-        return _run(root, duration_s, out)
+        summary = asyncio.run(_run(root, duration_s, out))
     finally:
         if owned_tmp:
             shutil.rmtree(root, ignore_errors=True)
-
-
-def _clock_us() -> int:
-    return time.time_ns() // 1000
-
-
-def _run(root: Path, duration_s: float, out: Callable[[str], None]) -> int:
-    node_dir = root / "node"
-    key_file = root / "device.key"
-    if not key_file.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        create_device_key_file(key_file)
-    unlock = Unlock(key_file=key_file)
-    out(f"IoE demo: data in {root} (runs {duration_s:.0f} s)")
-    if (node_dir / "keystore.json").exists():
-        conductor = Conductor.open(node_dir, unlock)
-        out("opened existing owner account")
-    else:
-        conductor, _mnemonic = Conductor.init(node_dir, unlock)
-        out("created owner account (recovery phrase withheld in the demo)")
-    with conductor:
-        owner = conductor.owner_cell
-        out(f"owner agent       {owner.agent.to_text()}")
-        plug = conductor.install_cell(core_dna(), device=PLUG_DEVICE_INDEX)
-        out(f"smart plug agent  {plug.agent.to_text()}  (device seed {PLUG_DEVICE_INDEX})")
-
-        load = SimulatedPlugLoad(seed=7, start_us=_clock_us())
-        deadline = time.monotonic() + duration_s
-        batches = samples = 0
-        last_values: dict[str, int] = {}
-        while time.monotonic() < deadline:
-            batch: list[dict[str, Any]] = []
-            next_flush = time.monotonic() + 1.0
-            while time.monotonic() < min(next_flush, deadline):
-                now = _clock_us()
-                last_values = load.sample(now)
-                batch.append({"at_us": now, "values": last_values})
-                time.sleep(min(SAMPLE_EVERY_US / 1e6, max(0.0, deadline - time.monotonic())))
-            if batch:
-                conductor.call(plug, "telemetry", "record_batch", batch)
-                batches += 1
-                samples += len(batch)
-                out(
-                    f"  plug committed batch {batches:3d}: {len(batch)} samples, "
-                    f"{last_values['power_mw'] / 1000:6.1f} W, "
-                    f"{last_values['energy_mwh'] / 1000:7.3f} Wh so far"
-                )
-        head = plug.head()
-        if head is not None:
-            last = plug.get(head.hash)
-            if last is not None:
-                out("last record: " + describe_record(last, plug.dna))
-    summary = _verify(node_dir, out)
-    summary.update({"batches": batches, "samples": samples})
     out(json.dumps(summary))
     return 0 if summary["verified"] and summary["tamper_detected"] else 1
 
 
-def _verify(node_dir: Path, out: Callable[[str], None]) -> dict[str, Any]:
-    with open_database(node_dir, verify=False) as db:
-        started = time.perf_counter()
-        records = db.verify_all(known_dnas(db))
-        elapsed = time.perf_counter() - started
-        chains = len(db.cells())
-    out(f"verified {records} records on {chains} chains from genesis in {elapsed * 1000:.0f} ms")
+def _account(data_dir: Path) -> Conductor:
+    """Open (or create) an account unlocked by a 0600 key file, as on an unattended gateway."""
+    key_file = data_dir / "device.key"
+    unlock = Unlock(key_file=key_file)
+    if (data_dir / "keystore.json").exists():
+        return Conductor.open(data_dir, unlock)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not key_file.exists():
+        create_device_key_file(key_file)
+    conductor, _mnemonic = Conductor.init(data_dir, unlock)
+    return conductor
 
-    tampered = node_dir.parent / "tampered.sqlite"
-    shutil.copyfile(node_dir / "ioe.sqlite", tampered)
+
+async def _run(root: Path, duration_s: float, out: Callable[[str], None]) -> dict[str, Any]:
+    out(f"IoE demo: two nodes on 127.0.0.1, data in {root} (runs {duration_s:.0f} s)")
+    dht = DhtConfig(gossip_interval_s=1.0)
+    home_conductor = _account(root / "home")
+    plug_conductor = _account(root / "plug")
+    home = Node(home_conductor, NodeConfig(dht=dht))
+    plug = Node(
+        plug_conductor,
+        NodeConfig(dht=dht),
+        device=DeviceSetup(
+            DriverOptions(driver="sim", sim="plug"),
+            name="Fridge plug",
+            interval_s=0.25,
+            batch_every_s=1.0,
+        ),
+    )
+    home_agent = home_conductor.owner_cell.agent
+    plug_agent = plug_conductor.owner_cell.agent
+    await home.start()
+    await plug.start()
+    stats: dict[str, Any] = {}
+    try:
+        await plug.network.connect(home.network.listen_addrs()[0])
+        out(f"home agent  {home_agent.to_text()}  peer {home.network.peer_id}")
+        out(f"plug agent  {plug_agent.to_text()}  peer {plug.network.peer_id}")
+        home.call(home_conductor.owner_cell, "profile", "set_profile",
+                  {"name": "Home energy manager", "zone": ZONE})  # fmt: skip
+        plug.call(plug_conductor.owner_cell, "profile", "set_profile",
+                  {"name": "Fridge plug", "zone": ZONE})  # fmt: skip
+        stats = await _watch(home, plug, duration_s, out)
+        profile = await _profile_seen_from(home, plug_agent)
+        out(f"home sees the plug's profile over the network: {profile}")
+        stats["profile_seen"] = profile is not None
+    finally:
+        await plug.close()
+        await home.close()
+        plug_conductor.close()
+        home_conductor.close()
+    stats.update(_verify(root, out))
+    return stats
+
+
+async def _watch(
+    home: Node, plug: Node, duration_s: float, out: Callable[[str], None]
+) -> dict[str, Any]:
+    assert plug.device is not None
+    plug_cell = plug.conductor.owner_cell
+    home_dht = home.dht_for(home.conductor.owner_cell)
+    deadline = time.monotonic() + duration_s
+    seen = 0
+    while time.monotonic() < deadline:
+        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        values = await plug.device.read()
+        head = plug_cell.head()
+        seen = len(await home_dht.get_agent_activity(plug_cell.agent))
+        power = values.get("power_w")
+        power_text = f"{power:7.1f} W" if isinstance(power, int | float) else "   offline"
+        out(
+            f"  plug {power_text}  signed records on its chain {head.seq + 1 if head else 0:3d}"
+            f"  seen by the home over the network {seen:3d}"
+        )
+    recorder = plug.device.recorder
+    return {
+        "batches": len(recorder.committed) if recorder else 0,
+        "samples": recorder.samples_taken if recorder else 0,
+        "records_seen_by_home": seen,
+    }
+
+
+async def _profile_seen_from(home: Node, agent: Any) -> str | None:
+    dht = home.dht_for(home.conductor.owner_cell)
+    for _ in range(20):
+        links = await dht.get_links(agent, PROFILE_LINK)
+        if links:
+            record = await dht.get_record(links[-1].target)  # type: ignore[arg-type]
+            if record is not None:
+                value = home.conductor.owner_cell.entry_value(record)
+                return f"{value.name} in {value.zone}"  # type: ignore[attr-defined]
+        await asyncio.sleep(0.2)
+    return None
+
+
+def _verify(root: Path, out: Callable[[str], None]) -> dict[str, Any]:
+    records = chains = 0
+    for name in ("home", "plug"):
+        with open_database(root / name, verify=False) as db:
+            records += db.verify_all(known_dnas(db))
+            chains += len(db.cells())
+    out(f"verified {records} records on {chains} chains from genesis (signatures, links, rules)")
+
+    tampered_dir = root / "tampered"
+    tampered_dir.mkdir(exist_ok=True)
+    tampered = tampered_dir / "ioe.sqlite"
+    with sqlite3.connect(root / "plug" / "ioe.sqlite") as source, sqlite3.connect(tampered) as copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
     with sqlite3.connect(tampered) as conn:
-        conn.execute("PRAGMA journal_mode=DELETE")
         row = conn.execute(
             "SELECT hash, content FROM entries ORDER BY length(content) DESC LIMIT 1"
         ).fetchone()
@@ -149,10 +169,7 @@ def _verify(node_dir: Path, out: Callable[[str], None]) -> dict[str, Any]:
         conn.execute("UPDATE entries SET content = ? WHERE hash = ?", (bytes(flipped), row[0]))
     conn.close()
     detected = False
-    tamper_dir = node_dir.parent / "tampered"
-    tamper_dir.mkdir(exist_ok=True)
-    shutil.move(tampered, tamper_dir / "ioe.sqlite")
-    with open_database(tamper_dir, verify=False) as db:
+    with open_database(tampered_dir, verify=False) as db:
         try:
             db.verify_all(known_dnas(db))
         except ChainIntegrityError as exc:

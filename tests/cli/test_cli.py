@@ -153,7 +153,7 @@ def demo_dir(tmp_path: Path) -> Path:
     summary = last_json(done.stdout)
     assert summary["tamper_detected"] is True
     assert summary["batches"] >= 1
-    return tmp_path / "node"
+    return tmp_path / "plug"
 
 
 def _flip(db: Path, table: str, column: str, key: str, where: str) -> None:
