@@ -158,33 +158,37 @@ def _unlock_existing(args: argparse.Namespace) -> Unlock:
     return Unlock(passphrase=passphrase_from_env_or_prompt(confirm=False))
 
 
-def cmd_node_run(args: argparse.Namespace) -> int:
-    # libp2p takes most of a second to import: only the command that runs a node pays for it.
+def _node_config(args: argparse.Namespace) -> NodeConfig:
+    """The network options shared by ``node run`` and ``device run``. mDNS speaks only on the
+    interface the node listens on (all of them only when it listens on all of them)."""
+    # libp2p takes most of a second to import: only the commands that run a node pay for it.
     from ioe.node.runtime import NodeConfig, listen_multiaddr  # noqa: PLC0415
 
-    data_dir = _data_dir(args)
-    try:
-        listen = listen_multiaddr(args.listen)
-        api_host, _, api_port = args.api.rpartition(":")
-        if not api_port.isdigit():
-            raise ValueError(f"--api takes HOST:PORT, not {args.api!r}")
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    api_host, _, api_port = args.api.rpartition(":")
+    if not api_port.isdigit() or not api_host:
+        raise ValueError(f"--api takes HOST:PORT, not {args.api!r}")
     listen_host = args.listen.rpartition(":")[0].strip("[]")
-    mdns_interfaces = None if listen_host in ("0.0.0.0", "::") else (listen_host,)
-    config = NodeConfig(
-        listen=(listen,),
-        bootstrap=tuple(args.bootstrap),
-        mdns=args.mdns,
-        mdns_interfaces=mdns_interfaces,
-        api_host=api_host.strip("[]"),
-        api_port=int(api_port),
-    )
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    return NodeConfig(
+        listen=(listen_multiaddr(args.listen),),
+        bootstrap=tuple(args.bootstrap),
+        mdns=args.mdns,
+        mdns_interfaces=None if listen_host in ("0.0.0.0", "::") else (listen_host,),
+        api_host=api_host.strip("[]"),
+        api_port=int(api_port),
+    )
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    data_dir = _data_dir(args)
+    try:
+        config = _node_config(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     unlock = _unlock_existing(args)
     with Conductor.open(data_dir, unlock) as conductor:
         asyncio.run(_serve(conductor, config))
@@ -278,11 +282,15 @@ def cmd_bench_net(args: argparse.Namespace) -> int:
 
 
 def cmd_device_run(args: argparse.Namespace) -> int:
-    from ioe.drivers.registry import DriverOptions  # noqa: PLC0415
+    from ioe.drivers.registry import DriverOptions  # noqa: PLC0415 - see _node_config
     from ioe.node.device import DeviceSetup  # noqa: PLC0415
-    from ioe.node.runtime import NodeConfig, listen_multiaddr  # noqa: PLC0415 - see cmd_node_run
 
     data_dir = _data_dir(args)
+    try:
+        config = _node_config(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     key_file = args.key_file or data_dir / "device.key"
     unlock = Unlock(key_file=key_file)
     if not (data_dir / "keystore.json").exists():
@@ -310,14 +318,6 @@ def cmd_device_run(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         batch_every_s=args.batch_every,
     )
-    listen_host = args.listen.rpartition(":")[0].strip("[]")
-    config = NodeConfig(
-        listen=(listen_multiaddr(args.listen),),
-        bootstrap=tuple(args.bootstrap),
-        mdns=args.mdns,
-        mdns_interfaces=None if listen_host in ("0.0.0.0", "::") else (listen_host,),
-    )
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     with Conductor.open(data_dir, unlock) as conductor:
         asyncio.run(_serve(conductor, config, setup))
     return 0
@@ -459,24 +459,7 @@ def _add_node_commands(commands: Any) -> None:
     )
     _data_dir_arg(run)
     _unlock_args(run)
-    run.add_argument(
-        "--listen", default="127.0.0.1:0", help="HOST:PORT for libp2p (port 0 = any free one)"
-    )
-    run.add_argument(
-        "--bootstrap",
-        action="append",
-        default=[],
-        metavar="MULTIADDR",
-        help="a node to join through (repeatable)",
-    )
-    run.add_argument(
-        "--mdns",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="find peers on the local network (on the listen interface)",
-    )
-    run.add_argument("--api", default="127.0.0.1:0", help="HOST:PORT of the local HTTP API")
-    run.add_argument("--verbose", action="store_true", help="log at INFO level")
+    _add_network_options(run)
     run.set_defaults(handler=cmd_node_run)
     for name, handler, text in (
         ("info", cmd_node_info, "the running node's identity, addresses and agents"),
@@ -505,6 +488,7 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="find peers on the local network (on the listen interface)",
     )
+    parser.add_argument("--api", default="127.0.0.1:0", help="HOST:PORT of the local HTTP API")
     parser.add_argument("--verbose", action="store_true", help="log at INFO level")
 
 
