@@ -125,6 +125,8 @@ async def test_published_ops_reach_their_authorities_and_gets_find_them(cluster)
     assert record is not None and record.action_hash == action
     activity = await reader.dht.get_agent_activity(author.cell.agent)
     assert [a.action.seq for a in activity] == list(range(len(author.cell.query())))
+    entry = await reader.dht.get_entry(record.action.entry_hash)  # type: ignore[arg-type]
+    assert entry is not None and entry.hash() == record.action.entry_hash
 
 
 async def test_a_partition_heals_into_convergence(cluster) -> None:  # type: ignore[no-untyped-def]

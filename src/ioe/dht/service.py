@@ -49,13 +49,14 @@ from ioe.engine.dna import DnaDef
 from ioe.engine.integrity import Invalid, Unresolved, Valid
 from ioe.engine.ops import OpType
 from ioe.engine.ports import ChainQuery, Link
-from ioe.engine.records import CreateLink, DeleteLink, Record, SignedAction
+from ioe.engine.records import CreateLink, DeleteLink, Entry, Record, SignedAction
 from ioe.engine.validation import SourceHost
 from ioe.errors import EncodingError
 from ioe.hashing import (
     ActionHash,
     AgentPubKey,
     DhtOpHash,
+    EntryHash,
     HoloHash,
     from_typed_bytes,
     to_typed_bytes,
@@ -550,6 +551,20 @@ class DnaNetwork:
                 self.store.put_op(op, OpStatus.CACHED, self.clock())
                 self.stats.fetched += 1
                 return Record(op.signed_action, op.entry)
+        return None
+
+    async def get_entry(self, entry_hash: EntryHash) -> Entry | None:
+        """An entry by its hash, from its authorities when it is not known here."""
+        local = self.store.get_entry(entry_hash)
+        if local is not None:
+            return local
+        for op in await self._ask_authorities(entry_hash, "entry"):
+            if op.op_type is OpType.STORE_ENTRY and op.entry is not None:
+                if isinstance(validate_op(op, self.dna, self.host), Invalid):
+                    continue
+                self.store.put_op(op, OpStatus.CACHED, self.clock())
+                self.stats.fetched += 1
+                return op.entry
         return None
 
     async def get_links(self, base: HoloHash, link_type: str | None = None) -> list[Link]:
