@@ -67,6 +67,7 @@ RPC_PROTOCOL = TProtocol("/ioe/rpc/1.0.0")
 GOSSIPSUB_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 READ_CHUNK = 64 * 1024
 SHUTDOWN_GRACE_S = 2.0
+REANNOUNCE_AFTER_S = (0.5, 1.5, 3.0, 6.0)
 
 # No head start for one transport over another when dialling: we dial one address family.
 _swarm._HAPPY_EYEBALLS_DELAY = 0.0
@@ -506,6 +507,20 @@ class P2PNetwork(Network):
         libp2p_subscription = await self._pubsub.subscribe(subscription.topic)
         assert self._nursery is not None
         self._nursery.start_soon(self._pump, subscription, libp2p_subscription)
+        self._nursery.start_soon(self._reannounce, subscription.topic)
+
+    async def _reannounce(self, topic: str) -> None:
+        """Announce a subscription again a few times. py-libp2p 0.8 can lose the first
+        announcement to a peer whose pubsub stream is still opening: the peer then grafts us into
+        its mesh but never sends us the topic's messages (seen about once in six three-node
+        runs). Re-announcing is idempotent for peers that did get it."""
+        for delay in REANNOUNCE_AFTER_S:
+            await trio.sleep(delay)
+            if not any(s.topic == topic for s in self._subscriptions):
+                return
+            with contextlib.suppress(Exception):
+                packet, option = self._pubsub._build_announce_rpc(topic, subscribe=True)
+                await self._pubsub.message_all_peers(packet.SerializeToString(), announce=option)
 
     async def _pump(self, subscription: _P2PSubscription, source: Any) -> None:
         with trio.CancelScope() as scope:
