@@ -269,7 +269,7 @@ def cmd_profile_get(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_net(args: argparse.Namespace) -> int:
-    from ioe.bench_net import bench_net  # noqa: PLC0415 - imports libp2p, see cmd_node_run
+    from ioe.bench_net import bench_net  # noqa: PLC0415 - imports libp2p, see _node_config
 
     result = bench_net(nodes=args.nodes, rounds=args.rounds, requests=args.requests)
     print(
