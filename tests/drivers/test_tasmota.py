@@ -15,10 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ioe.drivers.model import DeviceOffline, DeviceProtocolError
+from ioe.drivers.mqtt import MAX_PAYLOAD_BYTES, MqttClient
 from ioe.drivers.tasmota import (
-    MAX_PAYLOAD_BYTES,
     TASMOTA_PLUG,
-    MqttClient,
     TasmotaDriver,
     TasmotaTopics,
     TasmotaView,

@@ -45,7 +45,7 @@ from ioe.drivers.model import (
     PointValue,
     ValueKind,
 )
-from ioe.drivers.tasmota import MqttLink
+from ioe.drivers.mqtt import MqttLink, stop_task
 
 log = logging.getLogger(__name__)
 
@@ -312,14 +312,7 @@ class HomeAssistantBridge:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await stop_task(task)
         if self._link is not None:
             with contextlib.suppress(DriverError):  # not connected: the broker has the will
                 await self._link.publish(

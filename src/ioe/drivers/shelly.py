@@ -41,7 +41,7 @@ from ioe.drivers.model import (
     PointError,
     PointValue,
 )
-from ioe.drivers.tasmota import MqttLink
+from ioe.drivers.mqtt import MqttLink, stop_task
 
 log = logging.getLogger(__name__)
 
@@ -403,14 +403,7 @@ class ShellyMqttDriver(Driver):
 
     async def close(self) -> None:
         poller, self._poller = self._poller, None
-        if poller is not None:
-            poller.cancel()
-            try:
-                await poller
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        await stop_task(poller)
         await self._link.close()
 
     async def describe(self) -> DeviceDescription:

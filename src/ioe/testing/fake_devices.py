@@ -28,7 +28,7 @@ from typing import Any
 import aiomqtt
 from aiohttp import web
 
-from ioe.drivers.tasmota import MqttClient
+from ioe.drivers.mqtt import MqttClient
 
 log = logging.getLogger(__name__)
 
