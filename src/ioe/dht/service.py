@@ -211,16 +211,17 @@ class DnaNetwork:
                 ttl_us=int(self.config.agent_info_ttl_s * 1e6),
                 membrane_proof=agent.membrane_proof,
             )
+            problem = info.check(self.dna, now)
+            if problem is not None:  # e.g. no valid membrane proof: this agent is not a member
+                log.warning("local agent %s cannot join: %s", agent.cell.agent.short(), problem)
+                continue
             self.store.put_agent_info(info)
 
     def members(self) -> dict[AgentPubKey, AgentInfo]:
-        """Every agent with a valid, unexpired info (local agents included)."""
-        now = self.clock()
-        found = {}
-        for info in self.store.agent_infos(now):
-            if info.check(self.dna, now) is None:
-                found[info.agent] = info
-        return found
+        """Every agent with an unexpired info (local agents included). Infos are checked
+        (signature, membrane) once, before they are stored, not again on every look-up: this
+        runs for every request a peer makes."""
+        return {info.agent: info for info in self.store.agent_infos(self.clock())}
 
     def live_members(self) -> dict[AgentPubKey, AgentInfo]:
         """Members whose node is not known to be down (local agents always count)."""
