@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ioe.encoding import Value
+from ioe.engine import capability
 from ioe.engine.dna import DnaDef
 from ioe.zomes import profile, telemetry
 
@@ -20,8 +21,8 @@ CORE_DNA_NAME = "ioe-core"
 def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = "") -> DnaDef:
     return DnaDef(
         name=CORE_DNA_NAME,
-        integrity_zomes=(profile.integrity, telemetry.integrity),
-        coordinator_zomes=(profile.coordinator, telemetry.coordinator),
+        integrity_zomes=(profile.integrity, telemetry.integrity, capability.integrity),
+        coordinator_zomes=(profile.coordinator, telemetry.coordinator, capability.coordinator),
         properties=dict(properties or {}),
         network_seed=network_seed,
     )

@@ -14,6 +14,7 @@ fault, so a caller knows whether to fix itself, ask the user, or distrust a peer
     │   └── ChainIntegrityError  a stored chain fails verification; names the first bad record
     ├── StoreError             the storage layer failed (mapped from sqlite3)
     ├── ZomeCallError          a zome call named an unknown zome or function, or bad payload
+    │   └── Unauthorized       no live capability grant allows this caller this function
     ├── LocalProtocolError     this node broke a protocol (a bug here)
     └── RemoteProtocolError    a peer broke a protocol (grounds for rejection and a warrant)
 
@@ -86,3 +87,7 @@ class LocalProtocolError(IoEError):
 
 class RemoteProtocolError(IoEError):
     """A peer broke a protocol: reject its message and consider a warrant."""
+
+
+class Unauthorized(ZomeCallError):
+    """A call from another agent that no live capability grant of the callee allows."""

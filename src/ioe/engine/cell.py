@@ -8,10 +8,12 @@ The current time is always passed in (``now_us``), never read here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ioe.crypto.keys import KeyPair
 from ioe.encoding import encode
+from ioe.engine.capability import authorize_call
 from ioe.engine.dna import CellId, DnaDef
 from ioe.engine.integrity import Invalid, Unresolved
 from ioe.engine.ports import ChainHead, ChainQuery, ChainStore, Link
@@ -32,6 +34,7 @@ from ioe.engine.records import (
     Update,
 )
 from ioe.engine.schema import from_value, to_value
+from ioe.engine.signals import MAX_SIGNAL_TARGETS, RemoteSignal, Signal, signal_value
 from ioe.engine.validation import (
     GENESIS_LENGTH,
     SourceHost,
@@ -96,6 +99,10 @@ class Cell:
         self.keys = keys
         self.store = store
         self.id = CellId(dna.hash, keys.agent)
+        self.on_signal: Callable[[Cell, Signal], None] | None = None
+        """Where local signals go (the node's signal hub); None drops them."""
+        self.on_remote_signal: Callable[[Cell, RemoteSignal], None] | None = None
+        """Where remote signals go to be sent (the node's network); None drops them."""
 
     @property
     def agent(self) -> AgentPubKey:
@@ -128,18 +135,45 @@ class Cell:
         writer.write(InitZomesComplete)
         self._flush(scratch, None)
 
-    def call(self, zome: str, function: str, payload: Any = None, *, now_us: int) -> Any:
-        """Run a zome function; its writes are committed atomically when it returns."""
+    def call(
+        self,
+        zome: str,
+        function: str,
+        payload: Any = None,
+        *,
+        now_us: int,
+        provenance: AgentPubKey | None = None,
+        cap_secret: bytes | None = None,
+    ) -> Any:
+        """Run a zome function; its writes are committed atomically when it returns.
+
+        ``provenance`` is the calling agent (default: this cell's own agent, always allowed).
+        Any other caller needs a live capability grant on this chain covering the function
+        (``ioe.engine.capability``); ``cap_secret`` is the secret it presents. Signals the
+        function emits reach the cell's sinks only if the call commits.
+        """
         if not self.has_genesis():
             raise ChainError(f"cell {self.id} has no genesis yet")
+        caller = self.agent if provenance is None else provenance
         fn = self.dna.coordinator(zome).get(function)
+        if caller != self.agent:
+            authorize_call(self, caller, zome, function, cap_secret)
         scratch = Scratch(self.store)
         head = self.store.head()
-        ctx = CallContext(self, scratch, now_us, head)
+        ctx = CallContext(self, scratch, now_us, head, caller)
         result = fn(ctx, payload)
         if scratch.records:
             self._flush(scratch, head.hash if head else None)
+        self._deliver(ctx)
         return result
+
+    def _deliver(self, ctx: CallContext) -> None:
+        for signal in ctx.signals:
+            if self.on_signal is not None:
+                self.on_signal(self, signal)
+        for remote in ctx.remote_signals:
+            if self.on_remote_signal is not None:
+                self.on_remote_signal(self, remote)
 
     def _flush(self, scratch: Scratch, expected_head: ActionHash | None) -> None:
         host = SourceHost(self.dna, scratch)
@@ -207,14 +241,42 @@ class _Writer:
 class CallContext:
     """What a zome function can do: write to its chain, read, and know the time it was given."""
 
-    def __init__(self, cell: Cell, scratch: Scratch, now_us: int, head: ChainHead | None) -> None:
+    def __init__(
+        self,
+        cell: Cell,
+        scratch: Scratch,
+        now_us: int,
+        head: ChainHead | None,
+        caller: AgentPubKey | None = None,
+    ) -> None:
         self._cell = cell
         self._scratch = scratch
         self._writer = _Writer(cell, scratch, now_us, head)
+        self.caller: AgentPubKey = caller if caller is not None else cell.agent
+        """Who made this call: the cell's own agent, or a remote agent holding a grant."""
+        self.signals: list[Signal] = []
+        self.remote_signals: list[RemoteSignal] = []
 
     @property
     def agent(self) -> AgentPubKey:
         return self._cell.agent
+
+    @property
+    def cell(self) -> Cell:
+        return self._cell
+
+    # ---------------------------------------------------------------------------------- signals
+
+    def emit_signal(self, zome: str, value: Any) -> None:
+        """Tell local listeners (UIs, apps) something happened; sent once the call commits."""
+        self.signals.append(Signal(zome, self.agent, signal_value(value)))
+
+    def send_remote_signal(self, zome: str, agents: Sequence[AgentPubKey], value: Any) -> None:
+        """Send ``value`` to other agents' nodes (fire and forget) once the call commits."""
+        targets = tuple(AgentPubKey(bytes(a)) for a in agents)
+        if not targets or len(targets) > MAX_SIGNAL_TARGETS:
+            raise ZomeCallError(f"a remote signal goes to 1 to {MAX_SIGNAL_TARGETS} agents")
+        self.remote_signals.append(RemoteSignal(zome, self.agent, targets, signal_value(value)))
 
     @property
     def now_us(self) -> int:
