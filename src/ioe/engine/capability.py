@@ -184,7 +184,9 @@ def _grant_from_payload(payload: Any) -> CapGrant:
     assignees = []
     for agent in payload.get("assignees") or ():
         assignees.append(agent if isinstance(agent, AgentPubKey) else AgentPubKey.from_text(agent))
-    grant = CapGrant(str(payload.get("tag", "")), access, tuple(functions), secret, tuple(assignees))
+    grant = CapGrant(
+        str(payload.get("tag", "")), access, tuple(functions), secret, tuple(assignees)
+    )
     problem = grant_problem(grant)
     if problem:
         raise ZomeCallError(problem)
