@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from ioe.encoding import Value
 from ioe.engine import capability
 from ioe.engine.dna import DnaDef
-from ioe.zomes import profile, telemetry
+from ioe.zomes import notify, profile, telemetry
 
 CORE_DNA_NAME = "ioe-core"
 
@@ -22,7 +22,12 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
     return DnaDef(
         name=CORE_DNA_NAME,
         integrity_zomes=(profile.integrity, telemetry.integrity, capability.integrity),
-        coordinator_zomes=(profile.coordinator, telemetry.coordinator, capability.coordinator),
+        coordinator_zomes=(
+            profile.coordinator,
+            telemetry.coordinator,
+            capability.coordinator,
+            notify.coordinator,
+        ),
         properties=dict(properties or {}),
         network_seed=network_seed,
     )

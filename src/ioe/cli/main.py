@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from ioe import __version__
 from ioe.bench import bench_chain
+from ioe.cli.grants import add_commands as add_grant_commands
+from ioe.cli.grants import remote_call
 from ioe.conductor import Conductor, default_data_dir, known_dnas, open_database
 from ioe.crypto.keystore import (
     Unlock,
@@ -323,8 +325,20 @@ def cmd_device_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_call(args: argparse.Namespace, fn: str, payload: object = None) -> Any:
+    """A device function: of this data directory's own device, or with ``--remote AGENT`` of
+    another agent's device, under the grant whose secret is ``--secret``."""
+    if args.remote:
+        return remote_call(_data_dir(args), args.remote, ("device", fn), payload, args.secret)
+    if fn == "read":
+        return call_api(_data_dir(args), "GET", "/v1/device/values")
+    if fn == "describe":
+        return call_api(_data_dir(args), "GET", "/v1/device")
+    return call_api(_data_dir(args), "POST", "/v1/device/values", payload)
+
+
 def cmd_device_read(args: argparse.Namespace) -> int:
-    values = call_api(_data_dir(args), "GET", "/v1/device/values")
+    values = _device_call(args, "read")
     if args.json:
         _emit_json(values)
     else:
@@ -334,7 +348,7 @@ def cmd_device_read(args: argparse.Namespace) -> int:
 
 
 def cmd_device_describe(args: argparse.Namespace) -> int:
-    description = call_api(_data_dir(args), "GET", "/v1/device")
+    description = _device_call(args, "describe")
     if args.json:
         _emit_json(description)
     else:
@@ -346,9 +360,7 @@ def cmd_device_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_device_write(args: argparse.Namespace) -> int:
-    call_api(
-        _data_dir(args), "POST", "/v1/device/values", {"point": args.point, "text": args.value}
-    )
+    _device_call(args, "write", {"point": args.point, "text": args.value})
     print(f"{args.point} = {args.value}")
     return 0
 
@@ -433,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_commands(commands)
     _add_device_commands(commands)
     _add_profile_commands(commands)
+    add_grant_commands(commands)
 
     demo = commands.add_parser(
         "demo",
@@ -492,6 +505,15 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="log at INFO level")
 
 
+def _remote_device_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--remote",
+        metavar="AGENT",
+        help="another agent's device, reached through this data directory's node (needs a grant)",
+    )
+    parser.add_argument("--secret", help="the capability secret of the grant (with --remote)")
+
+
 def _add_device_commands(commands: Any) -> None:
     device = commands.add_parser(
         "device", help="bridge a device and control it", description="Device nodes."
@@ -535,6 +557,7 @@ def _add_device_commands(commands: Any) -> None:
         sub = device_commands.add_parser(name, help=text, description=f"Show {text}.")
         _data_dir_arg(sub)
         sub.add_argument("--json", action="store_true", help="print JSON")
+        _remote_device_args(sub)
         sub.set_defaults(handler=handler)
     write = device_commands.add_parser(
         "write",
@@ -545,6 +568,7 @@ def _add_device_commands(commands: Any) -> None:
     _data_dir_arg(write)
     write.add_argument("point", help="canonical point name")
     write.add_argument("value", help="value (on/off, a number, a mode)")
+    _remote_device_args(write)
     write.set_defaults(handler=cmd_device_write)
 
 

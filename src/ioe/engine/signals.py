@@ -51,4 +51,4 @@ def signal_value(value: Any) -> Value:
         raise ZomeCallError(f"a signal must be canonically encodable: {exc}") from None
     if size > MAX_SIGNAL_BYTES:
         raise ZomeCallError(f"a signal of {size} bytes is over {MAX_SIGNAL_BYTES}")
-    return value  # type: ignore[no-any-return]
+    return value

@@ -12,22 +12,37 @@ cannot drive the node.
     GET  /v1/device              → the bridged device's description (device nodes only)
     GET  /v1/device/values       → its current values by canonical name
     POST /v1/device/values       {"point", "value"} → 204 (checked by the driver first)
+    POST /v1/zome/{zome}/{fn}    JSON payload → {"result"} (a call by the node's own agent)
+    POST /v1/call                {"agent", "zome", "fn", "payload"?, "secret"?} → {"result"}
+                                 (a remote call to another agent, under its grant)
+    GET  /v1/grants              → the live capability grants of the node's agent
+    POST /v1/grants              {"access", "functions", "assignees"?, "tag"?} →
+                                 {"grant", "secret"} (the secret is shown once)
+    DELETE /v1/grants/{grant}    → revoke: calls under it are refused from now on
+    GET  /v1/signals             WebSocket: one JSON text message per signal (the token may
+                                 also be given as ``?token=``, as browsers cannot set headers)
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import secrets
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from ioe import __version__
 from ioe.dnas import CORE_DNA_NAME
 from ioe.drivers.model import DeviceOffline, PointError
+from ioe.engine.capability import SECRET_BYTES
 from ioe.engine.schema import decode_as
 from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
+from ioe.net.interface import NetworkError
+from ioe.node.jsonvalue import bytes_from_text, bytes_to_text, json_ready
+from ioe.node.remote import RemoteCallError, RemoteUnauthorized
 from ioe.zomes.profile.entries import Profile
 from ioe.zomes.profile.validation import PROFILE_LINK
 
@@ -49,6 +64,12 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     app.router.add_get("/v1/device", device_describe)
     app.router.add_get("/v1/device/values", device_read)
     app.router.add_post("/v1/device/values", device_write)
+    app.router.add_post("/v1/zome/{zome}/{fn}", zome_call)
+    app.router.add_post("/v1/call", remote_call)
+    app.router.add_get("/v1/grants", list_grants)
+    app.router.add_post("/v1/grants", create_grant)
+    app.router.add_delete("/v1/grants/{grant}", revoke_grant)
+    app.router.add_get("/v1/signals", signal_stream)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -64,11 +85,19 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     given = request.headers.get("Authorization", "")
+    if not given and request.path == "/v1/signals" and "token" in request.query:
+        given = f"Bearer {request.query['token']}"
     if not hmac.compare_digest(given.encode(), f"Bearer {node.token}".encode()):
         return _error(401, "missing or wrong API token (see node.json)")
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except RemoteUnauthorized as exc:
+        return _error(403, str(exc))
+    except RemoteCallError as exc:
+        return _error(404 if exc.kind == "unknown" else 400, str(exc))
+    except NetworkError as exc:
+        return _error(504, f"the other node did not answer: {exc}")
     except (ZomeCallError, ValidationError, EncodingError, PointError, ValueError) as exc:
         return _error(400, str(exc))
     except DeviceOffline as exc:
@@ -208,3 +237,115 @@ async def device_write(request: web.Request) -> web.Response:
     else:
         return _error(400, "write takes {point, value} or {point, text}")
     return web.Response(status=204)
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except json.JSONDecodeError:
+        raise ValueError("the body must be JSON") from None
+
+
+async def zome_call(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    payload = await _json_body(request) if request.can_read_body else None
+    zome, fn = request.match_info["zome"], request.match_info["fn"]
+    if zome == "capability":
+        raise ValueError("grants are managed through /v1/grants")
+    result = node.call(_core(node), zome, fn, payload)
+    return web.json_response({"result": json_ready(result)})
+
+
+async def remote_call(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise ValueError("call takes {agent, zome, fn, payload?, secret?}")
+    for key in ("agent", "zome", "fn"):
+        if not isinstance(body.get(key), str):
+            raise ValueError("call takes {agent, zome, fn, payload?, secret?}")
+    secret = body.get("secret")
+    if secret is not None and not isinstance(secret, str):
+        raise ValueError("secret is the text shown when the grant was made")
+    result = await node.remote.call(
+        _core(node),
+        AgentPubKey.from_text(body["agent"]),
+        body["zome"],
+        body["fn"],
+        body.get("payload"),
+        secret=bytes_from_text(secret) if secret else None,
+    )
+    return web.json_response({"result": result})
+
+
+async def list_grants(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    grants = node.call(_core(node), "capability", "list_grants")
+    assert isinstance(grants, dict)
+    return web.json_response(
+        [
+            {
+                "grant": action.to_text(),
+                "tag": grant.tag,
+                "access": grant.access.name.lower(),
+                "functions": list(grant.functions),
+                "assignees": [a.to_text() for a in grant.assignees],
+            }
+            for action, grant in grants.items()
+        ]
+    )
+
+
+async def create_grant(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise ValueError("a grant is {access, functions, assignees?, tag?}")
+    access = str(body.get("access", ""))
+    secret = None if access == "unrestricted" else secrets.token_bytes(SECRET_BYTES)
+    payload = {
+        "tag": body.get("tag") or f"{access} grant",
+        "access": access,
+        "functions": body.get("functions"),
+        "assignees": body.get("assignees") or [],
+        "secret": secret,
+    }
+    action = node.call(_core(node), "capability", "grant", payload)
+    assert isinstance(action, ActionHash)
+    return web.json_response(
+        {"grant": action.to_text(), "secret": bytes_to_text(secret) if secret else None}
+    )
+
+
+async def revoke_grant(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    grant = ActionHash.from_text(request.match_info["grant"])
+    action = node.call(_core(node), "capability", "revoke", grant)
+    assert isinstance(action, ActionHash)
+    return web.json_response({"revoked": grant.to_text(), "hash": action.to_text()})
+
+
+async def signal_stream(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE_KEY]
+    socket = web.WebSocketResponse(heartbeat=30.0)
+    await socket.prepare(request)
+    async with node.signals.listen() as listener:
+        receiving = asyncio.ensure_future(socket.receive())
+        try:
+            while not socket.closed:
+                sending = asyncio.ensure_future(listener.next())
+                done, _ = await asyncio.wait(
+                    {sending, receiving}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if receiving in done:
+                    sending.cancel()
+                    message = receiving.result()
+                    if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
+                        break
+                    receiving = asyncio.ensure_future(socket.receive())  # ignore client text
+                    continue
+                await socket.send_str(json.dumps(sending.result()))
+        finally:
+            receiving.cancel()
+            await socket.close()
+    return socket

@@ -2,8 +2,9 @@
 
 The node's own agent is the device's agent: readings are committed to its chain every
 ``batch_every_s`` and published like any other record. Control from the same data directory (the
-node's API, with its token) is always allowed; remote control by other agents needs the owner's
-capability grant, which arrives with the trust and identity work.
+node's API, with its token) is always allowed. Other agents reach the device through the node's
+``device`` service (:meth:`DeviceBridge.serve`: ``device.describe``, ``device.read``,
+``device.write``), which answers only under a live capability grant on the device's chain.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from ioe.drivers.base import Driver
 from ioe.drivers.model import PointValue
 from ioe.drivers.recorder import TelemetryRecorder
 from ioe.drivers.registry import DriverOptions, open_driver
+from ioe.encoding import Value
 from ioe.engine.cell import Cell
+from ioe.errors import ZomeCallError
+from ioe.hashing import AgentPubKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,7 @@ class DeviceBridge:
         self._stack = contextlib.AsyncExitStack()
         self.driver: Driver | None = None
         self.recorder: TelemetryRecorder | None = None
+        self.on_remote_write: Callable[[str, object, AgentPubKey], None] | None = None
 
     async def start(self) -> None:
         driver = await self._stack.enter_async_context(open_driver(self.setup.options))
@@ -73,3 +78,27 @@ class DeviceBridge:
         driver = self._driver()
         value = (await driver.describe()).point(point).parse(text)
         await driver.write(point, value)
+
+    async def serve(self, function: str, payload: Value, caller: AgentPubKey) -> object:
+        """The ``device`` service for other agents (the caller's grant is already checked).
+
+        ``write`` takes ``{"point", "text"}`` (as a person types it: ``off``, ``24.5``) or
+        ``{"point", "value"}`` (a boolean, integer or mode)."""
+        if function == "describe":
+            return await self.describe()
+        if function == "read":
+            return await self.read()
+        if function != "write":
+            raise ZomeCallError(f"the device service has no function {function!r}")
+        if not isinstance(payload, dict) or not isinstance(payload.get("point"), str):
+            raise ZomeCallError("device.write takes {point, text} or {point, value}")
+        point = payload["point"]
+        if isinstance(payload.get("text"), str):
+            await self.write_text(point, payload["text"])
+        elif "value" in payload:
+            await self.write(point, payload["value"])
+        else:
+            raise ZomeCallError("device.write takes {point, text} or {point, value}")
+        if self.on_remote_write is not None:
+            self.on_remote_write(point, payload.get("text", payload.get("value")), caller)
+        return {"point": point, "written": True}

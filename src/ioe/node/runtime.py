@@ -18,13 +18,15 @@ from typing import Any
 from ioe.conductor import Conductor
 from ioe.dht.service import DhtConfig, DnaNetwork
 from ioe.engine.cell import Cell
-from ioe.hashing import DnaHash
+from ioe.hashing import AgentPubKey, DnaHash
 from ioe.net.interface import Network, NetworkError
 from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, NodeType, dial_discovered
 from ioe.net.p2p import P2PConfig, P2PNetwork
 from ioe.node.api import start_api
 from ioe.node.device import DeviceBridge, DeviceSetup
 from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
+from ioe.node.remote import RemoteCalls
+from ioe.node.signals import SignalHub
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,11 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._api_runner: Any = None
         self.stopping = asyncio.Event()
+        self.signals = SignalHub()
+        self.remote = RemoteCalls(conductor.clock, self.signals)
+        if self.device is not None:
+            self.remote.services["device"] = self.device.serve
+            self.device.on_remote_write = self._device_written
 
     async def start(self) -> None:
         await self.network.start()
@@ -91,6 +98,8 @@ class Node:
                 self.dnas[cell.dna.hash] = dht
             dht.add_cell(cell)
         for dht in self.dnas.values():
+            cells = [c for c in self.conductor.cells() if c.dna.hash == dht.dna.hash]
+            self.remote.attach(dht, cells)
             await dht.start()
         for addr in self.config.bootstrap:
             self._tasks.append(asyncio.create_task(self._keep_dialling(addr), name="bootstrap"))
@@ -134,6 +143,7 @@ class Node:
             await self.mdns.close()
         if self.device is not None:
             await self.device.close()
+        await self.remote.close()
         for dht in self.dnas.values():
             await dht.close()
         await self.network.close()
@@ -167,3 +177,8 @@ class Node:
 
     def agents(self) -> Sequence[Cell]:
         return self.conductor.cells()
+
+    def _device_written(self, point: str, value: object, caller: AgentPubKey) -> None:
+        self.signals.publish(
+            {"type": "device_write", "point": point, "value": value, "by": caller.to_text()}
+        )
