@@ -111,7 +111,11 @@ def add_commands(commands: Any) -> None:
         help="zome.function, zome.* or * (repeatable), e.g. device.write",
     )
     create.add_argument("--to", action="append", help="an agent key allowed to call (repeatable)")
-    create.add_argument("--access", choices=("unrestricted", "transferable", "assigned"))
+    create.add_argument(
+        "--access",
+        choices=("unrestricted", "transferable", "assigned"),
+        help="who may call (default: assigned with --to, else transferable)",
+    )
     create.add_argument("--tag", help="a name for the grant")
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(handler=cmd_grant_create)
