@@ -32,7 +32,7 @@ def integrity_modules() -> list[str]:
         for path in sorted((SRC / "zomes").glob("*/*.py"))
         if path.stem in ("entries", "validation")
     ]
-    return ["ioe.engine", *engine, *zomes]
+    return ["ioe.engine", "ioe.zones", *engine, *zomes]
 
 
 def test_there_is_integrity_code_to_check() -> None:
@@ -79,7 +79,7 @@ def test_integrity_sources_import_no_io_modules() -> None:
                 assert name.split(".")[0] not in FORBIDDEN_IMPORTS, f"{path.name} imports {name}"
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ioe."):
                 allowed = ("ioe.engine", "ioe.zomes", "ioe.encoding", "ioe.hashing", "ioe.errors")
-                allowed += ("ioe.crypto.keys",)
+                allowed += ("ioe.crypto.keys", "ioe.zones")
                 assert node.module.startswith(allowed), f"{path.name} imports {node.module}"
 
 

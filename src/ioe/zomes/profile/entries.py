@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_NAME = 64
-MAX_ZONE_SEGMENTS = 8
-MAX_ZONE_SEGMENT = 32
 
 
 @dataclass(frozen=True, slots=True)

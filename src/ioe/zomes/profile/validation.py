@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from ioe.engine.integrity import VALID, IntegrityHost, Invalid, Op, OpType, Outcome
 from ioe.engine.records import Create, CreateLink, Update, Visibility
 from ioe.engine.zome import EntryDef, IntegrityZome
 from ioe.hashing import ActionHash, AgentPubKey
-from ioe.zomes.profile.entries import MAX_NAME, MAX_ZONE_SEGMENT, MAX_ZONE_SEGMENTS, Profile
+from ioe.zomes.profile.entries import MAX_NAME, Profile
+from ioe.zones import zone_problem
 
-_SEGMENT = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 PROFILE_LINK = "profile"
-
-
-def zone_problem(zone: str) -> str | None:
-    """Why ``zone`` is not a zone path, or None."""
-    segments = zone.split("/")
-    if not zone or len(segments) > MAX_ZONE_SEGMENTS:
-        return f"a zone has 1 to {MAX_ZONE_SEGMENTS} segments"
-    for segment in segments:
-        if len(segment) > MAX_ZONE_SEGMENT or not _SEGMENT.match(segment):
-            return f"bad zone segment {segment[:40]!r} (lower-case letters, digits and -)"
-    return None
 
 
 def validate(op: Op, host: IntegrityHost) -> Outcome:
