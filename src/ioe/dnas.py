@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ioe.encoding import Value
-from ioe.engine import capability
+from ioe.engine import capability, countersigning
 from ioe.engine.dna import DnaDef
 from ioe.zomes import notify, profile, telemetry
 
@@ -21,7 +21,12 @@ CORE_DNA_NAME = "ioe-core"
 def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = "") -> DnaDef:
     return DnaDef(
         name=CORE_DNA_NAME,
-        integrity_zomes=(profile.integrity, telemetry.integrity, capability.integrity),
+        integrity_zomes=(
+            profile.integrity,
+            telemetry.integrity,
+            capability.integrity,
+            countersigning.integrity,
+        ),
         coordinator_zomes=(
             profile.coordinator,
             telemetry.coordinator,

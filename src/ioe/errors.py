@@ -11,7 +11,8 @@ fault, so a caller knows whether to fix itself, ask the user, or distrust a peer
     │       └── WrongPassphrase
     ├── ValidationError        a write that the DNA's integrity rules reject (nothing was committed)
     ├── ChainError
-    │   └── ChainIntegrityError  a stored chain fails verification; names the first bad record
+    │   ├── ChainIntegrityError  a stored chain fails verification; names the first bad record
+    │   └── ChainLocked        the chain is locked by a countersigning session; writes must wait
     ├── StoreError             the storage layer failed (mapped from sqlite3)
     ├── ZomeCallError          a zome call named an unknown zome or function, or bad payload
     │   └── Unauthorized       no live capability grant allows this caller this function
@@ -71,6 +72,10 @@ class ChainIntegrityError(ChainError):
         self.seq = seq
         self.action_hash = action_hash
         self.reason = reason
+
+
+class ChainLocked(ChainError):
+    """A write to a chain locked by a countersigning session (reads still work)."""
 
 
 class StoreError(IoEError):

@@ -39,6 +39,8 @@ class NodeProcess:
     data_dir: Path
     owner: str
     args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Added to the environment of the next start (e.g. test-only fault injection)."""
     process: subprocess.Popen[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -60,7 +62,7 @@ class NodeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env(),
+            env={**env(), **self.extra_env},
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

@@ -14,8 +14,11 @@ from ioe.conductor import Conductor
 from ioe.crypto.keystore import Unlock, create_device_key_file
 from ioe.dht.service import DhtConfig
 from ioe.encoding import decode, encode
+from ioe.engine.dht import DhtOp
+from ioe.engine.ops import OpType
+from ioe.engine.warrants import Warrant, WarrantKind
 from ioe.hashing import ActionHash
-from ioe.net.interface import RequestRefused
+from ioe.net.interface import NetworkError, RequestRefused
 from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.node.remote import CALL_LIFETIME_US, CallRequest, RemoteCallError, RemoteUnauthorized
 from ioe.node.runtime import Node, NodeConfig
@@ -59,7 +62,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
             node.conductor.close()
 
 
-def owner(node: Node):  # noqa: ANN201 - a Cell
+def owner(node: Node):
     return node.conductor.owner_cell
 
 
@@ -198,3 +201,46 @@ async def test_remote_signals_reach_the_other_nodes_listeners(pair: tuple[Node, 
         "zome": "notify",
         "value": {"kind": "hello", "body": {"n": 1}},
     }
+
+
+async def test_a_blocked_agent_cannot_call_even_under_an_unrestricted_grant(
+    pair: tuple[Node, Node],
+) -> None:
+    alice, bob = pair
+    alice.call(
+        owner(alice),
+        "capability",
+        "grant",
+        {"tag": "anyone", "access": "unrestricted", "functions": ["profile.my_profile"]},
+    )
+    assert await call_profile(bob, alice) is None
+    # Bob signs a false warrant (his own action twice as a "fork"): Alice blocks Bob.
+    action = owner(alice).query()[-1].signed_action
+    same = DhtOp(OpType.REGISTER_AGENT_ACTIVITY, action)
+    lie = Warrant.sign(
+        owner(bob).keys,
+        kind=WarrantKind.FORK,
+        dna_hash=owner(alice).dna.hash,
+        author=owner(alice).agent,
+        evidence=(same, same),
+        reason="not really a fork",
+        now_us=bob.conductor.clock(),
+    )
+    await alice.dht_for(owner(alice)).receive_warrant(lie)
+    assert alice.dht_for(owner(alice)).is_blocked(owner(bob).agent)
+    with pytest.raises((RequestRefused, NetworkError, RemoteCallError)):
+        await call_profile(bob, alice)
+    # And Alice's node refuses the call at the door even when it does reach it.
+    request = CallRequest(
+        owner(alice).agent,
+        owner(bob).agent,
+        "profile",
+        "my_profile",
+        None,
+        None,
+        secrets.token_bytes(32),
+        alice.conductor.clock() + CALL_LIFETIME_US,
+    )
+    dht = alice.dht_for(owner(alice))
+    with pytest.raises(RequestRefused, match=r"blocked|not a member"):
+        await alice.remote._answer(dht, bob.network.peer_id, request)

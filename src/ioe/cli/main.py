@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ioe import __version__
 from ioe.bench import bench_chain
+from ioe.cli.blocked import cmd_node_blocked
 from ioe.cli.grants import add_commands as add_grant_commands
 from ioe.cli.grants import remote_call
 from ioe.conductor import Conductor, default_data_dir, known_dnas, open_database
@@ -283,6 +284,19 @@ def cmd_bench_net(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_countersign(args: argparse.Namespace) -> int:
+    from ioe.bench_countersign import bench_countersign  # noqa: PLC0415 - see cmd_bench_net
+
+    result = bench_countersign(sessions=args.sessions, pings=args.pings)
+    print(
+        f"{result['sessions']} two-party sessions between two node processes: "
+        f"{result['sessions_per_s']:.0f}/s, p50 {result['p50_ms']:.1f} ms, p95 "
+        f"{result['p95_ms']:.1f} ms (libp2p round trip p50 {result['rtt_p50_ms']:.2f} ms)"
+    )
+    _emit_json(result)
+    return 0
+
+
 def cmd_device_run(args: argparse.Namespace) -> int:
     from ioe.drivers.registry import DriverOptions  # noqa: PLC0415 - see _node_config
     from ioe.node.device import DeviceSetup  # noqa: PLC0415
@@ -441,6 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_net.add_argument("--rounds", type=int, default=10, help="profiles published")
     bench_net.add_argument("--requests", type=int, default=2000, help="round trips per mode")
     bench_net.set_defaults(handler=cmd_bench_net)
+    bench_cs = bench_commands.add_parser(
+        "countersign",
+        help="two-party countersigned sessions between two node processes",
+        description="Two-party countersigned sessions between two real node processes over "
+        "libp2p on loopback: sessions/s, p50 and p95, against the raw round trip of the path.",
+    )
+    bench_cs.add_argument("--sessions", type=int, default=200, help="sessions to run")
+    bench_cs.add_argument("--pings", type=int, default=200, help="raw round trips to time")
+    bench_cs.set_defaults(handler=cmd_bench_countersign)
 
     _add_node_commands(commands)
     _add_device_commands(commands)
@@ -477,6 +500,7 @@ def _add_node_commands(commands: Any) -> None:
     for name, handler, text in (
         ("info", cmd_node_info, "the running node's identity, addresses and agents"),
         ("peers", cmd_node_peers, "connected peers and DNA members"),
+        ("blocked", cmd_node_blocked, "blocked agents and why (read from the database)"),
     ):
         sub = node_commands.add_parser(name, help=text, description=f"Show {text}.")
         _data_dir_arg(sub)

@@ -22,6 +22,13 @@ Gets
 Gossip
     Every few seconds a node compares the ops it holds with a random member's and each sends the
     other what it lacks — this repairs whatever publishing missed (restarts, partitions).
+
+Warrants and blocking
+    An authority that judges an op invalid, or holds two agent-activity ops of one author at the
+    same sequence number (a fork), signs a :class:`~ioe.engine.warrants.Warrant` and sends it to
+    every member (``/ioe/<dna>/warrant/1``); gossip carries warrants to late joiners. Every
+    receiver re-checks it and blocks the warranted agent — or the signer of a false warrant: its
+    requests are refused, its ops dropped, its peer disconnected. See docs/warrants.md.
 """
 
 from __future__ import annotations
@@ -51,6 +58,16 @@ from ioe.engine.ops import OpType
 from ioe.engine.ports import ChainQuery, Link
 from ioe.engine.records import CreateLink, DeleteLink, Entry, Record, SignedAction
 from ioe.engine.validation import SourceHost
+from ioe.engine.warrants import (
+    MAX_WARRANT_BYTES,
+    Refuted,
+    Upheld,
+    Warrant,
+    WarrantKind,
+    WarrantVerdict,
+    check_warrant,
+    fork_point,
+)
 from ioe.errors import EncodingError
 from ioe.hashing import (
     ActionHash,
@@ -70,12 +87,18 @@ from ioe.net.interface import (
     RequestRefused,
 )
 from ioe.net.kademlia import Kademlia
-from ioe.store.dht import OpStatus, SqliteDhtStore
+from ioe.store.dht import BlockedAgent, OpStatus, SqliteDhtStore
 from ioe.store.sqlite import SqliteDatabase
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
+
+MAX_WARRANTS_PER_AGENT = 8
+"""Warrants kept about one agent: one true warrant is enough to block it; a few more let it
+spread from several authorities, and false ones cannot pile up."""
+MAX_WARRANT_FUTURE_US = 60_000_000
+WARRANT_FETCH_ROUNDS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +128,11 @@ class DhtStats:
     rejected_ops: int = 0
     gossip_rounds: int = 0
     fetched: int = 0
+    warrants_signed: int = 0  # by a local authority agent
+    warrants_upheld: int = 0  # true warrants received and kept (the warranted agent is blocked)
+    warrants_false: int = 0  # false warrants received (their signer is blocked)
+    warrants_refused: int = 0  # garbled, oversized or unattributable: nobody blocked
+    blocked_drops: int = 0  # ops or requests of blocked agents turned away
     errors: list[str] = field(default_factory=list)
 
 
@@ -139,6 +167,10 @@ class DnaNetwork:
         self.protocol_publish = f"{prefix}/publish/1"
         self.protocol_get = f"{prefix}/get/1"
         self.protocol_gossip = f"{prefix}/gossip/1"
+        self.protocol_warrant = f"{prefix}/warrant/1"
+        self._blocked: dict[AgentPubKey, BlockedAgent] = self.store.blocked()
+        self._blocked_peers: set[PeerId] = set()
+        self._refresh_blocked_peers()
         # This DNA's own Kademlia DHT (``/ioe/<dna>/kad/1.0.0``): finds the DNA's members among
         # nodes this one is not connected to yet.
         self.routing = Kademlia(
@@ -158,6 +190,7 @@ class DnaNetwork:
         self.net.set_handler(self.protocol_publish, self._on_publish)
         self.net.set_handler(self.protocol_get, self._on_get)
         self.net.set_handler(self.protocol_gossip, self._on_gossip)
+        self.net.set_handler(self.protocol_warrant, self._on_warrant)
         self.announce()
         events = self.net.peer_events()
         for name, job in (
@@ -169,7 +202,10 @@ class DnaNetwork:
         ):
             self._tasks.append(asyncio.create_task(job, name=f"dht-{name}"))
         for peer in self.net.connected_peers():
-            self._spawn(self.exchange_agent_infos(peer))
+            if self.blocked_peer(peer):
+                self._spawn(self._hang_up([peer]))
+            else:
+                self._spawn(self.exchange_agent_infos(peer))
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -221,7 +257,11 @@ class DnaNetwork:
         """Every agent with an unexpired info (local agents included). Infos are checked
         (signature, membrane) once, before they are stored, not again on every look-up: this
         runs for every request a peer makes."""
-        return {info.agent: info for info in self.store.agent_infos(self.clock())}
+        return {
+            info.agent: info
+            for info in self.store.agent_infos(self.clock())
+            if info.agent not in self._blocked
+        }
 
     def live_members(self) -> dict[AgentPubKey, AgentInfo]:
         """Members whose node is not known to be down (local agents always count)."""
@@ -248,6 +288,7 @@ class DnaNetwork:
         return {PeerId(info.peer_id) for info in self.members().values()}
 
     def _require_member(self, peer: PeerId) -> None:
+        self._refuse_blocked(peer)
         if peer not in self._member_peers():
             self.stats.refused_peers += 1
             raise RequestRefused("not a member of this DNA's network")
@@ -263,6 +304,8 @@ class DnaNetwork:
             try:
                 info = AgentInfo.from_bytes(item)
             except EncodingError:
+                continue
+            if info.agent in self._blocked:
                 continue
             problem = info.check(self.dna, now)
             if problem is not None:
@@ -280,6 +323,8 @@ class DnaNetwork:
 
     async def exchange_agent_infos(self, peer: PeerId) -> None:
         """Swap agent infos with ``peer`` (how a node joins, and how membership spreads)."""
+        if self.blocked_peer(peer):
+            return
         try:
             reply = await self.net.request(
                 peer,
@@ -292,6 +337,7 @@ class DnaNetwork:
             log.debug("agent info exchange with %s failed: %s", peer, exc)
 
     async def _on_agents(self, peer: PeerId, payload: bytes) -> bytes:
+        self._refuse_blocked(peer)
         offered = self._accept_infos(_decode(payload))
         if not any(info.peer_id == peer for info in offered) and peer not in self._member_peers():
             self.stats.refused_peers += 1
@@ -300,7 +346,9 @@ class DnaNetwork:
 
     async def _watch_peers(self, events: Any) -> None:
         async for event in events:
-            if event.kind is PeerEventKind.CONNECTED:
+            if event.kind is PeerEventKind.CONNECTED and self.blocked_peer(event.peer):
+                self._spawn(self._hang_up([event.peer]))
+            elif event.kind is PeerEventKind.CONNECTED:
                 self._note_success(event.peer)
                 self._spawn(self.exchange_agent_infos(event.peer))
             else:
@@ -315,7 +363,11 @@ class DnaNetwork:
                 await self.routing.provide(key)
             with contextlib.suppress(NetworkError):
                 for peer in await self.routing.find_providers(key, 20):
-                    if peer != self.net.peer_id and peer not in self._member_peers():
+                    if (
+                        peer != self.net.peer_id
+                        and peer not in self._member_peers()
+                        and not self.blocked_peer(peer)
+                    ):
                         self._spawn(self.exchange_agent_infos(peer))
             await asyncio.sleep(self.config.gossip_interval_s * 5)
 
@@ -376,6 +428,9 @@ class DnaNetwork:
         by_peer: dict[PeerId, list[tuple[DhtOp, list[AgentPubKey]]]] = {}
         local: list[tuple[DhtOp, list[AgentPubKey]]] = []
         for item in due:
+            if item.op.signed_action.action.author in self._blocked:
+                self.store.mark_published(item.op_hash)  # nobody would take it
+                continue
             have = self.store.receipt_validators(item.op_hash)
             targets = [
                 members[a] for a in authorities(item.op.basis(), members, wanted) if a not in have
@@ -469,7 +524,13 @@ class DnaNetwork:
         return [agent for agent in named if agent in mine] or sorted(mine)
 
     async def hold(self, op: DhtOp, agents: Sequence[AgentPubKey]) -> list[ValidationReceipt]:
-        """Validate and store ``op`` as an authority; receipts signed by ``agents`` (local)."""
+        """Validate and store ``op`` as an authority; receipts signed by ``agents`` (local).
+
+        A newly judged invalid op, or a new agent-activity op that forks its author's chain, is
+        warranted (signed by one of ``agents``) and the warrant spread."""
+        if self.is_blocked(op.signed_action.action.author):
+            self.stats.blocked_drops += 1
+            return []
         if not op.signed_action.signature_valid():
             # Not the author's op at all: someone else's forgery must not poison the verdict on
             # the genuine op, which has the same op hash. Refuse it and keep nothing.
@@ -491,6 +552,10 @@ class DnaNetwork:
                 log.info("op %s is invalid: %s", op.hash.short(), outcome.reason)
             if self.store.put_op(op, status, self.clock()):
                 self.stats.held += 1
+                if isinstance(outcome, Invalid):
+                    self._warrant_invalid_op(op, outcome.reason, agents)
+                elif op.op_type is OpType.REGISTER_AGENT_ACTIVITY:
+                    self._detect_fork(op, agents)
         now = self.clock()
         return [
             ValidationReceipt.sign(
@@ -530,7 +595,11 @@ class DnaNetwork:
                     op = DhtOp.from_bytes(item)
                 except (EncodingError, TypeError):
                     continue
-                if op.basis() == basis and op.signed_action.signature_valid():
+                if (
+                    op.basis() == basis
+                    and not self.is_blocked(op.signed_action.action.author)
+                    and op.signed_action.signature_valid()
+                ):
                     found.append(op)
             return found
 
@@ -544,7 +613,7 @@ class DnaNetwork:
     async def get_record(self, action_hash: ActionHash) -> Record | None:
         local = self.store.get_record(action_hash)
         if local is not None:
-            return local
+            return None if self.is_blocked(local.action.author) else local
         for op in await self._ask_authorities(action_hash, "record"):
             if op.op_type is OpType.STORE_RECORD and op.signed_action.hash == action_hash:
                 if isinstance(validate_op(op, self.dna, self.host), Invalid):
@@ -570,7 +639,7 @@ class DnaNetwork:
 
     async def get_links(self, base: HoloHash, link_type: str | None = None) -> list[Link]:
         types = [OpType.REGISTER_ADD_LINK, OpType.REGISTER_REMOVE_LINK]
-        ops = {op.hash: op for op in self.store.ops_at(base, types)}
+        ops = {op.hash: op for op in self._unblocked(self.store.ops_at(base, types))}
         for op in await self._ask_authorities(base, "links"):
             if op.op_type in types and op.hash not in ops:
                 ops[op.hash] = op
@@ -603,7 +672,10 @@ class DnaNetwork:
         return sorted(links, key=lambda link: (link.timestamp, bytes(link.create_action)))
 
     async def get_agent_activity(self, agent: AgentPubKey) -> list[SignedAction]:
-        ops = {op.hash: op for op in self.store.ops_at(agent, [OpType.REGISTER_AGENT_ACTIVITY])}
+        if self.is_blocked(agent):
+            return []
+        activity = self.store.ops_at(agent, [OpType.REGISTER_AGENT_ACTIVITY])
+        ops = {op.hash: op for op in activity}
         for op in await self._ask_authorities(agent, "activity"):
             ops.setdefault(op.hash, op)
         by_seq: dict[int, SignedAction] = {}
@@ -631,7 +703,7 @@ class DnaNetwork:
             basis = from_typed_bytes(basis_raw)
         except EncodingError as exc:
             raise RequestRefused(f"bad basis: {exc}") from exc
-        ops = self.store.ops_at(basis, kinds, include_cached=False)
+        ops = self._unblocked(self.store.ops_at(basis, kinds, include_cached=False))
         if not ops and kinds == (OpType.STORE_RECORD,) and isinstance(basis, ActionHash):
             record = self.db.get_record(basis)  # an author answers for its own records too
             if record is not None and not record.is_private():
@@ -652,7 +724,7 @@ class DnaNetwork:
     async def gossip_round(self) -> None:
         known = self._member_peers()
         # Connected peers we have no agent info from yet: the first exchange may have been lost.
-        for peer in set(self.net.connected_peers()) - known:
+        for peer in set(self.net.connected_peers()) - known - self._blocked_peers:
             self._spawn(self.exchange_agent_infos(peer))
         peers = sorted(known - {self.net.peer_id})
         if not peers:
@@ -671,7 +743,13 @@ class DnaNetwork:
         return [[bytes(h), to_typed_bytes(basis)] for h, basis in self.store.held_index()]
 
     async def _gossip_with(self, peer: PeerId) -> None:
-        payload = encode({"infos": self._known_infos_payload(), "have": self._held_summary()})
+        payload = encode(
+            {
+                "infos": self._known_infos_payload(),
+                "have": self._held_summary(),
+                "warrants": [bytes(h) for h in self.store.warrant_hashes()],
+            }
+        )
         try:
             reply = decode(
                 await self.net.request(
@@ -686,10 +764,11 @@ class DnaNetwork:
         if type(reply.get("infos")) is list:
             self._accept_infos(reply["infos"])
         await self._hold_gossiped(reply.get("ops"))
+        await self._take_gossiped_warrants(reply.get("warrants"))
         wanted = reply.get("want")
         if type(wanted) is list and wanted:
             ops = [self.store.get_op(DhtOpHash(h)) for h in wanted[:1024] if type(h) is bytes]
-            sendable = [op for op in ops if op is not None]
+            sendable = self._unblocked(ops)
             members = self.members()
             items = [
                 (
@@ -705,6 +784,7 @@ class DnaNetwork:
             await self._send_ops(peer, [item for item in items if item[1]])
 
     async def _on_gossip(self, peer: PeerId, payload: bytes) -> bytes:
+        self._refuse_blocked(peer)
         body = _decode(payload)
         if type(body) is not dict:
             raise RequestRefused("gossip takes {infos, have}")
@@ -731,9 +811,14 @@ class DnaNetwork:
                 continue
             if set(authorities(basis, members, self.config.replication)) & their_agents:
                 op = self.store.get_op(op_hash)
-                if op is not None:
+                if op is not None and not self.is_blocked(op.signed_action.action.author):
                     give.append(op.to_bytes())
-        reply = {"infos": self._known_infos_payload(), "want": want, "ops": give}
+        reply = {
+            "infos": self._known_infos_payload(),
+            "want": want,
+            "ops": give,
+            "warrants": self._warrants_missing_at(body.get("warrants"), len(encode(give))),
+        }
         return encode(reply)
 
     async def _hold_gossiped(self, raw: Value) -> None:
@@ -750,6 +835,242 @@ class DnaNetwork:
             mine = [i.agent for i in self.authorities_of(op.basis()) if i.agent in self._local]
             if mine:
                 await self.hold(op, mine)
+
+    # ------------------------------------------------------------------- warrants, blocking
+
+    def is_blocked(self, agent: AgentPubKey) -> bool:
+        """Whether ``agent`` is blocked in this DNA (a true warrant about it, or it signed a false
+        one). Local agents are never blocked here."""
+        return agent in self._blocked
+
+    def blocked_peer(self, peer: PeerId) -> bool:
+        """Whether ``peer`` is the node of a blocked agent (by the agent infos it announced)."""
+        return peer in self._blocked_peers
+
+    def blocked_agents(self) -> list[BlockedAgent]:
+        return sorted(self._blocked.values(), key=lambda b: (b.since_us, bytes(b.agent)))
+
+    def _refuse_blocked(self, peer: PeerId) -> None:
+        if self.blocked_peer(peer):
+            self.stats.blocked_drops += 1
+            self.stats.refused_peers += 1
+            raise RequestRefused("blocked: this node refuses the peer of a warranted agent")
+
+    def _refresh_blocked_peers(self) -> None:
+        peers = {
+            PeerId(info.peer_id)
+            for info in self.store.agent_infos(0)
+            if info.agent in self._blocked and info.peer_id != self.net.peer_id
+        }
+        self._blocked_peers = peers
+
+    def _unblocked(self, ops: Sequence[DhtOp | None]) -> list[DhtOp]:
+        return [
+            op
+            for op in ops
+            if op is not None and op.signed_action.action.author not in self._blocked
+        ]
+
+    async def _hang_up(self, peers: Sequence[PeerId]) -> None:
+        for peer in peers:
+            try:
+                await self.net.disconnect(peer)
+            except NetworkError as exc:
+                log.debug("could not disconnect %s: %s", peer, exc)
+
+    def _signer(self, agents: Sequence[AgentPubKey]) -> _LocalAgent | None:
+        for agent in [*agents, *sorted(self._local)]:
+            if agent in self._local:
+                return self._local[agent]
+        return None
+
+    def _warrant_invalid_op(self, op: DhtOp, reason: str, agents: Sequence[AgentPubKey]) -> None:
+        self._issue(WarrantKind.INVALID_OP, op.signed_action.action.author, (op,), reason, agents)
+
+    def _detect_fork(self, op: DhtOp, agents: Sequence[AgentPubKey]) -> None:
+        """``op`` (agent activity) was just stored: another action of its author at the same
+        sequence number is a fork. Warrant the pair where the branches split (the two actions
+        with one previous action), which every node can check without the rest of the chain."""
+        signed = op.signed_action
+        action = signed.action
+        for other in self.store.activity_at_seq(action.author, action.seq):
+            theirs = other.signed_action
+            if theirs.hash == signed.hash or not theirs.signature_valid():
+                continue
+            found = fork_point(theirs, signed, self.host)
+            pair = found if isinstance(found, tuple) else (theirs, signed)
+            evidence = tuple(DhtOp(OpType.REGISTER_AGENT_ACTIVITY, s) for s in pair)
+            reason = f"two actions at sequence number {pair[0].action.seq}"
+            self._issue(WarrantKind.FORK, action.author, evidence, reason, agents)
+            return
+
+    def _issue(
+        self,
+        kind: WarrantKind,
+        author: AgentPubKey,
+        evidence: tuple[DhtOp, ...],
+        reason: str,
+        agents: Sequence[AgentPubKey],
+    ) -> None:
+        """Sign a warrant with a local authority agent, if it checks out here, and spread it."""
+        signer = self._signer(agents)
+        if signer is None or self.store.warrants_about(author) >= MAX_WARRANTS_PER_AGENT:
+            return
+        warrant = Warrant.sign(
+            signer.cell.keys,
+            kind=kind,
+            dna_hash=self.dna.hash,
+            author=author,
+            evidence=evidence,
+            reason=reason,
+            now_us=self.clock(),
+        )
+        verdict = check_warrant(warrant, self.dna, self.host)
+        if not isinstance(verdict, Upheld):  # never sign what others could not confirm
+            log.info("not warranting %s: %s", author.short(), verdict)
+            return
+        self.stats.warrants_signed += 1
+        log.warning("warranting %s: %s", author.short(), verdict.reason)
+        self._accept(warrant, verdict)
+
+    async def receive_warrant(self, warrant: Warrant) -> WarrantVerdict | None:
+        """Check a warrant from the network and act on it: block the warranted agent (true) or
+        the signer (false). None: already known, or not worth checking (its signer is blocked,
+        or enough warrants about its author are kept). :class:`RequestRefused` if it cannot be
+        attributed to anyone (bad signature, another DNA, signed in the future)."""
+        if self.store.has_warrant(warrant.hash):
+            return None
+        if warrant.signer in self._blocked or (
+            warrant.author in self._blocked
+            or self.store.warrants_about(warrant.author) >= MAX_WARRANTS_PER_AGENT
+        ):
+            return None
+        if warrant.timestamp_us > self.clock() + MAX_WARRANT_FUTURE_US:
+            self.stats.warrants_refused += 1
+            raise RequestRefused("the warrant is signed in the future")
+        try:
+            verdict = check_warrant(warrant, self.dna, self.host)
+            asked: set[HoloHash] = set()
+            for _ in range(WARRANT_FETCH_ROUNDS):
+                if not isinstance(verdict, Unresolved):
+                    break
+                missing = [dep for dep in verdict.deps if dep not in asked]
+                if not missing:
+                    break
+                asked.update(missing)
+                await self._fetch_dependencies(missing)
+                verdict = check_warrant(warrant, self.dna, self.host)
+        except EncodingError as exc:
+            self.stats.warrants_refused += 1
+            raise RequestRefused(f"unattributable warrant: {exc}") from exc
+        if isinstance(verdict, Unresolved):
+            log.info("warrant %s about %s unresolved", warrant.hash.short(), warrant.author.short())
+            return verdict
+        self._accept(warrant, verdict)
+        return verdict
+
+    def _accept(self, warrant: Warrant, verdict: Upheld | Refuted) -> None:
+        upheld = isinstance(verdict, Upheld)
+        if not self.store.put_warrant(warrant, upheld=upheld, now_us=self.clock()):
+            return
+        kind = "fork" if warrant.kind is WarrantKind.FORK else "invalid op"
+        if upheld:
+            self.stats.warrants_upheld += 1
+            self._block(warrant.author, f"{kind}: {verdict.reason}", warrant)
+        else:
+            self.stats.warrants_false += 1
+            self._block(warrant.signer, f"false {kind} warrant: {verdict.reason}", warrant)
+        self._spawn(self._spread(warrant))
+
+    def _block(self, agent: AgentPubKey, reason: str, warrant: Warrant) -> None:
+        if agent in self._local:
+            log.error("a local agent (%s) is warranted: %s", agent.short(), reason)
+            return
+        now = self.clock()
+        self.store.block(
+            agent, reason=reason, warrant=warrant.hash, blamed_by=warrant.signer, now_us=now
+        )
+        if agent not in self._blocked:
+            self._blocked[agent] = BlockedAgent(
+                self.dna.hash, agent, reason, warrant.hash, warrant.signer, now
+            )
+            log.warning("blocked %s: %s", agent.short(), reason)
+        before = set(self._blocked_peers)
+        self._refresh_blocked_peers()
+        self._spawn(self._hang_up(sorted(self._blocked_peers - before)))
+
+    async def _spread(self, warrant: Warrant) -> None:
+        """Send a warrant to its author's agent-activity authorities first, then to every other
+        member's node (networks here are small; a larger one would send to the authorities and
+        leave the rest to gossip)."""
+        payload = warrant.to_bytes()
+        first = [PeerId(info.peer_id) for info in self.authorities_of(warrant.author)]
+        rest = sorted(self._member_peers())
+        peers = [
+            p
+            for p in dict.fromkeys([*first, *rest])
+            if p != self.net.peer_id and not self.blocked_peer(p)
+        ]
+
+        async def send(peer: PeerId) -> None:
+            try:
+                await self.net.request(
+                    peer, self.protocol_warrant, payload, timeout=self.config.request_timeout_s
+                )
+            except NetworkError as exc:
+                log.debug("warrant to %s: %s", peer, exc)
+
+        await asyncio.gather(*(send(peer) for peer in peers))
+
+    async def _on_warrant(self, peer: PeerId, payload: bytes) -> bytes:
+        self._require_member(peer)
+        if len(payload) > MAX_WARRANT_BYTES:
+            self.stats.warrants_refused += 1
+            raise RequestRefused(f"a warrant is at most {MAX_WARRANT_BYTES} bytes")
+        try:
+            warrant = Warrant.from_bytes(payload)
+        except EncodingError as exc:
+            self.stats.warrants_refused += 1
+            raise RequestRefused(f"malformed warrant: {exc}") from exc
+        verdict = await self.receive_warrant(warrant)
+        if isinstance(verdict, Upheld):
+            answer = "upheld"
+        elif isinstance(verdict, Refuted):
+            answer = "false"
+        elif isinstance(verdict, Unresolved):
+            answer = "unresolved"
+        else:
+            answer = "known"
+        return encode({"verdict": answer})
+
+    def _warrants_missing_at(self, theirs: Value, budget_used: int) -> list[bytes]:
+        """Warrants this node keeps that a gossip partner did not list (bounded)."""
+        known = {bytes(h) for h in theirs if type(h) is bytes} if type(theirs) is list else set()
+        out: list[bytes] = []
+        size = budget_used
+        for warrant_hash in self.store.warrant_hashes():
+            if bytes(warrant_hash) in known or len(out) >= 16:
+                continue
+            data = self.store.get_warrant(warrant_hash)
+            if data is None or size + len(data) > MAX_PAYLOAD // 2:
+                continue
+            out.append(data)
+            size += len(data)
+        return out
+
+    async def _take_gossiped_warrants(self, raw: Value) -> None:
+        if type(raw) is not list:
+            return
+        for item in raw[:16]:
+            if type(item) is not bytes:
+                continue
+            try:
+                warrant = Warrant.from_bytes(item)
+                if not self.store.has_warrant(warrant.hash):
+                    await self.receive_warrant(warrant)
+            except (EncodingError, RequestRefused) as exc:
+                self.stats.warrants_refused += 1
+                log.info("refused a gossiped warrant: %s", exc)
 
 
 def _decode(payload: bytes) -> Value:

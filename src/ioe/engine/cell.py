@@ -42,7 +42,7 @@ from ioe.engine.validation import (
     decode_app_entry,
     validate_app,
 )
-from ioe.errors import ChainError, ValidationError, ZomeCallError
+from ioe.errors import ChainError, ChainLocked, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey, EntryHash, HoloHash
 
 T = TypeVar("T")
@@ -103,6 +103,9 @@ class Cell:
         """Where local signals go (the node's signal hub); None drops them."""
         self.on_remote_signal: Callable[[Cell, RemoteSignal], None] | None = None
         """Where remote signals go to be sent (the node's network); None drops them."""
+        self.lock: bytes | None = None
+        """The countersigning session holding this chain (None: unlocked). While it is set,
+        zome calls may read but not write; only the session's own commit is allowed."""
 
     @property
     def agent(self) -> AgentPubKey:
@@ -163,8 +166,24 @@ class Cell:
         ctx = CallContext(self, scratch, now_us, head, caller)
         result = fn(ctx, payload)
         if scratch.records:
+            if self.lock is not None:
+                raise ChainLocked(
+                    f"the chain of {self.agent.short()} is locked by countersigning session "
+                    f"{self.lock.hex()[:12]}; nothing was written (reads still work)"
+                )
             self._flush(scratch, head.hash if head else None)
         self._deliver(ctx)
+        return result
+
+    def session_commit(self, write: Callable[[CallContext], T], *, now_us: int) -> T:
+        """A countersigning session's own commit, the one write a locked chain accepts (only
+        :func:`ioe.engine.countersigning.commit_session` calls it). Validated and atomic like
+        any zome call."""
+        scratch = Scratch(self.store)
+        head = self.store.head()
+        ctx = CallContext(self, scratch, now_us, head)
+        result = write(ctx)
+        self._flush(scratch, head.hash if head else None)
         return result
 
     def _deliver(self, ctx: CallContext) -> None:

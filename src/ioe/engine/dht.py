@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from ioe.crypto.keys import KeyPair, verify
 from ioe.encoding import decode, encode
 from ioe.engine.dna import DnaDef
-from ioe.engine.integrity import VALID, Invalid, Outcome, Unresolved, UnresolvedDependency, Valid
+from ioe.engine.integrity import Invalid, Outcome, Unresolved, UnresolvedDependency, Valid
 from ioe.engine.ops import Op, OpType, ops_from_record
 from ioe.engine.records import (
     MAX_ENTRY_BYTES,
@@ -40,6 +40,7 @@ from ioe.engine.validation import (
     SourceHost,
     check_content,
     check_link,
+    countersigned_outcome,
     decode_app_entry,
     run_validation,
 )
@@ -210,7 +211,7 @@ def validate_op(op: DhtOp, dna: DnaDef, host: SourceHost) -> Outcome:
         outcome = run_validation(zome.validate, app_op, host)
         if not isinstance(outcome, Valid):
             return outcome
-    return VALID
+    return countersigned_outcome(app_op, dna, host)
 
 
 def _zomes_for(op: DhtOp, dna: DnaDef) -> Sequence[IntegrityZome]:

@@ -38,12 +38,16 @@ class OpType(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One DHT op. ``app_entry`` is the entry decoded into its zome's dataclass, when it has one."""
+    """One DHT op. ``app_entry`` is the entry decoded into its zome's dataclass, when it has one;
+    ``session`` is set when the op is judged as the app entry of a countersigning session."""
 
     type: OpType
     signed_action: SignedAction
     entry: Entry | None = None
     app_entry: object | None = field(default=None, compare=False)
+    session: object | None = field(default=None, compare=False)
+    """When ``app_entry`` is the app entry embedded in a countersigned entry, that entry
+    (an ``ioe.engine.countersigning.CountersignedEntry``): the session data, for app rules."""
 
     @property
     def action(self) -> AnyAction:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from ioe.crypto.keys import verify
 from ioe.encoding import Value
+from ioe.engine.countersigning import CountersignedEntry, inner_entry
 from ioe.engine.dna import DnaDef
 from ioe.engine.integrity import (
     VALID,
@@ -251,7 +252,25 @@ def validate_app(record: Record, dna: DnaDef, host: SourceHost) -> Outcome:
             outcome = run_validation(zome.validate, op, host)
             if not isinstance(outcome, Valid):
                 return outcome
-    return VALID
+    return countersigned_outcome(ops[0], dna, host)
+
+
+def countersigned_outcome(op: Op, dna: DnaDef, host: SourceHost) -> Outcome:
+    """For an op carrying a countersigned entry, the verdict of the embedded app entry's own
+    zome: it sees the app value as ``op.app_entry`` and the session as ``op.session``. Other ops
+    (and the entry-less ones) are VALID here."""
+    session = op.app_entry
+    if not isinstance(session, CountersignedEntry) or op.type not in (
+        OpType.STORE_RECORD,
+        OpType.STORE_ENTRY,
+    ):
+        return VALID
+    found = inner_entry(dna, session)
+    if isinstance(found, str):
+        return Invalid(found)
+    zome, value = found
+    inner = Op(op.type, op.signed_action, op.entry, value, session)
+    return run_validation(zome.validate, inner, host)
 
 
 def _zome_of(record: Record) -> int | None:

@@ -112,6 +112,12 @@ class Network(ABC):
     def connected_peers(self) -> list[PeerId]: ...
 
     @abstractmethod
+    async def disconnect(self, peer: PeerId) -> None:
+        """Hang up on ``peer`` (nothing happens if it is not connected): requests in flight to it
+        fail, both ends see DISCONNECTED. Either side may dial again later; refusing a peer for
+        good is the caller's business (see :mod:`ioe.dht.service`, blocking)."""
+
+    @abstractmethod
     def set_handler(self, protocol: str, handler: RequestHandler) -> None:
         """Answer requests on ``protocol`` with ``handler`` (replacing any previous one)."""
 

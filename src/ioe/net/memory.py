@@ -554,6 +554,10 @@ class MemoryNetwork(Network):
     def connected_peers(self) -> list[PeerId]:
         return [peer for peer, _ in self.hub._neighbours(self._peer_id)]
 
+    async def disconnect(self, peer: PeerId) -> None:
+        if self._state == "running":
+            self.hub.disconnect(self._peer_id, peer)
+
     def add_peer_addrs(self, peer: PeerId, addrs: list[str]) -> None:
         self._remember(peer, addrs)
 

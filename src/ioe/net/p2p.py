@@ -431,6 +431,24 @@ class P2PNetwork(Network):
     def connected_peers(self) -> list[PeerId]:
         return sorted(self._connected)
 
+    async def disconnect(self, peer: PeerId) -> None:
+        if self._closed or self._thread is None:
+            return
+        await self._call(self._disconnect, peer)
+
+    async def _disconnect(self, peer: PeerId) -> None:
+        conn = self._conns.get(peer)
+        if conn is not None:
+            self._drop_conn(conn, "disconnected by us")
+            with contextlib.suppress(Exception):
+                await conn.stream.reset()
+        try:
+            peer_id = ID.from_base58(peer)
+        except Exception:
+            return  # not a libp2p peer id: nothing can be connected under it
+        with trio.move_on_after(SHUTDOWN_GRACE_S), contextlib.suppress(Exception):
+            await self._host.disconnect(peer_id)
+
     def add_peer_addrs(self, peer: PeerId, addrs: list[str]) -> None:
         parsed = []
         for addr in addrs:

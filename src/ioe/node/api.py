@@ -41,6 +41,7 @@ from ioe.engine.schema import decode_as
 from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import NetworkError
+from ioe.node import countersign_api
 from ioe.node.jsonvalue import bytes_from_text, bytes_to_text, json_ready
 from ioe.node.remote import RemoteCallError, RemoteUnauthorized
 from ioe.zomes.profile.entries import Profile
@@ -70,6 +71,7 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     app.router.add_post("/v1/grants", create_grant)
     app.router.add_delete("/v1/grants/{grant}", revoke_grant)
     app.router.add_get("/v1/signals", signal_stream)
+    countersign_api.add_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -201,6 +203,11 @@ async def dht_stats(request: web.Request) -> web.Response:
             "rejected_ops": dht.stats.rejected_ops,
             "refused_peers": dht.stats.refused_peers,
             "gossip_rounds": dht.stats.gossip_rounds,
+            "warrants_signed": dht.stats.warrants_signed,
+            "warrants_upheld": dht.stats.warrants_upheld,
+            "warrants_false": dht.stats.warrants_false,
+            "warrants_refused": dht.stats.warrants_refused,
+            "blocked_drops": dht.stats.blocked_drops,
         }
     return web.json_response(out)
 

@@ -291,7 +291,7 @@ class RemoteCalls:
         info = dht.members().get(call.caller)
         if info is None or PeerId(info.peer_id) != peer:
             raise RequestRefused("the caller is not a member of this network at this peer")
-        if _blocked(dht, call.caller):
+        if dht.is_blocked(call.caller):
             raise RequestRefused("the caller is blocked")
         now = self.clock()
         if not now < call.expires_us <= now + MAX_CALL_WINDOW_US:
@@ -413,7 +413,7 @@ class RemoteCalls:
         info = dht.members().get(sender_key)
         if info is None or PeerId(info.peer_id) != peer:
             raise RequestRefused("the sender is not a member of this network at this peer")
-        if _blocked(dht, sender_key):
+        if dht.is_blocked(sender_key):
             raise RequestRefused("the sender is blocked")
         if abs(self.clock() - message["sent_us"]) > MAX_SIGNAL_AGE_US:
             raise RequestRefused("the signal is too old or from the future")
@@ -431,8 +431,3 @@ class RemoteCalls:
             }
         )
         return b""
-
-
-def _blocked(dht: DnaNetwork, agent: AgentPubKey) -> bool:
-    check = getattr(dht, "is_blocked", None)
-    return bool(check(agent)) if check is not None else False

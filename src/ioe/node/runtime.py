@@ -23,6 +23,7 @@ from ioe.net.interface import Network, NetworkError
 from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, NodeType, dial_discovered
 from ioe.net.p2p import P2PConfig, P2PNetwork
 from ioe.node.api import start_api
+from ioe.node.countersign import Countersigner
 from ioe.node.device import DeviceBridge, DeviceSetup
 from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
 from ioe.node.remote import RemoteCalls
@@ -71,6 +72,7 @@ class Node:
         seed = conductor.owner_cell.keys.seed()
         self.network = network or P2PNetwork(seed, P2PConfig(listen=config.listen))
         self.dnas: dict[DnaHash, DnaNetwork] = {}
+        self.countersigners: dict[DnaHash, Countersigner] = {}
         self.mdns: MdnsDiscovery | None = None
         self.api_url = ""
         self.token = secrets.token_urlsafe(24)
@@ -101,6 +103,10 @@ class Node:
             cells = [c for c in self.conductor.cells() if c.dna.hash == dht.dna.hash]
             self.remote.attach(dht, cells)
             await dht.start()
+            self.countersigners[dht.dna.hash] = Countersigner(
+                dht, cells, clock=self.conductor.clock
+            )
+            await self.countersigners[dht.dna.hash].start()
         for addr in self.config.bootstrap:
             self._tasks.append(asyncio.create_task(self._keep_dialling(addr), name="bootstrap"))
         if self.device is not None:
@@ -144,6 +150,8 @@ class Node:
         if self.device is not None:
             await self.device.close()
         await self.remote.close()
+        for signer in self.countersigners.values():
+            await signer.close()
         for dht in self.dnas.values():
             await dht.close()
         await self.network.close()

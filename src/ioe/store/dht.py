@@ -4,7 +4,8 @@
 * the author's publish queue: ops waiting for enough validation receipts, with their next attempt
   time — persisted, so publishing resumes after a restart;
 * the receipts received;
-* the agent infos of the DNA's members.
+* the agent infos of the DNA's members;
+* warrants checked here (true and false ones) and the agents blocked because of them.
 
 It is also a :class:`~ioe.engine.validation.RecordSource` over everything this node knows (its own
 chains, held ops, cache), for validation hosts.
@@ -20,6 +21,7 @@ from ioe.encoding import encode
 from ioe.engine.dht import AgentInfo, DhtOp, ValidationReceipt
 from ioe.engine.ops import OpType
 from ioe.engine.records import Entry, Record, SignedAction
+from ioe.engine.warrants import Warrant
 from ioe.errors import EncodingError
 from ioe.hashing import (
     ActionHash,
@@ -28,6 +30,7 @@ from ioe.hashing import (
     DnaHash,
     EntryHash,
     HoloHash,
+    WarrantHash,
     from_typed_bytes,
     to_typed_bytes,
 )
@@ -39,6 +42,18 @@ class OpStatus(IntEnum):
     INVALID = 2
     PENDING = 3  # waiting for dependencies
     CACHED = 4  # fetched for a read, not held as an authority
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedAgent:
+    """An agent this node refuses, and why."""
+
+    dna_hash: DnaHash
+    agent: AgentPubKey
+    reason: str
+    warrant: WarrantHash
+    blamed_by: AgentPubKey  # the signer of the warrant that got the agent blocked
+    since_us: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +149,16 @@ class SqliteDhtStore:
             f"SELECT data FROM dht_ops WHERE dna_hash = ? AND basis = ? AND op_type IN ({kinds}) "
             f"AND status IN ({marks}) ORDER BY seq",
             (self.dna, to_typed_bytes(basis), *[int(t) for t in op_types], *statuses),
+        )
+        return [DhtOp.from_bytes(row[0]) for row in rows]
+
+    def activity_at_seq(self, author: AgentPubKey, seq: int) -> list[DhtOp]:
+        """Every agent-activity op stored for ``author`` at sequence number ``seq``, whatever its
+        verdict (fork detection; index ``dht_ops_by_author``)."""
+        rows = self.db._query(
+            "SELECT data FROM dht_ops WHERE dna_hash = ? AND author = ? AND seq = ? "
+            "AND op_type = ?",
+            (self.dna, bytes(author), seq, int(OpType.REGISTER_AGENT_ACTIVITY)),
         )
         return [DhtOp.from_bytes(row[0]) for row in rows]
 
@@ -288,6 +313,104 @@ class SqliteDhtStore:
             except EncodingError:
                 continue
         return infos
+
+    # ------------------------------------------------------------------------------- warrants
+
+    def put_warrant(self, warrant: Warrant, *, upheld: bool, now_us: int) -> bool:
+        """Keep a checked warrant (true or false); True if it was new."""
+        with self.db.transaction() as conn:
+            before = conn.total_changes
+            conn.execute(
+                "INSERT OR IGNORE INTO warrants (dna_hash, hash, kind, warranted, signer, upheld, "
+                "received_us, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.dna,
+                    bytes(warrant.hash),
+                    int(warrant.kind),
+                    bytes(warrant.author),
+                    bytes(warrant.signer),
+                    int(upheld),
+                    now_us,
+                    warrant.to_bytes(),
+                ),
+            )
+            return conn.total_changes > before
+
+    def has_warrant(self, warrant_hash: WarrantHash) -> bool:
+        return bool(
+            self.db._query(
+                "SELECT 1 FROM warrants WHERE dna_hash = ? AND hash = ?",
+                (self.dna, bytes(warrant_hash)),
+            )
+        )
+
+    def warrants_about(self, agent: AgentPubKey) -> int:
+        rows = self.db._query(
+            "SELECT COUNT(*) FROM warrants WHERE dna_hash = ? AND warranted = ?",
+            (self.dna, bytes(agent)),
+        )
+        return int(rows[0][0])
+
+    def warrant_hashes(self, limit: int = 4096) -> list[WarrantHash]:
+        rows = self.db._query(
+            "SELECT hash FROM warrants WHERE dna_hash = ? ORDER BY received_us LIMIT ?",
+            (self.dna, limit),
+        )
+        return [WarrantHash(row[0]) for row in rows]
+
+    def get_warrant(self, warrant_hash: WarrantHash) -> bytes | None:
+        rows = self.db._query(
+            "SELECT data FROM warrants WHERE dna_hash = ? AND hash = ?",
+            (self.dna, bytes(warrant_hash)),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def warrant_counts(self) -> tuple[int, int]:
+        """(true warrants, false warrants) kept for this DNA."""
+        rows = self.db._query(
+            "SELECT upheld, COUNT(*) FROM warrants WHERE dna_hash = ? GROUP BY upheld", (self.dna,)
+        )
+        counts = dict(rows)
+        return counts.get(1, 0), counts.get(0, 0)
+
+    # ------------------------------------------------------------------------ blocked agents
+
+    def block(
+        self,
+        agent: AgentPubKey,
+        *,
+        reason: str,
+        warrant: WarrantHash,
+        blamed_by: AgentPubKey,
+        now_us: int,
+    ) -> bool:
+        """Block ``agent`` (for good: a block survives restarts); True if it was new."""
+        with self.db.transaction() as conn:
+            before = conn.total_changes
+            conn.execute(
+                "INSERT OR IGNORE INTO blocked_agents (dna_hash, agent, reason, warrant, "
+                "blamed_by, since_us) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.dna, bytes(agent), reason, bytes(warrant), bytes(blamed_by), now_us),
+            )
+            return conn.total_changes > before
+
+    def blocked(self) -> dict[AgentPubKey, BlockedAgent]:
+        return {b.agent: b for b in blocked_agents(self.db) if bytes(b.dna_hash) == self.dna}
+
+
+def blocked_agents(db: SqliteDatabase) -> list[BlockedAgent]:
+    """Every agent blocked in any DNA of ``db``, oldest block first."""
+    rows = db._query(
+        "SELECT dna_hash, agent, reason, warrant, blamed_by, since_us FROM blocked_agents "
+        "ORDER BY since_us, agent",
+        (),
+    )
+    return [
+        BlockedAgent(
+            DnaHash(dna), AgentPubKey(agent), reason, WarrantHash(warrant), AgentPubKey(by), since
+        )
+        for dna, agent, reason, warrant, by, since in rows
+    ]
 
 
 def _upgrades(current: OpStatus, new: OpStatus) -> bool:

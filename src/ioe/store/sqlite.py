@@ -135,6 +135,30 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (dna_hash, agent)
     ) WITHOUT ROWID;
     """,
+    # 3: warrants (checked, true or false) and the agents blocked because of them
+    """
+    CREATE TABLE warrants (
+        dna_hash BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        kind INTEGER NOT NULL,
+        warranted BLOB NOT NULL,
+        signer BLOB NOT NULL,
+        upheld INTEGER NOT NULL,
+        received_us INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (dna_hash, hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX warrants_by_warranted ON warrants (dna_hash, warranted);
+    CREATE TABLE blocked_agents (
+        dna_hash BLOB NOT NULL,
+        agent BLOB NOT NULL,
+        reason TEXT NOT NULL,
+        warrant BLOB NOT NULL,
+        blamed_by BLOB NOT NULL,
+        since_us INTEGER NOT NULL,
+        PRIMARY KEY (dna_hash, agent)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _RECORD_COLUMNS = "a.seq, a.hash, a.signed, e.content"

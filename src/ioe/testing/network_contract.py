@@ -423,6 +423,23 @@ class NetworkContract:
 
     # --------------------------------------------------------------------------- close
 
+    async def test_disconnect_hangs_up_on_one_peer(self, make_networks: MakeNetworks) -> None:
+        async with make_networks(3) as (a, b, c), AsyncExitStack() as stack:
+            at_a = await stack.enter_async_context(collecting(a.peer_events()))
+            at_b = await stack.enter_async_context(collecting(b.peer_events()))
+            await connect(a, b)
+            await connect(a, c)
+            await a.disconnect(b.peer_id)
+            await eventually(lambda: b.peer_id not in a.connected_peers(), "a dropped b")
+            await _sees_gone(b, at_b, a.peer_id)
+            await eventually(
+                lambda: b.peer_id in events_of(at_a, PeerEventKind.DISCONNECTED), "a's event"
+            )
+            assert c.peer_id in a.connected_peers()
+            await a.disconnect(b.peer_id)  # not connected: nothing happens
+            await connect(b, a)  # either side may dial again
+            await assert_round_trip(a, b)
+
     async def test_close_disconnects_everyone(self, make_networks: MakeNetworks) -> None:
         async with make_networks(3) as (a, b, c), AsyncExitStack() as stack:
             at_b = await stack.enter_async_context(collecting(b.peer_events()))

@@ -1,0 +1,126 @@
+"""Countersigning between two real ``ioe node run`` processes over libp2p on loopback, and with a
+party killed (``os._exit``, through the test-only ``IOE_TEST_CRASH_AT``) at each step of the
+protocol, then restarted: nobody is left stranded — both chains hold the session or neither does,
+and no chain stays locked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nodes import NodeProcess, init, wait_for
+
+from ioe.node.client import ApiError
+from ioe.node.countersign import CRASH_ENV, CRASH_POINTS
+from ioe.node.nodefile import NoRunningNode
+
+pytestmark = pytest.mark.slow
+
+ENTRY = {"type": "profile", "value": {"name": "Deal", "zone": "au/nsw/newtown"}}
+
+
+def _members(node: NodeProcess) -> int:
+    members = node.api("GET", "/v1/peers")["members"]
+    return max((len(m) for m in members.values()), default=0)
+
+
+def _start_pair(a: NodeProcess, b: NodeProcess) -> None:
+    a.start("--no-mdns")
+    b.start("--no-mdns", "--bootstrap", a.addr)
+    for node in (a, b):
+        wait_for(lambda n=node: _members(n) == 2, timeout=30)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    dirs = [tmp_path / "alice", tmp_path / "bob"]
+    nodes = [NodeProcess(d, init(d)) for d in dirs]
+    try:
+        yield nodes[0], nodes[1]
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def _status(node: NodeProcess) -> dict[str, Any]:
+    return node.api("GET", "/v1/countersign")  # type: ignore[no-any-return]
+
+
+def _sessions(node: NodeProcess) -> set[str]:
+    return {c["session"] for c in _status(node)["committed"]}
+
+
+def _settled(a: NodeProcess, b: NodeProcess) -> tuple[set[str], set[str]] | None:
+    """Both nodes' committed sessions once neither chain is locked."""
+    sa, sb = _status(a), _status(b)
+    if sa["locks"] or sb["locks"]:
+        return None
+    return {c["session"] for c in sa["committed"]}, {c["session"] for c in sb["committed"]}
+
+
+def _start_session(a: NodeProcess, b: NodeProcess, timeout_s: float = 10.0) -> dict[str, Any]:
+    body = {"with": [b.owner], "entry": ENTRY, "timeout_s": timeout_s}
+    return a.api("POST", "/v1/countersign", body)  # type: ignore[no-any-return]
+
+
+def test_two_processes_countersign_and_both_chains_hold_the_record(
+    pair: tuple[NodeProcess, NodeProcess],
+) -> None:
+    alice, bob = pair
+    _start_pair(alice, bob)
+    result = _start_session(alice, bob)
+    assert _sessions(alice) == {result["session"]}
+    wait_for(lambda: _settled(alice, bob) == ({result["session"]}, {result["session"]}), timeout=10)
+    bob_record = _status(bob)["committed"][0]
+    assert bob_record["parties"] == [alice.owner, bob.owner]
+    # The chains took ordinary writes again.
+    alice.api("POST", "/v1/profile", {"name": "Alice", "zone": "au/nsw"})
+    bob.api("POST", "/v1/profile", {"name": "Bob", "zone": "au/nsw"})
+    # And a second session in the other direction.
+    again = _start_session(bob, alice)
+    wait_for(
+        lambda: (
+            _settled(alice, bob)
+            == ({result["session"], again["session"]}, {result["session"], again["session"]})
+        ),
+        timeout=10,
+    )
+
+
+def test_a_session_with_an_unknown_agent_is_refused(pair: tuple[NodeProcess, NodeProcess]) -> None:
+    alice, bob = pair
+    _start_pair(alice, bob)
+    stranger = NodeProcess(Path("/nonexistent"), "")
+    stranger.owner = "uhCAk" + "A" * 48
+    with pytest.raises(ApiError):
+        _start_session(alice, stranger, timeout_s=2)
+    wait_for(lambda: _settled(alice, bob) == (set(), set()), timeout=10)
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_party_killed_at_each_step_leaves_nobody_stranded(
+    pair: tuple[NodeProcess, NodeProcess], point: str
+) -> None:
+    alice, bob = pair
+    victim, survivor = (alice, bob) if point.startswith("initiator") else (bob, alice)
+    victim.extra_env = {CRASH_ENV: point}
+    _start_pair(alice, bob)
+    try:
+        result: dict[str, Any] | None = _start_session(alice, bob, timeout_s=3)
+    except (ApiError, NoRunningNode):
+        result = None  # the initiator died mid-call, or the session was abandoned
+    assert victim.process is not None
+    assert victim.process.wait(timeout=20) == 86, "the fault injection did not fire"
+    victim.stop()
+    victim.extra_env = {}
+    victim.start("--no-mdns", "--bootstrap", survivor.addr)
+
+    settled = wait_for(lambda: _settled(alice, bob), timeout=45, interval=0.25)
+    alice_sessions, bob_sessions = settled
+    assert alice_sessions == bob_sessions, f"stranded: alice {alice_sessions}, bob {bob_sessions}"
+    expected_committed = point in ("responder-before-set", "initiator-after-commit")
+    assert len(alice_sessions) == (1 if expected_committed else 0)
+    if result is not None:
+        assert alice_sessions == {result["session"]}
