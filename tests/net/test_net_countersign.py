@@ -5,6 +5,7 @@ and no chain stays locked."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,44 @@ def test_a_party_killed_at_each_step_leaves_nobody_stranded(
     assert len(alice_sessions) == (1 if expected_committed else 0)
     if result is not None:
         assert alice_sessions == {result["session"]}
+
+
+def _published(node: NodeProcess) -> tuple[int, int]:
+    """(ops waiting to be published, ops published) summed over the node's DNAs."""
+    stats = node.api("GET", "/v1/dht").values()
+    return sum(d["publishing"] for d in stats), sum(d["published"] for d in stats)
+
+
+def test_a_decider_gone_for_good_after_committing_leaves_the_set_on_the_dht(
+    tmp_path: Path,
+) -> None:
+    """Alice (the decider) commits and publishes, then vanishes before Bob has the set; Bob, who
+    crashed before receiving it, completes from the DHT (Carol holds Alice's published ops)."""
+    names = ("alice", "bob", "carol")
+    alice, bob, carol = (NodeProcess(tmp_path / n, init(tmp_path / n)) for n in names)
+    try:
+        alice.start("--no-mdns")
+        bob.extra_env = {CRASH_ENV: "responder-before-set"}
+        bob.start("--no-mdns", "--bootstrap", alice.addr)
+        carol.start("--no-mdns", "--bootstrap", alice.addr)
+        for node in (alice, bob, carol):
+            wait_for(lambda n=node: _members(n) == 3, timeout=30)
+        _, before = _published(alice)
+        result = _start_session(alice, bob, timeout_s=3)
+        assert bob.process is not None and bob.process.wait(timeout=20) == 86
+        bob.stop()
+        # Alice's countersigned record (3 ops) reaches its authorities before she vanishes.
+        wait_for(
+            lambda: _published(alice)[0] == 0 and _published(alice)[1] >= before + 3, timeout=30
+        )
+        alice.stop(signal.SIGKILL)  # gone for good
+        bob.extra_env = {}
+        bob.start("--no-mdns", "--bootstrap", carol.addr)
+        wait_for(
+            lambda: not _status(bob)["locks"] and _sessions(bob) == {result["session"]},
+            timeout=60,
+            interval=0.25,
+        )
+    finally:
+        for node in (alice, bob, carol):
+            node.stop()

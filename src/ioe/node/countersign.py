@@ -75,8 +75,8 @@ from ioe.engine.countersigning import (
     committed_sessions,
     inner_entry,
 )
-from ioe.engine.records import Visibility
-from ioe.engine.schema import from_value, to_value
+from ioe.engine.records import Create, Visibility
+from ioe.engine.schema import decode_as, from_value, to_value
 from ioe.errors import ChainError, ChainLocked, EncodingError, IoEError, StoreError, ValidationError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import MAX_PAYLOAD, NetworkError, PeerId, PeerUnreachable, RequestRefused
@@ -93,6 +93,8 @@ CRASH_POINTS = (
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 600.0
 TICK_S = 0.1
+FIND_RECENT_ACTIONS = 64
+"""How far back in another party's chain a published set is looked for."""
 DELIVERY_WAIT_S = 2.0
 KEEP_FINISHED = 1024
 
@@ -282,7 +284,15 @@ class Countersigner:
                 body: dict[str, Value] = {"t": "query", "p": preflight, "to": to}
                 if isinstance(message, DecideMsg):
                     body = {**body, "t": "decide", "r": [to_value(r) for r in message.responses]}
-                verdict = _verdict(await self._request(to, body, 5.0))
+                try:
+                    verdict = _verdict(await self._request(to, body, 5.0))
+                except NetworkError:
+                    if isinstance(message, QueryMsg) and to == state.preflight.initiator:
+                        # The decider does not answer: its committed set may be on the DHT.
+                        found = await self.find_published_set(cell, state.preflight)
+                        if found is not None:
+                            self._feed(cell, sid, GotSet(found))
+                    raise
                 self._feed(cell, sid, GotVerdict(to, verdict))
             elif isinstance(message, SetMsg):
                 await self._request(to, {"t": "set", "e": to_value(message.entry)}, 5.0)
@@ -482,6 +492,37 @@ class Countersigner:
         committed = self.find_committed(cell, preflight.session_id)
         assert committed is not None
         return committed[0], verdict.entry
+
+    async def find_published_set(
+        self, cell: Cell, preflight: Preflight
+    ) -> CountersignedEntry | None:
+        """The set of ``preflight``'s session as another party committed and published it, read
+        from the DHT (that party's agent activity, then the record): how a locked party completes
+        when the decider has gone away after committing."""
+        entry_type, _ = self.dna.entry_type_for(CountersignedEntry)
+        for agent in preflight.parties:
+            if agent == cell.agent:
+                continue
+            try:
+                activity = await self.dht.get_agent_activity(agent)
+            except (NetworkError, EncodingError):
+                continue
+            for signed in reversed(activity[-FIND_RECENT_ACTIONS:]):
+                action = signed.action
+                if not isinstance(action, Create) or action.entry_type != entry_type:
+                    continue
+                if action.timestamp < preflight.session_time_us:
+                    break  # older than the session: it cannot hold it
+                record = await self.dht.get_record(signed.hash)
+                if record is None or record.entry is None:
+                    continue
+                try:
+                    entry = decode_as(CountersignedEntry, record.entry.payload)
+                except EncodingError:
+                    continue
+                if entry.preflight == preflight:
+                    return entry
+        return None
 
     def find_committed(
         self, cell: Cell, session_id: bytes
