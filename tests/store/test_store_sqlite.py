@@ -317,3 +317,23 @@ def test_parallel_and_serial_verification_agree(tmp_path: Path, kit: Any) -> Non
         parallel, serial = both(store)
         assert parallel == serial
         assert parallel[0] == 4
+
+
+def test_nested_transactions_join_the_outer_one_and_roll_back_alone(tmp_path: Path) -> None:
+    db = SqliteDatabase.open(tmp_path / "nested.sqlite")
+    try:
+        with db.transaction():
+            db.put_setting("a", 1)
+            with pytest.raises(RuntimeError), db.transaction():
+                db.put_setting("b", 2)
+                raise RuntimeError("inner fails")
+            db.put_setting("c", 3)
+        assert (db.get_setting("a"), db.get_setting("b"), db.get_setting("c")) == (1, None, 3)
+        with pytest.raises(RuntimeError), db.transaction():
+            db.put_setting("d", 4)
+            with db.transaction():
+                db.put_setting("e", 5)
+            raise RuntimeError("outer fails")
+        assert db.get_setting("d") is None and db.get_setting("e") is None
+    finally:
+        db.close()

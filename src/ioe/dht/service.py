@@ -427,28 +427,33 @@ class DnaNetwork:
         wanted = min(self.config.replication, len(members))
         by_peer: dict[PeerId, list[tuple[DhtOp, list[AgentPubKey]]]] = {}
         local: list[tuple[DhtOp, list[AgentPubKey]]] = []
-        for item in due:
-            if item.op.signed_action.action.author in self._blocked:
-                self.store.mark_published(item.op_hash)  # nobody would take it
-                continue
-            have = self.store.receipt_validators(item.op_hash)
-            targets = [
-                members[a] for a in authorities(item.op.basis(), members, wanted) if a not in have
-            ]
-            if len(have) >= wanted > 0:
-                self.store.mark_published(item.op_hash)
-                self.stats.published += 1
-                continue
-            for info in targets:
-                if info.agent in self._local:
-                    local.append((item.op, [info.agent]))
-                else:
-                    by_peer.setdefault(PeerId(info.peer_id), []).append((item.op, [info.agent]))
-            backoff = min(self.config.max_backoff_s, 0.5 * 2 ** min(item.attempts, 10))
-            self.store.reschedule(item.op_hash, item.attempts + 1, now + int(backoff * 1e6))
-        for op, agents in local:
-            for receipt in await self.hold(op, agents):
-                self.store.add_receipt(receipt)
+        with self.db.transaction():  # the round's bookkeeping in one commit, not one per op
+            for item in due:
+                if item.op.signed_action.action.author in self._blocked:
+                    self.store.mark_published(item.op_hash)  # nobody would take it
+                    continue
+                have = self.store.receipt_validators(item.op_hash)
+                targets = [
+                    members[a]
+                    for a in authorities(item.op.basis(), members, wanted)
+                    if a not in have
+                ]
+                if len(have) >= wanted > 0:
+                    self.store.mark_published(item.op_hash)
+                    self.stats.published += 1
+                    continue
+                for info in targets:
+                    if info.agent in self._local:
+                        local.append((item.op, [info.agent]))
+                    else:
+                        by_peer.setdefault(PeerId(info.peer_id), []).append((item.op, [info.agent]))
+                backoff = min(self.config.max_backoff_s, 0.5 * 2 ** min(item.attempts, 10))
+                self.store.reschedule(item.op_hash, item.attempts + 1, now + int(backoff * 1e6))
+        if local:
+            receipts = await self.hold_many(local)
+            with self.db.transaction():
+                for receipt in receipts:
+                    self.store.add_receipt(receipt)
         sends = [self._send_ops(peer, items) for peer, items in by_peer.items()]
         await asyncio.gather(*sends)
         # Ops that now have their receipts are marked done on the next round; wake it soon.
@@ -480,6 +485,12 @@ class DnaNetwork:
         if type(raw) is not list:
             return
         members = self.members()
+        with self.db.transaction():
+            self._take_receipt_items(raw, expected, members)
+
+    def _take_receipt_items(
+        self, raw: list[Value], expected: set[DhtOpHash], members: dict[AgentPubKey, AgentInfo]
+    ) -> None:
         for item in raw:
             try:
                 receipt = ValidationReceipt.from_value(item)
@@ -500,7 +511,7 @@ class DnaNetwork:
         ops_raw, to_raw = body["ops"], body.get("to")
         if len(ops_raw) > self.config.max_ops_per_request:
             raise RequestRefused("too many ops in one request")
-        receipts: list[Value] = []
+        items: list[tuple[DhtOp, Sequence[AgentPubKey]]] = []
         for index, raw in enumerate(ops_raw):
             if type(raw) is not bytes:
                 continue
@@ -510,10 +521,8 @@ class DnaNetwork:
                 self.stats.rejected_ops += 1
                 log.info("rejected a malformed op from %s: %s", peer, exc)
                 continue
-            targets = self._targets(to_raw, index, op)
-            for receipt in await self.hold(op, targets):
-                receipts.append(receipt.to_value())
-        return encode(receipts)
+            items.append((op, self._targets(to_raw, index, op)))
+        return encode([receipt.to_value() for receipt in await self.hold_many(items)])
 
     def _targets(self, to_raw: Value, index: int, op: DhtOp) -> list[AgentPubKey]:
         """The local agents an op was sent to that really are among its authorities."""
@@ -528,6 +537,36 @@ class DnaNetwork:
 
         A newly judged invalid op, or a new agent-activity op that forks its author's chain, is
         warranted (signed by one of ``agents``) and the warrant spread."""
+        held = self._hold_ready(op, agents, final=False)
+        if isinstance(held, Unresolved):
+            await self._fetch_dependencies(held.deps)
+            held = self._hold_ready(op, agents, final=True)
+        assert not isinstance(held, Unresolved)
+        return held
+
+    async def hold_many(
+        self, items: Sequence[tuple[DhtOp, Sequence[AgentPubKey]]]
+    ) -> list[ValidationReceipt]:
+        """:meth:`hold` for many ops: those whose dependencies are here are stored in one
+        transaction (one disk sync, not one per op); the others fetch theirs first."""
+        receipts: list[ValidationReceipt] = []
+        later = []
+        with self.db.transaction():
+            for op, agents in items:
+                held = self._hold_ready(op, agents, final=False)
+                if isinstance(held, Unresolved):
+                    later.append((op, agents))
+                else:
+                    receipts.extend(held)
+        for op, agents in later:
+            receipts.extend(await self.hold(op, agents))
+        return receipts
+
+    def _hold_ready(
+        self, op: DhtOp, agents: Sequence[AgentPubKey], *, final: bool
+    ) -> list[ValidationReceipt] | Unresolved:
+        """Hold ``op`` with what is here. Missing dependencies: ``Unresolved`` (nothing stored)
+        unless ``final``, when the op is kept as pending."""
         if self.is_blocked(op.signed_action.action.author):
             self.stats.blocked_drops += 1
             return []
@@ -541,9 +580,8 @@ class DnaNetwork:
         if status not in (OpStatus.VALID, OpStatus.INVALID):
             outcome = validate_op(op, self.dna, self.host)
             if isinstance(outcome, Unresolved):
-                await self._fetch_dependencies(outcome.deps)
-                outcome = validate_op(op, self.dna, self.host)
-            if isinstance(outcome, Unresolved):
+                if not final:
+                    return outcome
                 self.store.put_op(op, OpStatus.PENDING, self.clock())
                 return []
             status = OpStatus.VALID if isinstance(outcome, Valid) else OpStatus.INVALID

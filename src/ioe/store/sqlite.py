@@ -183,6 +183,7 @@ class SqliteDatabase:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._workers: SignatureWorkers | None = None
+        self._depth = 0
         with _mapped(f"cannot open {self.path}"):
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -253,13 +254,34 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, durable transaction. Nested uses join the outermost one (so a caller can
+        batch many small writes into one commit); only synchronous code may nest, never across
+        an ``await``. A nested block that raises is rolled back alone (a savepoint)."""
+        if self._depth:
+            savepoint = f"nested_{self._depth}"
+            with _mapped("transaction"):
+                self._conn.execute(f"SAVEPOINT {savepoint}")
+                self._depth += 1
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute(f"ROLLBACK TO {savepoint}")
+                    self._conn.execute(f"RELEASE {savepoint}")
+                    raise
+                finally:
+                    self._depth -= 1
+                self._conn.execute(f"RELEASE {savepoint}")
+            return
         with _mapped("transaction"):
             self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield self._conn
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth = 0
             self._conn.execute("COMMIT")
 
     # -------------------------------------------------------------------------------- registry
