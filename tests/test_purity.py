@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import ioe.engine
+import ioe.identity
 
 SRC = Path(ioe.engine.__file__).resolve().parents[1]
 
@@ -32,7 +33,8 @@ def integrity_modules() -> list[str]:
         for path in sorted((SRC / "zomes").glob("*/*.py"))
         if path.stem in ("entries", "validation")
     ]
-    return ["ioe.engine", "ioe.zones", *engine, *zomes]
+    identity = [f"ioe.identity.{m.name}" for m in pkgutil.iter_modules(ioe.identity.__path__)]
+    return ["ioe.engine", "ioe.zones", *engine, *zomes, "ioe.identity", *identity]
 
 
 def test_there_is_integrity_code_to_check() -> None:
@@ -79,7 +81,7 @@ def test_integrity_sources_import_no_io_modules() -> None:
                 assert name.split(".")[0] not in FORBIDDEN_IMPORTS, f"{path.name} imports {name}"
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ioe."):
                 allowed = ("ioe.engine", "ioe.zomes", "ioe.encoding", "ioe.hashing", "ioe.errors")
-                allowed += ("ioe.crypto.keys", "ioe.zones")
+                allowed += ("ioe.crypto.keys", "ioe.zones", "ioe.identity")
                 assert node.module.startswith(allowed), f"{path.name} imports {node.module}"
 
 

@@ -43,9 +43,10 @@ def bench_countersign(*, sessions: int = 200, pings: int = 200) -> dict[str, Any
         ]
         processes: list[subprocess.Popen[str]] = []
         try:
-            first, addr = _start_node(dirs[0], [], env)
+            accept = ["--countersign-accept", "profile"]
+            first, addr = _start_node(dirs[0], accept, env)
             processes.append(first)
-            processes.append(_start_node(dirs[1], ["--bootstrap", addr], env)[0])
+            processes.append(_start_node(dirs[1], [*accept, "--bootstrap", addr], env)[0])
             _wait(lambda: all(_members(d) == 2 for d in dirs), 60)
             body = {
                 "with": [owners[1]],

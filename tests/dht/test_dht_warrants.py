@@ -277,3 +277,43 @@ async def test_late_joiners_learn_warrants_by_gossip_and_blocks_survive_restart(
     assert again.blocked_peer(forker.net.peer_id)
     node.dht = again
     await again.start()
+
+
+async def test_a_warrant_signed_by_a_non_member_is_dropped_unjudged(cluster: Make) -> None:
+    """Anyone can mint keys: a false warrant from a key that is not a member blocks nobody and
+    is neither kept nor passed on (else one peer could fill every node with junk)."""
+    nodes = await started(cluster, 3)
+    sender, receiver, victim = nodes
+    stranger = KeyPair(b"\x77" * 32)
+    action = victim.cell.query()[-1].signed_action
+    same = DhtOp(OpType.REGISTER_AGENT_ACTIVITY, action)
+    junk = Warrant.sign(
+        stranger,
+        kind=WarrantKind.FORK,
+        dna_hash=DNA.hash,
+        author=victim.cell.agent,
+        evidence=(same, same),
+        reason="junk",
+        now_us=sender.dht.clock(),
+    )
+    await sender.net.request(
+        receiver.net.peer_id, sender.dht.protocol_warrant, junk.to_bytes(), timeout=5
+    )
+    assert not receiver.dht.is_blocked(stranger.agent)
+    assert not receiver.dht.is_blocked(victim.cell.agent)
+    assert not receiver.dht.store.has_warrant(junk.hash)
+    assert receiver.dht.stats.warrants_refused >= 1
+
+
+async def test_one_peer_cannot_flood_a_node_with_warrants(cluster: Make) -> None:
+    nodes = await started(cluster, 2)
+    sender, receiver = nodes
+    refused = 0
+    for n in range(80):  # bounded: more than a minute's budget
+        try:
+            await sender.net.request(
+                receiver.net.peer_id, sender.dht.protocol_warrant, b"\xff" * (n + 1), timeout=5
+            )
+        except RequestRefused as exc:
+            refused += "too many warrants" in str(exc)
+    assert refused == 80 - 64

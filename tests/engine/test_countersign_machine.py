@@ -378,3 +378,24 @@ def test_a_party_that_signed_never_unlocks_on_a_timer_alone() -> None:
     assert state.phase is Phase.LOCKED
     state, effects = step(state, GotVerdict(initiator.agent, Verdict(VerdictKind.ABANDONED)), 1)
     assert state.phase is Phase.ABANDONED and Unlock() in effects
+
+
+def test_a_party_refuses_sessions_from_a_far_clock_or_too_long_to_lock_for() -> None:
+    initiator, party = KEYS[0], KEYS[1]
+    now = 1_800_000_000_000_000
+
+    def preflight(session_time_us: int, expires_us: int) -> Preflight:
+        parties = (initiator.agent, party.agent)
+        return Preflight(
+            b"t" * 16, DnaHash(b"d" * 32), parties, None, 0, 0, b"\xa0", session_time_us, expires_us
+        )
+
+    def judge(p: Preflight) -> str | None:
+        return refusal(p, party.agent, now, locked=False, seen=False)
+
+    assert judge(preflight(now, now + 10_000_000)) is None
+    assert judge(preflight(now + 29_000_000, now + 40_000_000)) is None  # within the skew
+    far = judge(preflight(now + 60 * 10**6, now + 70 * 10**6))
+    assert far is not None and "clock" in far
+    century = judge(preflight(now, now + 100 * 365 * 86_400 * 10**6))
+    assert century is not None and "at most 600 s" in century

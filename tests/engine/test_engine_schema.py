@@ -209,6 +209,9 @@ def test_missing_and_extra_fields_are_named() -> None:
     value["colour"] = "red"
     with pytest.raises(EncodingError, match=r"unexpected \['colour'\]"):
         from_value(Everything, value)
+    value[0] = None  # a peer's map may mix integer and text keys: still an EncodingError
+    with pytest.raises(EncodingError, match="unexpected"):
+        from_value(Everything, value)
 
 
 def test_defaults_do_not_make_fields_optional_on_the_wire() -> None:

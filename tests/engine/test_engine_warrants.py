@@ -49,7 +49,16 @@ class Source:
     def get_agent_activity(
         self, author: AgentPubKey, chain_top: ActionHash
     ) -> list[SignedAction] | None:
-        return None
+        """The author's chain from genesis up to ``chain_top``, if every action is known."""
+        found = []
+        current: ActionHash | None = chain_top
+        while current is not None:
+            signed = self.actions.get(current)
+            if signed is None or signed.action.author != author:
+                return None
+            found.append(signed)
+            current = signed.action.prev
+        return found[::-1]
 
 
 def host(*actions: SignedAction) -> SourceHost:
@@ -317,3 +326,15 @@ def test_an_invalid_op_warrant_is_true_only_if_the_op_is_invalid() -> None:
     elsewhere = chain(AUTHOR, 1, dna_hash=DnaHash(b"\x07" * 32))[0]
     verdict = check_warrant(invalid_op_warrant(activity(elsewhere)), DNA, host())
     assert isinstance(verdict, Refuted)
+
+
+def test_an_op_replayed_from_another_dnas_chain_frames_nobody() -> None:
+    """One key may have chains in several DNAs and actions do not name theirs: an op valid on
+    the author's chain in another DNA is refuted here, and unresolved while its chain is not
+    known."""
+    elsewhere = chain(AUTHOR, 3, dna_hash=DnaHash(b"\x09" * 32))
+    stranger_op = activity(branch_from(elsewhere[-1], AUTHOR, T0 + 90))
+    verdict = check_warrant(invalid_op_warrant(stranger_op), DNA, host(*elsewhere))
+    assert isinstance(verdict, Refuted) and "not on a chain of this DNA" in verdict.reason
+    unknown = check_warrant(invalid_op_warrant(stranger_op), DNA, host())
+    assert isinstance(unknown, Unresolved)

@@ -19,6 +19,7 @@ from ioe.node.nodefile import NoRunningNode
 
 pytestmark = pytest.mark.slow
 
+ACCEPT = ("--countersign-accept", "profile")
 ENTRY = {"type": "profile", "value": {"name": "Deal", "zone": "au/nsw/newtown"}}
 
 
@@ -28,8 +29,8 @@ def _members(node: NodeProcess) -> int:
 
 
 def _start_pair(a: NodeProcess, b: NodeProcess) -> None:
-    a.start("--no-mdns")
-    b.start("--no-mdns", "--bootstrap", a.addr)
+    a.start("--no-mdns", *ACCEPT)
+    b.start("--no-mdns", *ACCEPT, "--bootstrap", a.addr)
     for node in (a, b):
         wait_for(lambda n=node: _members(n) == 2, timeout=30)
 
@@ -116,7 +117,7 @@ def test_a_party_killed_at_each_step_leaves_nobody_stranded(
     assert victim.process.wait(timeout=20) == 86, "the fault injection did not fire"
     victim.stop()
     victim.extra_env = {}
-    victim.start("--no-mdns", "--bootstrap", survivor.addr)
+    victim.start("--no-mdns", *ACCEPT, "--bootstrap", survivor.addr)
 
     settled = wait_for(lambda: _settled(alice, bob), timeout=45, interval=0.25)
     alice_sessions, bob_sessions = settled
@@ -141,10 +142,10 @@ def test_a_decider_gone_for_good_after_committing_leaves_the_set_on_the_dht(
     names = ("alice", "bob", "carol")
     alice, bob, carol = (NodeProcess(tmp_path / n, init(tmp_path / n)) for n in names)
     try:
-        alice.start("--no-mdns")
+        alice.start("--no-mdns", *ACCEPT)
         bob.extra_env = {CRASH_ENV: "responder-before-set"}
-        bob.start("--no-mdns", "--bootstrap", alice.addr)
-        carol.start("--no-mdns", "--bootstrap", alice.addr)
+        bob.start("--no-mdns", *ACCEPT, "--bootstrap", alice.addr)
+        carol.start("--no-mdns", *ACCEPT, "--bootstrap", alice.addr)
         for node in (alice, bob, carol):
             wait_for(lambda n=node: _members(n) == 3, timeout=30)
         _, before = _published(alice)
@@ -157,7 +158,7 @@ def test_a_decider_gone_for_good_after_committing_leaves_the_set_on_the_dht(
         )
         alice.stop(signal.SIGKILL)  # gone for good
         bob.extra_env = {}
-        bob.start("--no-mdns", "--bootstrap", carol.addr)
+        bob.start("--no-mdns", *ACCEPT, "--bootstrap", carol.addr)
         wait_for(
             lambda: not _status(bob)["locks"] and _sessions(bob) == {result["session"]},
             timeout=60,

@@ -55,7 +55,7 @@ async def _with_node(data_dir: Path, bootstrap: str, job: str, victim: str | Non
             dht = node.dht_for(conductor.owner_cell)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + WAIT_S
-            while len(dht.members()) < 3 and loop.time() < deadline:
+            while len(dht.members()) < 4 and loop.time() < deadline:  # itself and 3 honest nodes
                 await asyncio.sleep(0.2)
             peers = sorted({PeerId(i.peer_id) for i in dht.members().values()})
             peers = [p for p in peers if p != node.network.peer_id]

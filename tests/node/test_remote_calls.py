@@ -5,61 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
-from ioe.conductor import Conductor
-from ioe.crypto.keystore import Unlock, create_device_key_file
 from ioe.dht.service import DhtConfig
 from ioe.encoding import decode, encode
 from ioe.engine.dht import DhtOp
 from ioe.engine.ops import OpType
+from ioe.engine.signals import MAX_SIGNAL_BYTES
 from ioe.engine.warrants import Warrant, WarrantKind
-from ioe.hashing import ActionHash
+from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import NetworkError, RequestRefused
-from ioe.net.memory import MemoryHub, MemoryNetwork
-from ioe.node.remote import CALL_LIFETIME_US, CallRequest, RemoteCallError, RemoteUnauthorized
-from ioe.node.runtime import Node, NodeConfig
+from ioe.node.remote import (
+    CALL_LIFETIME_US,
+    CallRequest,
+    NonceCache,
+    RemoteCallError,
+    RemoteUnauthorized,
+)
+from ioe.node.runtime import Node
 
 pytestmark = pytest.mark.anyio
 FAST = DhtConfig(publish_interval_s=0.05, gossip_interval_s=0.2, request_timeout_s=1.0)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
-    hub = MemoryHub()
-    nodes = []
-    for name in ("alice", "bob"):
-        key = tmp_path / f"{name}.key"
-        create_device_key_file(key)
-        conductor, _ = Conductor.init(tmp_path / name, Unlock(key_file=key))
-        node = Node(conductor, NodeConfig(dht=FAST), network=MemoryNetwork(hub))
-        await node.start()
-        nodes.append(node)
-    alice, bob = nodes
-    await bob.network.connect(alice.network.listen_addrs()[0])
-    await eventually(
-        lambda: all(len(n.dht_for(n.conductor.owner_cell).members()) == 2 for n in nodes)
-    )
-    try:
-        yield alice, bob
-    finally:
-        for node in nodes:
-            await node.close()
-            node.conductor.close()
 
 
 def owner(node: Node):
@@ -244,3 +211,37 @@ async def test_a_blocked_agent_cannot_call_even_under_an_unrestricted_grant(
     dht = alice.dht_for(owner(alice))
     with pytest.raises(RequestRefused, match=r"blocked|not a member"):
         await alice.remote._answer(dht, bob.network.peer_id, request)
+
+
+def test_one_caller_cannot_crowd_others_out_of_the_nonce_cache() -> None:
+    cache = NonceCache(limit=10, per_caller=3)
+    mallory, alice = AgentPubKey(b"\x01" * 32), AgentPubKey(b"\x02" * 32)
+    assert all(cache.admit(mallory, bytes([n]) * 32, 2_000, 1_000) for n in range(3))
+    assert not cache.admit(mallory, b"\x09" * 32, 2_000, 1_000)  # its share is used up
+    assert cache.admit(alice, b"\x0a" * 32, 2_000, 1_000)
+    assert not cache.admit(alice, b"\x0a" * 32, 2_000, 1_000)  # a replay
+    assert cache.admit(mallory, b"\x0b" * 32, 4_000, 3_000)  # its old calls have expired
+
+
+async def test_grants_cannot_be_managed_remotely_even_when_named(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    alice.call(
+        owner(alice),
+        "capability",
+        "grant",
+        {"tag": "oops", "access": "unrestricted", "functions": ["capability.list_grants"]},
+    )
+    with pytest.raises(RemoteUnauthorized, match="never remotely"):
+        await bob.remote.call(owner(bob), owner(alice).agent, "capability", "list_grants")
+    with pytest.raises(RemoteUnauthorized, match="never remotely"):  # not even by itself
+        await alice.remote.call(owner(alice), owner(alice).agent, "capability", "list_grants")
+
+
+async def test_an_oversized_remote_signal_is_refused(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    dht = bob.dht_for(owner(bob))
+    huge = encode({"signal": b"x" * (MAX_SIGNAL_BYTES + 4096), "sig": b"y" * 64})
+    with pytest.raises(RequestRefused, match="at most"):
+        await bob.network.request(
+            alice.network.peer_id, bob.remote.protocol_signal(dht), huge, timeout=5
+        )

@@ -182,6 +182,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         mdns_interfaces=None if listen_host in ("0.0.0.0", "::") else (listen_host,),
         api_host=api_host.strip("[]"),
         api_port=int(api_port),
+        countersign_accept=tuple(args.countersign_accept),
     )
 
 
@@ -526,6 +527,13 @@ def _add_network_options(parser: argparse.ArgumentParser) -> None:
         help="find peers on the local network (on the listen interface)",
     )
     parser.add_argument("--api", default="127.0.0.1:0", help="HOST:PORT of the local HTTP API")
+    parser.add_argument(
+        "--countersign-accept",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="an entry type this node co-signs when another agent asks (repeatable; default none)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log at INFO level")
 
 

@@ -95,6 +95,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], int]
 
 MAX_WARRANTS_PER_AGENT = 8
+WARRANTS_PER_PEER_PER_MINUTE = 64
 """Warrants kept about one agent: one true warrant is enough to block it; a few more let it
 spread from several authorities, and false ones cannot pile up."""
 MAX_WARRANT_FUTURE_US = 60_000_000
@@ -169,6 +170,8 @@ class DnaNetwork:
         self.protocol_gossip = f"{prefix}/gossip/1"
         self.protocol_warrant = f"{prefix}/warrant/1"
         self._blocked: dict[AgentPubKey, BlockedAgent] = self.store.blocked()
+        self._deferred: list[Callable[[], None]] | None = None
+        self._warrant_window: dict[PeerId, tuple[float, int]] = {}
         self._blocked_peers: set[PeerId] = set()
         self._refresh_blocked_peers()
         # This DNA's own Kademlia DHT (``/ioe/<dna>/kad/1.0.0``): finds the DNA's members among
@@ -551,13 +554,20 @@ class DnaNetwork:
         transaction (one disk sync, not one per op); the others fetch theirs first."""
         receipts: list[ValidationReceipt] = []
         later = []
-        with self.db.transaction():
-            for op, agents in items:
-                held = self._hold_ready(op, agents, final=False)
-                if isinstance(held, Unresolved):
-                    later.append((op, agents))
-                else:
-                    receipts.extend(held)
+        self._deferred = []
+        try:
+            with self.db.transaction():
+                for op, agents in items:
+                    held = self._hold_ready(op, agents, final=False)
+                    if isinstance(held, Unresolved):
+                        later.append((op, agents))
+                    else:
+                        receipts.extend(held)
+            effects = self._deferred
+        finally:
+            self._deferred = None
+        for effect in effects:
+            effect()
         for op, agents in later:
             receipts.extend(await self.hold(op, agents))
         return receipts
@@ -714,8 +724,14 @@ class DnaNetwork:
             return []
         activity = self.store.ops_at(agent, [OpType.REGISTER_AGENT_ACTIVITY])
         ops = {op.hash: op for op in activity}
-        for op in await self._ask_authorities(agent, "activity"):
-            ops.setdefault(op.hash, op)
+        fetched = [
+            op for op in await self._ask_authorities(agent, "activity") if op.hash not in ops
+        ]
+        with self.db.transaction():  # kept (cached) so validation can walk the chain later
+            for op in fetched:
+                ops[op.hash] = op
+                if not isinstance(validate_op(op, self.dna, self.host), Invalid):
+                    self.store.put_op(op, OpStatus.CACHED, self.clock())
         by_seq: dict[int, SignedAction] = {}
         for op in ops.values():
             by_seq.setdefault(op.signed_action.action.seq, op.signed_action)
@@ -949,6 +965,8 @@ class DnaNetwork:
         evidence: tuple[DhtOp, ...],
         reason: str,
         agents: Sequence[AgentPubKey],
+        *,
+        retried: bool = False,
     ) -> None:
         """Sign a warrant with a local authority agent, if it checks out here, and spread it."""
         signer = self._signer(agents)
@@ -964,6 +982,15 @@ class DnaNetwork:
             now_us=self.clock(),
         )
         verdict = check_warrant(warrant, self.dna, self.host)
+        if isinstance(verdict, Unresolved) and not retried:
+            # Not enough of the author's chain here to show the op is on this DNA: fetch its
+            # activity from its authorities, then judge again.
+            async def retry() -> None:
+                await self.get_agent_activity(author)
+                self._issue(kind, author, evidence, reason, agents, retried=True)
+
+            self._spawn(retry())
+            return
         if not isinstance(verdict, Upheld):  # never sign what others could not confirm
             log.info("not warranting %s: %s", author.short(), verdict)
             return
@@ -977,6 +1004,11 @@ class DnaNetwork:
         or enough warrants about its author are kept). :class:`RequestRefused` if it cannot be
         attributed to anyone (bad signature, another DNA, signed in the future)."""
         if self.store.has_warrant(warrant.hash):
+            return None
+        if warrant.signer not in self.members() and warrant.signer not in self._local:
+            # Anyone can mint keys: a warrant counts only from a member of this network.
+            self.stats.warrants_refused += 1
+            log.info("dropped a warrant signed by a non-member (%s)", warrant.signer.short())
             return None
         if warrant.signer in self._blocked or (
             warrant.author in self._blocked
@@ -997,6 +1029,8 @@ class DnaNetwork:
                     break
                 asked.update(missing)
                 await self._fetch_dependencies(missing)
+                if warrant.author in missing or any(isinstance(d, ActionHash) for d in missing):
+                    await self.get_agent_activity(warrant.author)  # the chain the op is on
                 verdict = check_warrant(warrant, self.dna, self.host)
         except EncodingError as exc:
             self.stats.warrants_refused += 1
@@ -1018,7 +1052,8 @@ class DnaNetwork:
         else:
             self.stats.warrants_false += 1
             self._block(warrant.signer, f"false {kind} warrant: {verdict.reason}", warrant)
-        self._spawn(self._spread(warrant))
+            return  # a false warrant is not passed on: each node it reached judged it itself
+        self._after_commit(lambda: self._spawn(self._spread(warrant)))
 
     def _block(self, agent: AgentPubKey, reason: str, warrant: Warrant) -> None:
         if agent in self._local:
@@ -1028,14 +1063,26 @@ class DnaNetwork:
         self.store.block(
             agent, reason=reason, warrant=warrant.hash, blamed_by=warrant.signer, now_us=now
         )
-        if agent not in self._blocked:
-            self._blocked[agent] = BlockedAgent(
-                self.dna.hash, agent, reason, warrant.hash, warrant.signer, now
-            )
-            log.warning("blocked %s: %s", agent.short(), reason)
-        before = set(self._blocked_peers)
-        self._refresh_blocked_peers()
-        self._spawn(self._hang_up(sorted(self._blocked_peers - before)))
+
+        def apply() -> None:
+            if agent not in self._blocked:
+                self._blocked[agent] = BlockedAgent(
+                    self.dna.hash, agent, reason, warrant.hash, warrant.signer, now
+                )
+                log.warning("blocked %s: %s", agent.short(), reason)
+            before = set(self._blocked_peers)
+            self._refresh_blocked_peers()
+            self._spawn(self._hang_up(sorted(self._blocked_peers - before)))
+
+        self._after_commit(apply)
+
+    def _after_commit(self, effect: Callable[[], None]) -> None:
+        """Run ``effect`` now, or, inside a batch (:meth:`hold_many`), once the batch's
+        transaction has committed: a batch that rolls back leaves no block or spread behind."""
+        if self._deferred is None:
+            effect()
+        else:
+            self._deferred.append(effect)
 
     async def _spread(self, warrant: Warrant) -> None:
         """Send a warrant to its author's agent-activity authorities first, then to every other
@@ -1062,6 +1109,9 @@ class DnaNetwork:
 
     async def _on_warrant(self, peer: PeerId, payload: bytes) -> bytes:
         self._require_member(peer)
+        if not self._warrant_budget(peer):
+            self.stats.warrants_refused += 1
+            raise RequestRefused("too many warrants from this peer; try later")
         if len(payload) > MAX_WARRANT_BYTES:
             self.stats.warrants_refused += 1
             raise RequestRefused(f"a warrant is at most {MAX_WARRANT_BYTES} bytes")
@@ -1080,6 +1130,17 @@ class DnaNetwork:
         else:
             answer = "known"
         return encode({"verdict": answer})
+
+    def _warrant_budget(self, peer: PeerId) -> bool:
+        """At most ``WARRANTS_PER_PEER_PER_MINUTE`` warrants from one peer each minute."""
+        now = asyncio.get_running_loop().time()
+        start, count = self._warrant_window.get(peer, (now, 0))
+        if now - start >= 60.0:
+            start, count = now, 0
+        if count >= WARRANTS_PER_PEER_PER_MINUTE:
+            return False
+        self._warrant_window[peer] = (start, count + 1)
+        return True
 
     def _warrants_missing_at(self, theirs: Value, budget_used: int) -> list[bytes]:
         """Warrants this node keeps that a gossip partner did not list (bounded)."""

@@ -35,6 +35,11 @@ from ioe.hashing import AgentPubKey
 QUERY_BACKOFF_US = 500_000
 MAX_QUERY_BACKOFF_US = 5_000_000
 
+MAX_CLOCK_SKEW_US = 30_000_000
+"""How far a preflight's session time may be from a responding party's clock."""
+MAX_SESSION_US = 600_000_000
+"""The longest session a party accepts (its chain is locked until the session resolves)."""
+
 
 class Phase(StrEnum):
     GATHERING = "gathering"
@@ -289,6 +294,10 @@ def refusal(
         return "the chain is locked by another session"
     if now >= preflight.expires_us:
         return "the session has expired"
+    if abs(preflight.session_time_us - now) > MAX_CLOCK_SKEW_US:
+        return "the session time is too far from this node's clock"
+    if preflight.expires_us - preflight.session_time_us > MAX_SESSION_US:
+        return f"a session lasts at most {MAX_SESSION_US // 1_000_000} s"
     return None
 
 

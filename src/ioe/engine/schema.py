@@ -194,7 +194,8 @@ def _dataclass(cls: type) -> Converter:
             missing, extra = names - value.keys(), value.keys() - names
             if missing or extra:
                 raise EncodingError(
-                    f"{label}: missing {sorted(missing)}, unexpected {sorted(extra)}"
+                    f"{label}: missing {sorted(missing)}, "
+                    f"unexpected {sorted(extra, key=_any_order)[:8]}"
                 )
             raise EncodingError(f"{label}: map keys are not in canonical order")
         args = []
@@ -208,6 +209,11 @@ def _dataclass(cls: type) -> Converter:
         return cls(**dict(zip(names, args, strict=True)))
 
     return convert
+
+
+def _any_order(key: object) -> tuple[str, str]:
+    """Sorts map keys of mixed types (a peer's map may mix text and integers) for messages."""
+    return type(key).__name__, repr(key)
 
 
 def _hash(kind: type[HoloHash]) -> Converter:

@@ -273,6 +273,23 @@ def _check_invalid_op(warrant: Warrant, dna: DnaDef, host: SourceHost) -> Warran
         return Refuted("the op is not signed by its author")
     if isinstance(action, Dna) and action.dna_hash != dna.hash:
         return Refuted("the first action of another DNA's chain is not invalid there")
+    if not isinstance(action, Dna):
+        # Actions do not name their DNA, and one key may have chains in several DNAs: an op
+        # valid in one, replayed into another, must not frame its author. The op counts only
+        # once its chain is shown to start with this DNA.
+        if action.prev is None:
+            return Refuted("an action without a previous action is not on any chain")
+        try:
+            chain = host.must_get_agent_activity(action.author, action.prev)
+        except UnresolvedDependency as missing:
+            return Unresolved(tuple(missing.deps))
+        first = chain[0].action if chain else None
+        if (
+            not isinstance(first, Dna)
+            or first.dna_hash != dna.hash
+            or chain[-1].hash != action.prev
+        ):
+            return Refuted("the op is not on a chain of this DNA")
     outcome = validate_op(op, dna, host)
     if isinstance(outcome, Invalid):
         return Upheld(f"invalid op: {outcome.reason}")

@@ -42,7 +42,7 @@ from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import NetworkError
 from ioe.node import countersign_api
-from ioe.node.jsonvalue import bytes_from_text, bytes_to_text, json_ready
+from ioe.node.jsonvalue import json_ready, secret_from_text, secret_to_text
 from ioe.node.remote import RemoteCallError, RemoteUnauthorized
 from ioe.zomes.profile.entries import Profile
 from ioe.zomes.profile.validation import PROFILE_LINK
@@ -280,7 +280,7 @@ async def remote_call(request: web.Request) -> web.Response:
         body["zome"],
         body["fn"],
         body.get("payload"),
-        secret=bytes_from_text(secret) if secret else None,
+        secret=secret_from_text(secret) if secret else None,
     )
     return web.json_response({"result": result})
 
@@ -320,7 +320,7 @@ async def create_grant(request: web.Request) -> web.Response:
     action = node.call(_core(node), "capability", "grant", payload)
     assert isinstance(action, ActionHash)
     return web.json_response(
-        {"grant": action.to_text(), "secret": bytes_to_text(secret) if secret else None}
+        {"grant": action.to_text(), "secret": secret_to_text(secret) if secret else None}
     )
 
 

@@ -133,6 +133,8 @@ class Countersigner:
         self.protocol = f"/ioe/{self.dna.hash.to_text()}/countersign/1"
         self.cells = {cell.agent: cell for cell in cells}
         self.policy: Policy | None = None
+        """An app's say on each session; None: co-sign only ``accept_types``."""
+        self.accept_types: frozenset[str] = frozenset()
         self.sessions: dict[tuple[AgentPubKey, bytes], PartyState] = {}
         self._waiters: dict[tuple[AgentPubKey, bytes], asyncio.Future[Verdict]] = {}
         self._deliveries: dict[tuple[AgentPubKey, bytes], list[asyncio.Task[None]]] = {}
@@ -148,8 +150,10 @@ class Countersigner:
     def _lock_key(self, agent: AgentPubKey) -> str:
         return f"countersign:lock:{self.dna.hash.to_text()}:{agent.to_text()}"
 
-    def _witness_key(self, session_id: bytes) -> str:
-        return f"countersign:witness:{self.dna.hash.to_text()}:{session_id.hex()}"
+    def _witness_key(self, preflight: Preflight) -> str:
+        """Keyed by the whole preflight, not its session id: a party that reuses an honest
+        session's id in another preflight must not be able to pre-empt its decision."""
+        return f"countersign:witness:{self.dna.hash.to_text()}:{preflight.hash().hex()}"
 
     async def start(self) -> None:
         """Resolve locks left by a previous run, then serve the protocol."""
@@ -341,6 +345,9 @@ class Countersigner:
             if kind == "query":
                 return encode(_verdict_value(self._answer(preflight, to)))
             if kind == "decide":
+                initiator = self.dht.members().get(preflight.initiator)
+                if peer != self.net.peer_id and (initiator is None or initiator.peer_id != peer):
+                    raise RequestRefused("only the initiator's node asks the witness to decide")
                 raw = body["r"]
                 responses = tuple(from_value(Response, r) for r in raw)
                 return encode(_verdict_value(self._decide(preflight, responses, to)))
@@ -367,9 +374,12 @@ class Countersigner:
         if reason is None:
             found = inner_entry(self.dna, CountersignedEntry(preflight, ()))
             reason = found if isinstance(found, str) else None
-            if reason is None and self.policy is not None:
+            if reason is None:
                 assert not isinstance(found, str)
-                reason = self.policy(cell, preflight, found[1])
+                if self.policy is not None:
+                    reason = self.policy(cell, preflight, found[1])
+                else:
+                    reason = self._default_policy(preflight)
         head = cell.store.head()
         if reason is None and head is None:
             reason = "this chain has no genesis"
@@ -381,10 +391,20 @@ class Countersigner:
         self._run(cell, state, effects)  # the lock is durable before the response leaves
         return own
 
+    def _default_policy(self, preflight: Preflight) -> str | None:
+        """Without an app's own policy, a node co-signs only the entry types it was told to
+        accept (``NodeConfig.countersign_accept``, ``--countersign-accept``): nobody can make
+        its chain hold an entry it never agreed to."""
+        entry_def = self.dna.entry_def(preflight.entry_type)
+        name = entry_def.name if entry_def is not None else "?"
+        if name in self.accept_types:
+            return None
+        return f"this node does not co-sign {name!r} entries on request"
+
     def _answer(self, preflight: Preflight, asked: AgentPubKey) -> Verdict:
         sid = preflight.session_id
         if preflight.witness == asked and asked in self.cells:
-            key = self._witness_key(sid)
+            key = self._witness_key(preflight)
             record, verdict = witness_query(self._witness_record(key), preflight, self.clock())
             self._keep_witness_record(key, record)
             return verdict
@@ -401,7 +421,7 @@ class Countersigner:
         cell = self.cells.get(witness)
         if cell is None or preflight.witness != witness:
             raise RequestRefused("this node is not the session's witness")
-        key = self._witness_key(preflight.session_id)
+        key = self._witness_key(preflight)
         record, verdict = witness_decide(
             self._witness_record(key), cell.keys, preflight, responses, self.clock()
         )

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 from typing import Any
 
+from ioe.engine.capability import SECRET_BYTES
 from ioe.engine.schema import to_value
 from ioe.hashing import HoloHash
 
@@ -41,10 +42,21 @@ def _key(key: Any) -> str:
     return str(json_ready(key))
 
 
-def bytes_from_text(text: str) -> bytes:
-    """Bytes from base64url text (padding optional), as secrets are shown."""
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def secret_to_text(secret: bytes) -> str:
+    """A capability secret as text: multibase base64url (``u`` + base64url, no padding), so it
+    never starts with ``-`` and is safe as a command-line argument."""
+    return "u" + base64.urlsafe_b64encode(secret).decode().rstrip("=")
 
 
-def bytes_to_text(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+def secret_from_text(text: str) -> bytes:
+    """The secret shown by :func:`secret_to_text`; ``ValueError`` if ``text`` is not one."""
+    if not text.startswith("u"):
+        raise ValueError("a capability secret is the text shown when the grant was made (u…)")
+    body = text[1:]
+    try:
+        secret = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a capability secret: {exc}") from None
+    if len(secret) != SECRET_BYTES:
+        raise ValueError(f"a capability secret is {SECRET_BYTES} bytes, not {len(secret)}")
+    return secret

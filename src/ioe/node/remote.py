@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 from ioe.crypto.keys import SIGNATURE_SIZE, KeyPair, verify
 from ioe.drivers.model import DeviceOffline, PointError
 from ioe.encoding import Value, decode, encode
-from ioe.engine.capability import authorize_call
+from ioe.engine.capability import CAPABILITY_ZOME, authorize_call
 from ioe.engine.cell import Cell
-from ioe.engine.signals import RemoteSignal, Signal
+from ioe.engine.signals import MAX_SIGNAL_BYTES, RemoteSignal, Signal
 from ioe.errors import (
     ChainError,
     EncodingError,
@@ -60,7 +60,9 @@ NONCE_BYTES = 32
 CALL_LIFETIME_US = 60_000_000
 MAX_CALL_WINDOW_US = 5 * 60_000_000
 MAX_SIGNAL_AGE_US = 5 * 60_000_000
+SIGNAL_OVERHEAD = 1024
 MAX_NONCES = 100_000
+MAX_NONCES_PER_CALLER = 2_000
 
 Service = Callable[[str, Value, AgentPubKey], Awaitable[Any]]
 """``service(function, payload, caller)`` for a zome name served by the node itself."""
@@ -163,20 +165,34 @@ def open_signed_call(data: bytes) -> CallRequest:
 
 
 class NonceCache:
-    """Nonces of calls not yet expired: a call is accepted once."""
+    """Nonces of calls not yet expired: a call is accepted once. Each caller may have at most
+    ``per_caller`` live calls, so one caller cannot crowd out the others."""
 
-    def __init__(self, limit: int = MAX_NONCES) -> None:
-        self._seen: dict[bytes, int] = {}
+    def __init__(self, limit: int = MAX_NONCES, per_caller: int = MAX_NONCES_PER_CALLER) -> None:
+        self._seen: dict[bytes, tuple[AgentPubKey, int]] = {}
+        self._per_caller: dict[AgentPubKey, int] = {}
         self._limit = limit
+        self._caller_limit = per_caller
 
-    def admit(self, nonce: bytes, expires_us: int, now_us: int) -> bool:
-        if len(self._seen) >= self._limit:
-            self._seen = {n: e for n, e in self._seen.items() if e > now_us}
-            if len(self._seen) >= self._limit:
-                return False  # under a flood of live calls: refuse rather than forget
+    def _prune(self, now_us: int) -> None:
+        live = {n: (c, e) for n, (c, e) in self._seen.items() if e > now_us}
+        self._seen = live
+        self._per_caller = {}
+        for caller, _ in live.values():
+            self._per_caller[caller] = self._per_caller.get(caller, 0) + 1
+
+    def admit(self, caller: AgentPubKey, nonce: bytes, expires_us: int, now_us: int) -> bool:
         if nonce in self._seen:
             return False
-        self._seen[nonce] = expires_us
+        if len(self._seen) >= self._limit or self._per_caller.get(caller, 0) >= self._caller_limit:
+            self._prune(now_us)
+            if (
+                len(self._seen) >= self._limit
+                or self._per_caller.get(caller, 0) >= self._caller_limit
+            ):
+                return False  # under a flood of live calls: refuse rather than forget
+        self._seen[nonce] = (caller, expires_us)
+        self._per_caller[caller] = self._per_caller.get(caller, 0) + 1
         return True
 
 
@@ -296,15 +312,21 @@ class RemoteCalls:
         now = self.clock()
         if not now < call.expires_us <= now + MAX_CALL_WINDOW_US:
             return _error("expired", "the call has expired or expires too far ahead")
-        if not self._nonces.admit(call.nonce, call.expires_us, now):
-            return _error("replay", "this call was already made (nonce seen)")
         cell = self._cells.get((bytes(dht.dna.hash), call.to))
         if cell is None:
             return _error("unknown", f"{call.to.to_text()} does not run on this node")
+        if call.zome == CAPABILITY_ZOME:
+            return _error("unauthorized", "grants are managed by their owner only, never remotely")
         try:
+            # The grant first (it has no side effects), so a caller without one cannot fill the
+            # nonce cache; then the nonce, so an allowed call runs once.
+            authorize = call.caller != cell.agent
+            if authorize:
+                authorize_call(cell, call.caller, call.zome, call.fn, call.secret)
+            if not self._nonces.admit(call.caller, call.nonce, call.expires_us, now):
+                return _error("replay", "this call was already made, or too many are in flight")
             service = self.services.get(call.zome)
             if service is not None:
-                authorize_call(cell, call.caller, call.zome, call.fn, call.secret)
                 result = await service(call.fn, call.payload, call.caller)
             else:
                 result = cell.call(
@@ -384,6 +406,8 @@ class RemoteCalls:
             log.info("remote signal to %s not delivered: %s", target.short(), exc)
 
     async def _on_signal(self, dht: DnaNetwork, peer: PeerId, payload: bytes) -> bytes:
+        if len(payload) > MAX_SIGNAL_BYTES + SIGNAL_OVERHEAD:
+            raise RequestRefused(f"a signal is at most {MAX_SIGNAL_BYTES} bytes")
         try:
             body = decode(payload, max_size=MAX_PAYLOAD)
             if type(body) is not dict or set(body) != {"signal", "sig"}:

@@ -43,6 +43,8 @@ class NodeConfig:
     api_host: str = "127.0.0.1"
     api_port: int = 0
     dht: DhtConfig = field(default_factory=DhtConfig)
+    countersign_accept: tuple[str, ...] = ()
+    """Entry types this node co-signs when another agent asks (apps set their own policies)."""
 
 
 def listen_multiaddr(host_port: str) -> str:
@@ -101,12 +103,17 @@ class Node:
             dht.add_cell(cell)
         for dht in self.dnas.values():
             cells = [c for c in self.conductor.cells() if c.dna.hash == dht.dna.hash]
-            self.remote.attach(dht, cells)
-            await dht.start()
+            # Countersigning locks left by a previous run are restored first: nothing else may
+            # write to a locked chain, and remote calls are only served after this.
             self.countersigners[dht.dna.hash] = Countersigner(
                 dht, cells, clock=self.conductor.clock
             )
+            self.countersigners[dht.dna.hash].accept_types = frozenset(
+                self.config.countersign_accept
+            )
             await self.countersigners[dht.dna.hash].start()
+            self.remote.attach(dht, cells)
+            await dht.start()
         for addr in self.config.bootstrap:
             self._tasks.append(asyncio.create_task(self._keep_dialling(addr), name="bootstrap"))
         if self.device is not None:
