@@ -1,9 +1,9 @@
 """The DNAs this release ships, assembled from the zomes.
 
-``core`` is the network every IoE agent joins: for now it holds public profiles and signed
-telemetry; identity,
-devices, currency and community zomes join it as they are built. Changing any integrity zome
-(its version or types) changes the DNA hash, i.e. starts a new network.
+``core`` is the network every IoE agent joins: for now it holds public profiles, signed
+telemetry and the currency's transfers; identity, devices and community zomes join it as they
+are built. Changing any integrity zome (its version or types) changes the DNA hash, i.e.
+starts a new network.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from ioe.encoding import Value
 from ioe.engine import capability, countersigning
 from ioe.engine.dna import DnaDef
-from ioe.zomes import notify, profile, telemetry
+from ioe.zomes import currency, notify, profile, telemetry
 
 CORE_DNA_NAME = "ioe-core"
 
@@ -26,12 +26,14 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
             telemetry.integrity,
             capability.integrity,
             countersigning.integrity,
+            currency.integrity,
         ),
         coordinator_zomes=(
             profile.coordinator,
             telemetry.coordinator,
             capability.coordinator,
             notify.coordinator,
+            currency.coordinator,
         ),
         properties=dict(properties or {}),
         network_seed=network_seed,
