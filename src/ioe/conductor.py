@@ -19,11 +19,12 @@ from pathlib import Path
 from ioe.crypto.derivation import OWNER_DEVICE_INDEX, OwnerAccount, device_agent_key
 from ioe.crypto.keys import KeyPair
 from ioe.crypto.keystore import Unlock, read_keystore, write_keystore
+from ioe.device_account import DEVICE_SEED_SECRET, DeviceAccount
 from ioe.dnas import build_dna, core_dna
 from ioe.engine.cell import Cell
 from ioe.engine.dna import DnaDef
 from ioe.errors import IoEError, KeystoreError
-from ioe.hashing import DnaHash
+from ioe.hashing import AgentPubKey, DnaHash
 from ioe.store.sqlite import SqliteDatabase
 
 DB_FILE = "ioe.sqlite"
@@ -72,7 +73,11 @@ class Conductor:
     """Runs the cells of one owner's data directory."""
 
     def __init__(
-        self, data_dir: Path, db: SqliteDatabase, account: OwnerAccount, clock: Clock
+        self,
+        data_dir: Path,
+        db: SqliteDatabase,
+        account: OwnerAccount | DeviceAccount,
+        clock: Clock,
     ) -> None:
         self.data_dir = data_dir
         self.db = db
@@ -81,7 +86,7 @@ class Conductor:
         self._cells: dict[tuple[DnaHash, int, int], Cell] = {}
         for dna_hash, dna in known_dnas(db).items():
             for slot in self._slots():
-                if slot.dna_hash == dna_hash:
+                if slot.dna_hash == dna_hash and self._derivable(slot):
                     self._cells[(dna_hash, slot.device, slot.agent)] = self._make_cell(dna, slot)
 
     # --------------------------------------------------------------------------- construction
@@ -135,11 +140,41 @@ class Conductor:
         if not keystore.exists():
             raise NotInitialised(f"{data_dir} has no owner account; run `ioe init` first")
         secrets = read_keystore(keystore, unlock)
+        if DEVICE_SEED_SECRET in secrets:
+            return cls._open_device(data_dir, DeviceAccount.from_secrets(secrets), clock)
         if ROOT_SEED_SECRET not in secrets:
             raise KeystoreError(f"{keystore} holds no root seed")
         account = OwnerAccount.from_root_seed(secrets[ROOT_SEED_SECRET])
         db = SqliteDatabase.open(data_dir / DB_FILE)
         return cls(data_dir, db, account, clock)
+
+    @classmethod
+    def adopt_device(
+        cls,
+        data_dir: Path,
+        unlock: Unlock,
+        account: DeviceAccount,
+        *,
+        clock: Clock = system_clock_us,
+    ) -> Conductor:
+        """Turn ``data_dir`` into an enrolled device's: its keystore now holds ``account`` (the
+        provisional identity is dropped) and the device's agent joins the core DNA with its
+        certificate as membrane proof. Safe to repeat after a crash at any point."""
+        write_keystore(data_dir / KEYSTORE_FILE, account.to_secrets(), unlock, overwrite=True)
+        return cls._open_device(data_dir, account, clock)
+
+    @classmethod
+    def _open_device(cls, data_dir: Path, account: DeviceAccount, clock: Clock) -> Conductor:
+        db = SqliteDatabase.open(data_dir / DB_FILE)
+        try:
+            db.put_setting("owner", bytes(account.owner))
+            conductor = cls(data_dir, db, account, clock)
+            proof = account.certificate.to_bytes()
+            conductor.install_cell(core_dna(), device=account.index, agent=0, membrane_proof=proof)
+        except BaseException:
+            db.close()
+            raise
+        return conductor
 
     def close(self) -> None:
         self.db.close()
@@ -154,7 +189,27 @@ class Conductor:
 
     def _slots(self) -> list[CellSlot]:
         stored = self.db.get_setting("cells") or []
-        return [CellSlot(DnaHash(s["dna"]), s["device"], s["agent"]) for s in stored]
+        slots = [CellSlot(DnaHash(s["dna"]), s["device"], s["agent"]) for s in stored]
+        return [slot for slot in slots if self._derivable(slot)]
+
+    def _derivable(self, slot: CellSlot) -> bool:
+        """An enrolled device holds only its own device seed: the cells of the provisional
+        identity it had before enrollment are left in the database but no longer run."""
+        return not isinstance(self.account, DeviceAccount) or slot.device == self.account.index
+
+    @property
+    def home_device(self) -> int:
+        """The device index of this data directory's own agent (0 for an owner's console)."""
+        if isinstance(self.account, DeviceAccount):
+            return self.account.index
+        return OWNER_DEVICE_INDEX
+
+    @property
+    def owner_agent(self) -> AgentPubKey:
+        """The owner agent: this account's own for an owner, the certificate's for a device."""
+        if isinstance(self.account, DeviceAccount):
+            return self.account.owner
+        return self.account.agent_key().agent
 
     def key_for(self, device: int, agent: int) -> KeyPair:
         return device_agent_key(self.account.device_seed(device), agent)
@@ -183,7 +238,7 @@ class Conductor:
 
     @property
     def owner_cell(self) -> Cell:
-        return self._cells[(core_dna().hash, OWNER_DEVICE_INDEX, 0)]
+        return self._cells[(core_dna().hash, self.home_device, 0)]
 
     def call(self, cell: Cell, zome: str, function: str, payload: object = None) -> object:
         """A zome call at the conductor's current time."""

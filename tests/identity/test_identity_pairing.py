@@ -17,6 +17,7 @@ from ioe.identity.pairing import (
     codes_equal,
     format_code,
     generate_code,
+    judge,
     normalise_code,
 )
 
@@ -106,3 +107,16 @@ def test_after_a_lockout_a_fresh_batch_of_attempts_is_allowed() -> None:
         verdict, state = attempt(state, CODE, OTHER, later)
         assert verdict is Verdict.WRONG
     assert attempt(state, CODE, CODE, later)[0] is Verdict.LOCKED
+
+
+def test_judge_is_the_limiter_for_already_compared_attempts() -> None:
+    state = PairingState()
+    for _ in range(MAX_FAILURES - 1):
+        verdict, state = judge(state, False, 10)
+        assert verdict is Verdict.WRONG
+    verdict, state = judge(state, False, 10)
+    assert verdict is Verdict.WRONG and state.locked_until_us == 10 + LOCKOUT_US
+    assert judge(state, True, 11)[0] is Verdict.LOCKED
+    verdict, state = judge(state, True, 10 + LOCKOUT_US)
+    assert verdict is Verdict.ACCEPTED and state.spent
+    assert judge(state, True, 10 + LOCKOUT_US)[0] is Verdict.SPENT

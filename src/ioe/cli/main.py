@@ -22,6 +22,10 @@ from ioe.bench import bench_chain
 from ioe.cli.blocked import cmd_node_blocked
 from ioe.cli.grants import add_commands as add_grant_commands
 from ioe.cli.grants import remote_call
+from ioe.cli.owner import add_commands as add_owner_commands
+from ioe.cli.owner import add_plug_in_command
+from ioe.cli.wallet import add_bench_command as add_currency_bench
+from ioe.cli.wallet import add_commands as add_wallet_commands
 from ioe.conductor import Conductor, default_data_dir, known_dnas, open_database
 from ioe.crypto.keystore import (
     Unlock,
@@ -465,11 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cs.add_argument("--sessions", type=int, default=200, help="sessions to run")
     bench_cs.add_argument("--pings", type=int, default=200, help="raw round trips to time")
     bench_cs.set_defaults(handler=cmd_bench_countersign)
+    add_currency_bench(bench_commands)
 
     _add_node_commands(commands)
     _add_device_commands(commands)
     _add_profile_commands(commands)
     add_grant_commands(commands)
+    add_owner_commands(commands)
+    add_wallet_commands(commands)
 
     demo = commands.add_parser(
         "demo",
@@ -602,6 +609,7 @@ def _add_device_commands(commands: Any) -> None:
     write.add_argument("value", help="value (on/off, a number, a mode)")
     _remote_device_args(write)
     write.set_defaults(handler=cmd_device_write)
+    add_plug_in_command(device_commands)
 
 
 def _add_profile_commands(commands: Any) -> None:

@@ -120,7 +120,26 @@ def attempt(
         code = normalise_code(typed)
     except PairingCodeError:
         return Verdict.MALFORMED, state
-    if codes_equal(code, normalise_code(expected)):
+    matched = codes_equal(code, normalise_code(expected))
+    return judge(state, matched, now_us, max_failures=max_failures, lockout_us=lockout_us)
+
+
+def judge(
+    state: PairingState,
+    matched: bool,
+    now_us: int,
+    *,
+    max_failures: int = MAX_FAILURES,
+    lockout_us: int = LOCKOUT_US,
+) -> tuple[Verdict, PairingState]:
+    """The limiter alone, for a well-formed attempt already compared (``matched``): used when
+    the owner proves knowledge of the code by a MAC rather than sending it (the enrollment
+    protocol). Spent and locked states refuse before the comparison counts."""
+    if state.spent:
+        return Verdict.SPENT, state
+    if now_us < state.locked_until_us:
+        return Verdict.LOCKED, state
+    if matched:
         return Verdict.ACCEPTED, PairingState(spent=True)
     failures = state.failures + 1
     if failures >= max_failures:

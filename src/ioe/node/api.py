@@ -19,6 +19,8 @@ cannot drive the node.
     POST /v1/grants              {"access", "functions", "assignees"?, "tag"?} →
                                  {"grant", "secret"} (the secret is shown once)
     DELETE /v1/grants/{grant}    → revoke: calls under it are refused from now on
+    GET  /v1/wallet, GET /v1/wallet/history, POST /v1/wallet/pay: see ``wallet_api``
+    GET  /v1/owner/pending, POST /v1/owner/enroll, GET /v1/owner/devices: ``enrollment_api``
     GET  /v1/signals             WebSocket: one JSON text message per signal (the token may
                                  also be given as ``?token=``, as browsers cannot set headers)
 """
@@ -41,7 +43,7 @@ from ioe.engine.schema import decode_as
 from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import NetworkError
-from ioe.node import countersign_api
+from ioe.node import countersign_api, enrollment_api, wallet_api
 from ioe.node.jsonvalue import json_ready, secret_from_text, secret_to_text
 from ioe.node.remote import RemoteCallError, RemoteUnauthorized
 from ioe.zomes.profile.entries import Profile
@@ -72,6 +74,8 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     app.router.add_delete("/v1/grants/{grant}", revoke_grant)
     app.router.add_get("/v1/signals", signal_stream)
     countersign_api.add_routes(app)
+    enrollment_api.add_routes(app)
+    wallet_api.add_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -135,7 +139,9 @@ async def info(request: web.Request) -> web.Response:
                 }
                 for cell in node.conductor.cells()
             ],
-            "owner": node.conductor.owner_cell.agent.to_text(),
+            "agent": node.conductor.owner_cell.agent.to_text(),
+            "owner": node.conductor.owner_agent.to_text(),
+            "enrollment": node.enrollment.enrollment.value,
         }
     )
 

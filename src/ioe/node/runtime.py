@@ -20,14 +20,16 @@ from ioe.dht.service import DhtConfig, DnaNetwork
 from ioe.engine.cell import Cell
 from ioe.hashing import AgentPubKey, DnaHash
 from ioe.net.interface import Network, NetworkError
-from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, NodeType, dial_discovered
+from ioe.net.mdns import IoeServiceRecord, MdnsDiscovery, dial_discovered
 from ioe.net.p2p import P2PConfig, P2PNetwork
 from ioe.node.api import start_api
 from ioe.node.countersign import Countersigner
 from ioe.node.device import DeviceBridge, DeviceSetup
+from ioe.node.enrollment import EnrollmentRole, OwnerEnrollment
 from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
 from ioe.node.remote import RemoteCalls
 from ioe.node.signals import SignalHub
+from ioe.node.wallet import Wallet
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class Node:
         *,
         network: Network | None = None,
         device: DeviceSetup | None = None,
+        enrollment: EnrollmentRole | None = None,
     ) -> None:
         self.conductor = conductor
         self.device = (
@@ -83,6 +86,8 @@ class Node:
         self.stopping = asyncio.Event()
         self.signals = SignalHub()
         self.remote = RemoteCalls(conductor.clock, self.signals)
+        self.enrollment = enrollment if enrollment is not None else OwnerEnrollment()
+        self.wallet = Wallet(self)
         if self.device is not None:
             self.remote.services["device"] = self.device.serve
             self.device.on_remote_write = self._device_written
@@ -114,15 +119,19 @@ class Node:
             await self.countersigners[dht.dna.hash].start()
             self.remote.attach(dht, cells)
             await dht.start()
+        self.wallet.start()  # payment policy and ledger_head grant, after lock recovery
         for addr in self.config.bootstrap:
             self._tasks.append(asyncio.create_task(self._keep_dialling(addr), name="bootstrap"))
         if self.device is not None:
             await self.device.start()
+        await self.enrollment.start(self)
         if self.config.mdns:
             self.mdns = MdnsDiscovery(
                 self.network.peer_id,
                 self.network.listen_addrs(),
-                IoeServiceRecord(NodeType.OWNER, Enrollment.ENROLLED, tuple(self.dnas)),
+                IoeServiceRecord(
+                    self.enrollment.node_type, self.enrollment.enrollment, tuple(self.dnas)
+                ),
                 interfaces=list(self.config.mdns_interfaces)
                 if self.config.mdns_interfaces
                 else None,
@@ -156,6 +165,7 @@ class Node:
             await self.mdns.close()
         if self.device is not None:
             await self.device.close()
+        await self.enrollment.close()
         await self.remote.close()
         for signer in self.countersigners.values():
             await signer.close()

@@ -1,0 +1,157 @@
+"""``ioe wallet balance|history|pay``: the currency wallet of a running node's agent.
+
+Amounts are integer milli-credits on the wire and on the command line (``1500`` is 1.500 of
+the unit); the human output shows them with the unit's symbol. With ``--json`` the last line is
+one JSON object (the node API's answer: ``/v1/wallet``, ``/v1/wallet/history``,
+``/v1/wallet/pay``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ioe.cli.grants import _data_dir, _data_dir_arg, _emit
+from ioe.node.client import call_api
+from ioe.zomes.currency.entries import Kind
+from ioe.zomes.currency.ledger import format_mc
+
+
+def cmd_wallet_balance(args: argparse.Namespace) -> int:
+    found = call_api(_data_dir(args), "GET", "/v1/wallet")
+    if args.json:
+        _emit(found)
+    else:
+        unit = found["unit"]
+        print(f"balance    {format_mc(found['balance_mc'], unit)}")
+        print(f"limit      {format_mc(-found['credit_limit_mc'], unit)}")
+        print(f"available  {format_mc(found['available_mc'], unit)}")
+    return 0
+
+
+def cmd_wallet_history(args: argparse.Namespace) -> int:
+    found = call_api(_data_dir(args), "GET", "/v1/wallet/history")
+    if args.json:
+        _emit(found)
+        return 0
+    unit = found["unit"]
+    if not found["items"]:
+        print("no transfers yet")
+    for item in found["items"]:
+        arrow = "from" if item["delta_mc"] > 0 else "to  "
+        delta = format_mc(item["delta_mc"], unit)
+        if item["delta_mc"] > 0:
+            delta = "+" + delta
+        line = f"{delta:>18}  {item['kind']:9} {arrow} {item['counterparty']}"
+        line += f"  → {format_mc(item['balance_mc'], unit)}"
+        provenance = item.get("provenance")
+        if provenance:
+            clean = "clean" if provenance["clean"] else "dirty"
+            line += f"  [{provenance['energy_wh']} Wh {provenance['source']} {clean}]"
+        if item["memo"]:
+            line += f"  {item['memo']!r}"
+        print(line)
+    return 0
+
+
+def cmd_wallet_pay(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "to": args.agent,
+        "amount_mc": args.amount_mc,
+        "kind": args.kind,
+        "memo": args.memo,
+        "timeout_s": args.timeout,
+    }
+    if args.provenance is not None:
+        try:
+            body["provenance"] = json.loads(args.provenance)
+        except ValueError as exc:
+            print(f"error: --provenance is not JSON: {exc}", file=sys.stderr)
+            return 2
+    paid = call_api(_data_dir(args), "POST", "/v1/wallet/pay", body, timeout=args.timeout + 30)
+    if args.json:
+        _emit(paid)
+    else:
+        print(f"paid {format_mc(paid['amount_mc'], paid['unit'])} to {paid['to']} ({paid['kind']})")
+        print(f"balance {paid['balance']}   record {paid['hash']}")
+    return 0
+
+
+def _amount(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("AMOUNT_MC is an integer of milli-credits") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("AMOUNT_MC is a positive integer of milli-credits")
+    return value
+
+
+def add_commands(commands: Any) -> None:
+    wallet = commands.add_parser(
+        "wallet",
+        help="balance, history and payments in the energy currency",
+        description="The currency wallet of a running node's agent. Amounts are integer "
+        "milli-credits (1000 = 1 credit = 1 kWh at par).",
+    )
+    sub = wallet.add_subparsers(dest="wallet_command", metavar="COMMAND", required=True)
+    balance = sub.add_parser("balance", help="balance and credit limit", description="Balance.")
+    history = sub.add_parser(
+        "history", help="transfers, oldest first", description="This agent's transfers."
+    )
+    pay = sub.add_parser(
+        "pay",
+        help="pay another agent",
+        description="Pay another agent: one countersigned transfer on both chains. The "
+        "receiver's node refuses anything its rules do not allow (over the payer's credit "
+        "limit, a stale ledger head).",
+    )
+    pay.add_argument("agent", help="the receiver's agent key (uhCAk…)")
+    pay.add_argument("amount_mc", type=_amount, metavar="AMOUNT_MC", help="milli-credits")
+    pay.add_argument(
+        "--kind", default=str(Kind.TRANSFER), choices=[str(k) for k in Kind], help="why"
+    )
+    pay.add_argument("--memo", default="", help="a note (at most 256 characters)")
+    pay.add_argument(
+        "--provenance",
+        help='the energy paid for, as JSON: {"energy_wh", "source", "origin_zone", "trust", '
+        '"clean"?} (required for trade and reward)',
+    )
+    pay.add_argument("--timeout", type=float, default=10.0, help="session timeout, seconds")
+    for parser, handler in (
+        (balance, cmd_wallet_balance),
+        (history, cmd_wallet_history),
+        (pay, cmd_wallet_pay),
+    ):
+        _data_dir_arg(parser)
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.set_defaults(handler=handler)
+
+
+def cmd_bench_currency(args: argparse.Namespace) -> int:
+    from ioe.bench_currency import bench_currency  # noqa: PLC0415 - starts node processes
+
+    result = bench_currency(transfers=args.transfers)
+    print(
+        f"{result['transfers']} countersigned transfers between two node processes: "
+        f"{result['tx_per_s']:.1f}/s, p50 {result['p50_ms']:.1f} ms, p95 "
+        f"{result['p95_ms']:.1f} ms; crypto limit (2 signs + 2 verifies) "
+        f"{result['crypto_limit_tx_per_s']:.0f}/s, ratio {result['ratio']:.4f}"
+    )
+    _emit(result)
+    return 0
+
+
+def add_bench_command(bench_commands: Any) -> None:
+    """``ioe bench currency`` (added to ``ioe bench``)."""
+    bench = bench_commands.add_parser(
+        "currency",
+        help="countersigned transfers between two node processes",
+        description="Currency transfers between two real node processes over libp2p on "
+        "loopback (ledger head read, countersigned session, both chains committed): tx/s, "
+        "p50 and p95, against the crypto limit of 2 signs + 2 verifies. The last line is JSON.",
+    )
+    bench.add_argument("--transfers", type=int, default=200, help="transfers to make")
+    bench.set_defaults(handler=cmd_bench_currency)

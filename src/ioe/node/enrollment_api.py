@@ -1,0 +1,67 @@
+"""Owner routes of the node API (enrollment of devices, ``docs/identity.md``).
+
+GET  /v1/owner/pending   → [{"device", "name", "type", "zone"}] (devices asking to enroll)
+POST /v1/owner/enroll    {"device", "code", "zone"?, "private"?} → {"agent", "index", "name"}
+GET  /v1/owner/devices   → the devices this owner enrolled
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ioe.node.enrollment import OwnerEnrollment
+from ioe.node.enrollment_messages import EnrollmentError
+
+if TYPE_CHECKING:
+    from ioe.node.runtime import Node
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/owner/pending", pending)
+    app.router.add_post("/v1/owner/enroll", enroll)
+    app.router.add_get("/v1/owner/devices", devices)
+
+
+def _owner(request: web.Request) -> OwnerEnrollment:
+    from ioe.node.api import NODE_KEY  # noqa: PLC0415 - api imports this module
+
+    node: Node = request.app[NODE_KEY]
+    if not isinstance(node.enrollment, OwnerEnrollment):
+        raise web.HTTPBadRequest(
+            text='{"error": "this node is not an owner\'s node"}', content_type="application/json"
+        )
+    return node.enrollment
+
+
+async def pending(request: web.Request) -> web.Response:
+    return web.json_response(_owner(request).pending_list())
+
+
+async def devices(request: web.Request) -> web.Response:
+    return web.json_response(_owner(request).devices())
+
+
+async def enroll(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        return web.json_response({"error": "the body is not JSON"}, status=400)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("device"), str)
+        or not isinstance(body.get("code"), str)
+        or not isinstance(body.get("zone"), str | None)
+    ):
+        return web.json_response(
+            {"error": "enroll takes {device, code, zone?, private?}"}, status=400
+        )
+    try:
+        result = await owner.enroll(
+            body["device"], body["code"], zone=body.get("zone"), private=bool(body.get("private"))
+        )
+    except EnrollmentError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(result)

@@ -1,0 +1,296 @@
+"""Payments over the network: the node's wallet on the currency zome of its core cell.
+
+A payment is one countersigning session of payer and receiver (``docs/currency.md``):
+
+1. The payer's node asks the receiver's agent for its ``currency.ledger_head`` (a signed remote
+   call, :mod:`ioe.node.remote`).
+2. It builds the transfer from its own chain and that head with ``currency.prepare_payment``,
+   which refuses an over-limit or malformed payment before anyone is asked.
+3. It starts a countersigning session with the receiver (``Countersigner.start_session``). The
+   receiver's node judges the transfer with :func:`wallet_policy` — it co-signs only valid
+   transfers that *pay its own agent* — and both chains commit the same entry.
+
+Every node does two things at start (:meth:`Wallet.start`) so that it can be paid:
+
+- It makes sure its core agent holds an **unrestricted grant for ``currency.ledger_head``**
+  (tag :data:`LEDGER_HEAD_TAG`), created once if absent. A payer cannot build a transfer
+  without the receiver's head; the head (latest transfer, balance) is what the transfer entry
+  publishes anyway. An owner who revokes the grant can no longer be paid. If the chain is
+  locked by a session restored at start, the grant is made at the next wallet call.
+- It installs :func:`wallet_policy` as each countersigner's policy: transfers go to the
+  currency's ``accept_payment``; every other entry type keeps the default rule (only the types
+  named by ``--countersign-accept``).
+
+A refusal because the receiver's head moved (another payment landed between reading it and the
+preflight) or its chain was in another session is retried a few times with a fresh head.
+
+Test-only: with ``IOE_TEST_UNCHECKED_PAY=1`` in its environment, a payer's node skips its own
+checks and sends the transfer as built (over the limit, say), so multi-process tests can show
+that the *receiver* refuses it. Never set it in production: the payer's own chain would refuse
+the commit anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ioe.dnas import CORE_DNA_NAME
+from ioe.engine.capability import CapAccess, CapGrant
+from ioe.engine.cell import Cell
+from ioe.engine.countersigning import Preflight
+from ioe.errors import ChainLocked, IoEError, ZomeCallError
+from ioe.hashing import ActionHash, AgentPubKey
+from ioe.node.countersign import Countersigner, CountersignError, Policy
+from ioe.zomes.currency import api as currency
+from ioe.zomes.currency.entries import Kind, Transfer
+from ioe.zomes.currency.ledger import (
+    CurrencyRules,
+    LedgerError,
+    Position,
+    format_mc,
+    next_transfer,
+)
+
+if TYPE_CHECKING:
+    from ioe.node.runtime import Node
+
+log = logging.getLogger(__name__)
+
+CURRENCY_ZOME = currency.coordinator.name
+LEDGER_HEAD_TAG = "currency: payers read the ledger head"
+LEDGER_HEAD_FUNCTION = f"{CURRENCY_ZOME}.ledger_head"
+UNCHECKED_ENV = "IOE_TEST_UNCHECKED_PAY"
+PAY_ATTEMPTS = 4
+RETRY_PAUSE_S = 0.05
+LOCK_POLL_S = 0.01
+RETRYABLE = ("stale state", "locked by another session")
+"""Refusals that a fresh ledger head (a moment later) can cure."""
+
+
+class PaymentError(IoEError):
+    """A payment was refused (by the counterparty, or its session was abandoned); neither chain
+    holds it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A committed payment, from the payer's side."""
+
+    action_hash: ActionHash
+    session_id: bytes
+    transfer: Transfer
+    attempts: int
+    elapsed_ms: float
+
+
+def wallet_policy(signer: Countersigner) -> Policy:
+    """The countersigning policy of a node with a wallet: a transfer is co-signed only by its
+    receiver, and only if ``currency.accept_payment`` accepts it; any other entry type goes to
+    the countersigner's default rule (the accepted types)."""
+
+    def judge(cell: Cell, preflight: Preflight, value: object) -> str | None:
+        if isinstance(value, Transfer):
+            if value.receiver.agent != cell.agent:
+                return "this node co-signs only transfers that pay its own agent"
+            return currency.policy(cell, preflight, value)
+        return signer._default_policy(preflight)  # the node's accept-types rule
+
+    return judge
+
+
+def has_currency(cell: Cell) -> bool:
+    return any(z.name == CURRENCY_ZOME for z in cell.dna.integrity_zomes)
+
+
+class Wallet:
+    """Balance, history and payments of the node's core agent."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.granted = False
+        self.unchecked = os.environ.get(UNCHECKED_ENV) == "1"
+        if self.unchecked:
+            log.warning("test fault injection: payments skip the payer's own checks")
+
+    def core_cell(self) -> Cell | None:
+        owner = self.node.conductor.owner_cell.agent
+        for cell in self.node.conductor.cells():
+            if cell.dna.name == CORE_DNA_NAME and cell.agent == owner:
+                return cell
+        return None
+
+    def cell(self) -> Cell:
+        cell = self.core_cell()
+        if cell is None:
+            raise IoEError("this node has no core cell")
+        return cell
+
+    def signer(self) -> Countersigner:
+        return self.node.countersigners[self.cell().dna.hash]
+
+    def start(self) -> None:
+        """Install the payment policy on every countersigner whose DNA has the currency, and
+        make sure the ledger head can be read by payers (after the countersigners restored
+        their locks)."""
+        for signer in self.node.countersigners.values():
+            if any(z.name == CURRENCY_ZOME for z in signer.dna.integrity_zomes):
+                signer.policy = wallet_policy(signer)
+        self.ensure_grant()
+
+    def ensure_grant(self) -> None:
+        """Create the unrestricted ``currency.ledger_head`` grant if no live grant is one."""
+        if self.granted:
+            return
+        cell = self.core_cell()
+        if cell is None or not has_currency(cell):
+            return
+        grants = self.node.conductor.call(cell, "capability", "list_grants")
+        assert isinstance(grants, dict)
+        for grant in grants.values():
+            assert isinstance(grant, CapGrant)
+            if grant.access is CapAccess.UNRESTRICTED and grant.covers(
+                CURRENCY_ZOME, "ledger_head"
+            ):
+                self.granted = True
+                return
+        payload = {
+            "tag": LEDGER_HEAD_TAG,
+            "access": "unrestricted",
+            "functions": [LEDGER_HEAD_FUNCTION],
+        }
+        try:
+            self.node.call(cell, "capability", "grant", payload)
+        except ChainLocked:
+            log.info("chain locked by a session: the ledger_head grant is made later")
+            return
+        self.granted = True
+
+    # --------------------------------------------------------------------------- reads
+
+    def symbol(self) -> str:
+        """The unit's symbol (from the DNA's currency settings)."""
+        try:
+            return CurrencyRules.from_properties(self.cell().dna.properties).symbol
+        except ValueError as exc:
+            raise ZomeCallError(str(exc)) from exc
+
+    def balance(self) -> currency.Balance:
+        self.ensure_grant()
+        found = self.node.conductor.call(self.cell(), CURRENCY_ZOME, "balance")
+        assert isinstance(found, currency.Balance)
+        return found
+
+    def history(self) -> list[currency.HistoryItem]:
+        found = self.node.conductor.call(self.cell(), CURRENCY_ZOME, "history")
+        assert isinstance(found, list)
+        return found
+
+    # --------------------------------------------------------------------------- paying
+
+    async def pay(
+        self,
+        to: AgentPubKey,
+        amount_mc: int,
+        *,
+        kind: str = Kind.TRANSFER,
+        provenance: Any = None,
+        memo: str = "",
+        timeout_s: float = 10.0,
+    ) -> Payment:
+        """Pay ``amount_mc`` to ``to``; returns the committed payment. Raises
+        ``ZomeCallError`` when this node's own rules refuse it (over the limit, a bad kind),
+        :class:`PaymentError` when the receiver refuses it or the session is abandoned,
+        ``RemoteCallError`` / ``NetworkError`` when the receiver's head cannot be read, and
+        ``ChainLocked`` when this chain is in another session."""
+        self.ensure_grant()
+        started = time.perf_counter()
+        cell = self.cell()
+        if to == cell.agent:
+            raise ZomeCallError("an agent cannot pay itself")
+        signer = self.signer()
+        for attempt in range(1, PAY_ATTEMPTS + 1):
+            head = await self.node.remote.call(
+                cell, to, CURRENCY_ZOME, "ledger_head", None, timeout_s=timeout_s
+            )
+            payload: dict[str, Any] = {
+                "to": to.to_text(),
+                "amount_mc": amount_mc,
+                "kind": str(kind),
+                "memo": memo,
+                "receiver_head": head,
+            }
+            if provenance is not None:
+                payload["provenance"] = provenance
+            # Our own chain may be co-signing another session (a payment to us): build on it
+            # once that settles. Nothing awaits between building and the session's own lock
+            # check, so the transfer continues the chain as it stands.
+            await self._until_unlocked(cell, timeout_s)
+            transfer = self._prepare(cell, to, payload)
+            try:
+                action, entry = await signer.start_session(
+                    cell, [to], transfer, timeout_s=timeout_s
+                )
+            except CountersignError as exc:
+                reason = str(exc)
+                if attempt < PAY_ATTEMPTS and any(r in reason for r in RETRYABLE):
+                    # jittered, so two payers retrying against each other part ways
+                    await asyncio.sleep(RETRY_PAUSE_S * attempt * (0.5 + random.random()))
+                    continue
+                raise PaymentError(f"the payment was refused: {reason}") from None
+            return Payment(
+                action,
+                entry.session_id,
+                transfer,
+                attempt,
+                round((time.perf_counter() - started) * 1000, 3),
+            )
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    @staticmethod
+    async def _until_unlocked(cell: Cell, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while cell.lock is not None:
+            if time.monotonic() >= deadline:
+                raise ChainLocked(f"the chain of {cell.agent.short()} is still in a session")
+            await asyncio.sleep(LOCK_POLL_S)
+
+    def _prepare(self, cell: Cell, to: AgentPubKey, payload: dict[str, Any]) -> Transfer:
+        if not self.unchecked:
+            found = self.node.conductor.call(cell, CURRENCY_ZOME, "prepare_payment", payload)
+            assert isinstance(found, Transfer)
+            return found
+        own = self.node.conductor.call(cell, CURRENCY_ZOME, "ledger_head")
+        assert isinstance(own, Position)
+        provenance = payload.get("provenance")
+        try:
+            return next_transfer(
+                cell.agent,
+                own,
+                to,
+                currency.parse_position(payload["receiver_head"]),
+                amount_mc=payload["amount_mc"],
+                kind=Kind(payload["kind"]),
+                provenance=None if provenance is None else currency.parse_provenance(provenance),
+                memo=payload["memo"],
+            )
+        except (LedgerError, ValueError) as exc:
+            raise ZomeCallError(str(exc)) from exc
+
+
+def describe(balance: currency.Balance) -> dict[str, Any]:
+    """A balance as the API shows it."""
+    return {
+        "balance_mc": balance.balance_mc,
+        "credit_limit_mc": balance.credit_limit_mc,
+        "available_mc": balance.available_mc,
+        "unit": balance.symbol,
+        "unit_name": balance.name,
+        "balance": format_mc(balance.balance_mc, balance.symbol),
+        "previous": None if balance.previous is None else balance.previous.to_text(),
+    }

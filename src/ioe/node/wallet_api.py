@@ -1,0 +1,112 @@
+"""HTTP routes of the wallet (added to the node's API by :func:`add_routes`).
+
+    GET  /v1/wallet              → {"agent", "balance_mc", "credit_limit_mc", "available_mc",
+                                    "unit", "unit_name", "balance", "previous"}
+    GET  /v1/wallet/history      → {"agent", "unit", "items": [{"action_hash", "at_us", "kind",
+                                    "amount_mc", "delta_mc", "counterparty", "balance_mc",
+                                    "provenance", "memo"}]} (oldest first)
+    POST /v1/wallet/pay          {"to", "amount_mc", "kind"?, "provenance"?, "memo"?,
+                                  "timeout_s"?} → {"hash", "session", "to", "amount_mc",
+                                  "kind", "balance_mc", "unit", "balance", "attempts",
+                                  "elapsed_ms"}
+                                 400 {"error"} refused by this node's own rules (over the
+                                 limit, bad kind or provenance); 409 {"error"} refused by the
+                                 receiver, abandoned, or this chain is in another session;
+                                 403/404/504 the receiver's ledger head could not be read
+
+Amounts are integer milli-credits; ``unit`` is the currency's symbol.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ioe.errors import ChainLocked
+from ioe.hashing import AgentPubKey
+from ioe.node.jsonvalue import json_ready
+from ioe.node.wallet import PaymentError, Wallet, describe
+from ioe.zomes.currency.ledger import format_mc
+
+if TYPE_CHECKING:
+    from ioe.node.runtime import Node
+
+MAX_TIMEOUT_S = 120.0
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/wallet", balance)
+    app.router.add_get("/v1/wallet/history", history)
+    app.router.add_post("/v1/wallet/pay", pay)
+
+
+def _wallet(request: web.Request) -> Wallet:
+    from ioe.node.api import NODE_KEY  # noqa: PLC0415 - api imports this module
+
+    node: Node = request.app[NODE_KEY]
+    return node.wallet
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def balance(request: web.Request) -> web.Response:
+    wallet = _wallet(request)
+    return web.json_response({"agent": wallet.cell().agent.to_text(), **describe(wallet.balance())})
+
+
+async def history(request: web.Request) -> web.Response:
+    wallet = _wallet(request)
+    unit = wallet.symbol()
+    items = [json_ready(item) for item in wallet.history()]
+    return web.json_response({"agent": wallet.cell().agent.to_text(), "unit": unit, "items": items})
+
+
+async def pay(request: web.Request) -> web.Response:
+    wallet = _wallet(request)
+    try:
+        body: Any = await request.json()
+    except json.JSONDecodeError:
+        return _error(400, "the body must be JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("to"), str):
+        return _error(400, 'pay takes {"to", "amount_mc", "kind"?, "provenance"?, "memo"?}')
+    amount = body.get("amount_mc")
+    if type(amount) is not int:
+        return _error(400, "amount_mc is an integer of milli-credits")
+    kind, memo = body.get("kind", "transfer"), body.get("memo", "")
+    if not isinstance(kind, str) or not isinstance(memo, str):
+        return _error(400, "kind and memo are text")
+    timeout_s = body.get("timeout_s", 10.0)
+    if type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S:
+        return _error(400, f"timeout_s is a number of seconds in (0, {MAX_TIMEOUT_S:.0f}]")
+    to = AgentPubKey.from_text(body["to"])  # EncodingError → 400
+    try:
+        payment = await wallet.pay(
+            to,
+            amount,
+            kind=kind,
+            provenance=body.get("provenance"),
+            memo=memo,
+            timeout_s=float(timeout_s),
+        )
+    except (PaymentError, ChainLocked) as exc:
+        return _error(409, str(exc))
+    transfer = payment.transfer
+    symbol = wallet.symbol()
+    return web.json_response(
+        {
+            "hash": payment.action_hash.to_text(),
+            "session": payment.session_id.hex(),
+            "to": to.to_text(),
+            "amount_mc": transfer.amount_mc,
+            "kind": str(transfer.kind),
+            "balance_mc": transfer.spender.balance_mc,
+            "unit": symbol,
+            "balance": format_mc(transfer.spender.balance_mc, symbol),
+            "attempts": payment.attempts,
+            "elapsed_ms": payment.elapsed_ms,
+        }
+    )
