@@ -379,7 +379,7 @@ class Countersigner:
                 if self.policy is not None:
                     reason = self.policy(cell, preflight, found[1])
                 else:
-                    reason = self._default_policy(preflight)
+                    reason = self.default_policy(preflight)
         head = cell.store.head()
         if reason is None and head is None:
             reason = "this chain has no genesis"
@@ -391,7 +391,7 @@ class Countersigner:
         self._run(cell, state, effects)  # the lock is durable before the response leaves
         return own
 
-    def _default_policy(self, preflight: Preflight) -> str | None:
+    def default_policy(self, preflight: Preflight) -> str | None:
         """Without an app's own policy, a node co-signs only the entry types it was told to
         accept (``NodeConfig.countersign_accept``, ``--countersign-accept``): nobody can make
         its chain hold an entry it never agreed to."""

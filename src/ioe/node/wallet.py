@@ -99,7 +99,7 @@ def wallet_policy(signer: Countersigner) -> Policy:
             if value.receiver.agent != cell.agent:
                 return "this node co-signs only transfers that pay its own agent"
             return currency.policy(cell, preflight, value)
-        return signer._default_policy(preflight)  # the node's accept-types rule
+        return signer.default_policy(preflight)  # the node's accept-types rule
 
     return judge
 
