@@ -12,68 +12,36 @@ a ratio: a session costs two round trips plus six durable SQLite writes on the c
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from ioe.bench_net import _ioe, _members, _start_node, _wait
+from ioe.bench_net import node_pair, percentile
 from ioe.node.client import call_api
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(len(ordered) * fraction) - 1))]
-
-
 def bench_countersign(*, sessions: int = 200, pings: int = 200) -> dict[str, Any]:
-    env = {**os.environ, "IOE_PASSPHRASE": "bench passphrase, not a secret"}
-    env.pop("IOE_TEST_CRASH_AT", None)
-    with tempfile.TemporaryDirectory(prefix="ioe-bench-cs-") as tmp:
-        dirs = [Path(tmp) / "a", Path(tmp) / "b"]
-        owners = [
-            json.loads(
-                _ioe("init", "--data-dir", str(d), "--json", env=env).stdout.splitlines()[-1]
-            )["owner"]
-            for d in dirs
-        ]
-        processes: list[subprocess.Popen[str]] = []
-        try:
-            accept = ["--countersign-accept", "profile"]
-            first, addr = _start_node(dirs[0], accept, env)
-            processes.append(first)
-            processes.append(_start_node(dirs[1], [*accept, "--bootstrap", addr], env)[0])
-            _wait(lambda: all(_members(d) == 2 for d in dirs), 60)
-            body = {
-                "with": [owners[1]],
-                "entry": {"type": "profile", "value": {"name": "bench", "zone": "au/bench"}},
-            }
-            for _ in range(5):  # warm up the connection and the code paths
-                call_api(dirs[0], "POST", "/v1/countersign", body)
-            ping = call_api(
-                dirs[0], "POST", "/v1/countersign/ping", {"with": owners[1], "count": pings}
-            )["rtt_ms"]
-            node_ms: list[float] = []
-            client_ms: list[float] = []
-            started = time.perf_counter()
-            for _ in range(sessions):
-                began = time.perf_counter()
-                result = call_api(dirs[0], "POST", "/v1/countersign", body)
-                client_ms.append((time.perf_counter() - began) * 1000)
-                node_ms.append(float(result["elapsed_ms"]))
-            elapsed = time.perf_counter() - started
-            settled = call_api(dirs[1], "GET", "/v1/countersign")
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=30)
-                if process.stdout is not None:
-                    process.stdout.close()
+    with node_pair("ioe-bench-cs-", ["--countersign-accept", "profile"]) as (dirs, owners):
+        body = {
+            "with": [owners[1]],
+            "entry": {"type": "profile", "value": {"name": "bench", "zone": "au/bench"}},
+        }
+        for _ in range(5):  # warm up the connection and the code paths
+            call_api(dirs[0], "POST", "/v1/countersign", body)
+        ping = call_api(
+            dirs[0], "POST", "/v1/countersign/ping", {"with": owners[1], "count": pings}
+        )["rtt_ms"]
+        node_ms: list[float] = []
+        client_ms: list[float] = []
+        started = time.perf_counter()
+        for _ in range(sessions):
+            began = time.perf_counter()
+            result = call_api(dirs[0], "POST", "/v1/countersign", body)
+            client_ms.append((time.perf_counter() - began) * 1000)
+            node_ms.append(float(result["elapsed_ms"]))
+        elapsed = time.perf_counter() - started
+        settled = call_api(dirs[1], "GET", "/v1/countersign")
     p50 = statistics.median(node_ms)
     rtt = statistics.median(ping)
     return {
@@ -81,11 +49,11 @@ def bench_countersign(*, sessions: int = 200, pings: int = 200) -> dict[str, Any
         "sessions": sessions,
         "sessions_per_s": round(sessions / elapsed, 1),
         "p50_ms": round(p50, 2),
-        "p95_ms": round(_percentile(node_ms, 0.95), 2),
+        "p95_ms": round(percentile(node_ms, 0.95), 2),
         "client_p50_ms": round(statistics.median(client_ms), 2),
-        "client_p95_ms": round(_percentile(client_ms, 0.95), 2),
+        "client_p95_ms": round(percentile(client_ms, 0.95), 2),
         "rtt_p50_ms": round(rtt, 3),
-        "rtt_p95_ms": round(_percentile(ping, 0.95), 3),
+        "rtt_p95_ms": round(percentile(ping, 0.95), 3),
         "session_per_rtt": round(p50 / rtt, 1) if rtt else None,
         "responder_committed": len(settled["committed"]),
         "responder_locked": len(settled["locks"]),

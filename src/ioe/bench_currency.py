@@ -16,14 +16,11 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from ioe.bench_net import _ioe, _members, _start_node, _wait
+from ioe.bench_net import node_pair, percentile
 from ioe.crypto.keys import KeyPair
 from ioe.encoding import encode
 from ioe.engine.countersigning import SESSION_ID_BYTES, Preflight, Response
@@ -33,11 +30,6 @@ from ioe.hashing import ActionHash, DnaHash
 from ioe.node.client import call_api
 from ioe.zomes.currency.entries import Kind
 from ioe.zomes.currency.ledger import START, next_transfer
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(len(ordered) * fraction) - 1))]
 
 
 def crypto_limit(rounds: int = 2000) -> dict[str, float]:
@@ -72,56 +64,33 @@ def crypto_limit(rounds: int = 2000) -> dict[str, float]:
 
 
 def bench_currency(*, transfers: int = 200, warmup: int = 5) -> dict[str, Any]:
-    env = {**os.environ, "IOE_PASSPHRASE": "bench passphrase, not a secret"}
-    env.pop("IOE_TEST_CRASH_AT", None)
-    env.pop("IOE_TEST_UNCHECKED_PAY", None)
-    with tempfile.TemporaryDirectory(prefix="ioe-bench-cur-") as tmp:
-        dirs = [Path(tmp) / "a", Path(tmp) / "b"]
-        owners = [
-            json.loads(
-                _ioe("init", "--data-dir", str(d), "--json", env=env).stdout.splitlines()[-1]
-            )["owner"]
-            for d in dirs
-        ]
-        processes: list[subprocess.Popen[str]] = []
-        try:
-            first, addr = _start_node(dirs[0], [], env)
-            processes.append(first)
-            processes.append(_start_node(dirs[1], ["--bootstrap", addr], env)[0])
-            _wait(lambda: all(_members(d) == 2 for d in dirs), 60)
-            body = {"to": owners[1], "amount_mc": 1, "memo": "bench"}
-            for _ in range(warmup):  # warm up the connection and the code paths
-                call_api(dirs[0], "POST", "/v1/wallet/pay", body)
-            node_ms: list[float] = []
-            client_ms: list[float] = []
-            retried = 0
-            started = time.perf_counter()
-            for _ in range(transfers):
-                began = time.perf_counter()
-                result = call_api(dirs[0], "POST", "/v1/wallet/pay", body)
-                client_ms.append((time.perf_counter() - began) * 1000)
-                node_ms.append(float(result["elapsed_ms"]))
-                retried += int(result["attempts"]) - 1
-            elapsed = time.perf_counter() - started
-            limit = crypto_limit()
-            balances = [call_api(d, "GET", "/v1/wallet")["balance_mc"] for d in dirs]
-            received = len(call_api(dirs[1], "GET", "/v1/wallet/history")["items"])
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=30)
-                if process.stdout is not None:
-                    process.stdout.close()
+    with node_pair("ioe-bench-cur-", ()) as (dirs, owners):
+        body = {"to": owners[1], "amount_mc": 1, "memo": "bench"}
+        for _ in range(warmup):  # warm up the connection and the code paths
+            call_api(dirs[0], "POST", "/v1/wallet/pay", body)
+        node_ms: list[float] = []
+        client_ms: list[float] = []
+        retried = 0
+        started = time.perf_counter()
+        for _ in range(transfers):
+            began = time.perf_counter()
+            result = call_api(dirs[0], "POST", "/v1/wallet/pay", body)
+            client_ms.append((time.perf_counter() - began) * 1000)
+            node_ms.append(float(result["elapsed_ms"]))
+            retried += int(result["attempts"]) - 1
+        elapsed = time.perf_counter() - started
+        limit = crypto_limit()
+        balances = [call_api(d, "GET", "/v1/wallet")["balance_mc"] for d in dirs]
+        received = len(call_api(dirs[1], "GET", "/v1/wallet/history")["items"])
     tx_per_s = transfers / elapsed
     return {
         "benchmark": "currency",
         "transfers": transfers,
         "tx_per_s": round(tx_per_s, 1),
         "p50_ms": round(statistics.median(node_ms), 2),
-        "p95_ms": round(_percentile(node_ms, 0.95), 2),
+        "p95_ms": round(percentile(node_ms, 0.95), 2),
         "client_p50_ms": round(statistics.median(client_ms), 2),
-        "client_p95_ms": round(_percentile(client_ms, 0.95), 2),
+        "client_p95_ms": round(percentile(client_ms, 0.95), 2),
         "retried": retried,
         "sign_us": round(limit["sign_s"] * 1e6, 1),
         "verify_us": round(limit["verify_s"] * 1e6, 1),

@@ -20,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +244,44 @@ def _wait(predicate: Any, timeout_s: float) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError("the nodes did not all find each other in time")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (``fraction`` 0.95 → p95)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(len(ordered) * fraction) - 1))]
+
+
+@contextmanager
+def node_pair(prefix: str, extra: Sequence[str] = ()) -> Iterator[tuple[list[Path], list[str]]]:
+    """Two ``ioe node run`` processes on loopback, the second bootstrapped from the first, both
+    members of each other's core network: yields their data dirs and owner agents, and stops
+    them after. ``extra`` is added to both command lines."""
+    env = {**os.environ, "IOE_PASSPHRASE": "bench passphrase, not a secret"}
+    for test_only in ("IOE_TEST_CRASH_AT", "IOE_TEST_UNCHECKED_PAY"):
+        env.pop(test_only, None)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        dirs = [Path(tmp) / "a", Path(tmp) / "b"]
+        owners = [
+            json.loads(
+                _ioe("init", "--data-dir", str(d), "--json", env=env).stdout.splitlines()[-1]
+            )["owner"]
+            for d in dirs
+        ]
+        processes: list[subprocess.Popen[str]] = []
+        try:
+            first, addr = _start_node(dirs[0], list(extra), env)
+            processes.append(first)
+            processes.append(_start_node(dirs[1], [*extra, "--bootstrap", addr], env)[0])
+            _wait(lambda: all(_members(d) == 2 for d in dirs), 60)
+            yield dirs, owners
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=30)
+                if process.stdout is not None:
+                    process.stdout.close()
 
 
 def _time_until_seen(
