@@ -6,10 +6,10 @@ Reads the data directory's database directly, so it works whether or not the nod
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from ioe.conductor import default_data_dir, open_database
+from ioe.cli.common import data_dir, emit_json
+from ioe.conductor import open_database
 from ioe.store.dht import blocked_agents
 
 
@@ -31,10 +31,9 @@ def blocked_list(data_dir: Path) -> list[dict[str, object]]:
 
 
 def cmd_node_blocked(args: argparse.Namespace) -> int:
-    data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
-    items = blocked_list(data_dir)
+    items = blocked_list(data_dir(args))
     if args.json:
-        print(json.dumps(items, separators=(", ", ": ")))
+        emit_json(items)
         return 0
     if not items:
         print("no blocked agents")

@@ -7,23 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ioe.cli.common import data_dir as _data_dir
+from ioe.cli.common import data_dir_arg as _data_dir_arg
+from ioe.cli.common import emit_json as _emit
 from ioe.node.client import call_api
-
-
-def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
-    from ioe.cli.main import _data_dir_arg as add  # noqa: PLC0415 - avoid an import cycle
-
-    add(parser)
-
-
-def _data_dir(args: argparse.Namespace) -> Path:
-    from ioe.cli.main import _data_dir as resolve  # noqa: PLC0415
-
-    return resolve(args)
-
-
-def _emit(value: object) -> None:
-    print(json.dumps(value, separators=(", ", ": ")))
 
 
 def cmd_grant_create(args: argparse.Namespace) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -20,13 +19,19 @@ from typing import TYPE_CHECKING, Any
 from ioe import __version__
 from ioe.bench import bench_chain
 from ioe.cli.blocked import cmd_node_blocked
+from ioe.cli.common import add_network_options as _add_network_options
+from ioe.cli.common import data_dir as _data_dir
+from ioe.cli.common import data_dir_arg as _data_dir_arg
+from ioe.cli.common import emit_json as _emit_json
+from ioe.cli.common import node_config as _node_config
+from ioe.cli.common import provisional_identity
 from ioe.cli.grants import add_commands as add_grant_commands
 from ioe.cli.grants import remote_call
 from ioe.cli.owner import add_commands as add_owner_commands
 from ioe.cli.owner import add_plug_in_command
 from ioe.cli.wallet import add_bench_command as add_currency_bench
 from ioe.cli.wallet import add_commands as add_wallet_commands
-from ioe.conductor import Conductor, default_data_dir, known_dnas, open_database
+from ioe.conductor import Conductor, known_dnas, open_database
 from ioe.crypto.keystore import (
     Unlock,
     create_device_key_file,
@@ -44,19 +49,6 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help=f"data directory (default: $IOE_HOME or {default_data_dir()})",
-    )
-
-
-def _data_dir(args: argparse.Namespace) -> Path:
-    return args.data_dir if args.data_dir is not None else default_data_dir()
-
-
 def _unlock_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key-file",
@@ -72,10 +64,6 @@ def _unlock(args: argparse.Namespace, *, creating: bool) -> Unlock:
             create_device_key_file(args.key_file)
         return Unlock(key_file=args.key_file)
     return Unlock(passphrase=passphrase_from_env_or_prompt(confirm=creating))
-
-
-def _emit_json(value: object) -> None:
-    print(json.dumps(value, separators=(", ", ": ")))
 
 
 # --------------------------------------------------------------------------------- commands
@@ -163,31 +151,6 @@ def _unlock_existing(args: argparse.Namespace) -> Unlock:
     if args.key_file is not None:
         return Unlock(key_file=args.key_file)
     return Unlock(passphrase=passphrase_from_env_or_prompt(confirm=False))
-
-
-def _node_config(args: argparse.Namespace) -> NodeConfig:
-    """The network options shared by ``node run`` and ``device run``. mDNS speaks only on the
-    interface the node listens on (all of them only when it listens on all of them)."""
-    # libp2p takes most of a second to import: only the commands that run a node pay for it.
-    from ioe.node.runtime import NodeConfig, listen_multiaddr  # noqa: PLC0415
-
-    api_host, _, api_port = args.api.rpartition(":")
-    if not api_port.isdigit() or not api_host:
-        raise ValueError(f"--api takes HOST:PORT, not {args.api!r}")
-    listen_host = args.listen.rpartition(":")[0].strip("[]")
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return NodeConfig(
-        listen=(listen_multiaddr(args.listen),),
-        bootstrap=tuple(args.bootstrap),
-        mdns=args.mdns,
-        mdns_interfaces=None if listen_host in ("0.0.0.0", "::") else (listen_host,),
-        api_host=api_host.strip("[]"),
-        api_port=int(api_port),
-        countersign_accept=tuple(args.countersign_accept),
-    )
 
 
 def cmd_node_run(args: argparse.Namespace) -> int:
@@ -312,16 +275,7 @@ def cmd_device_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    key_file = args.key_file or data_dir / "device.key"
-    unlock = Unlock(key_file=key_file)
-    if not (data_dir / "keystore.json").exists():
-        # An unenrolled device starts with its own provisional identity, unlocked by a 0600
-        # key file (no one is there to type a passphrase); enrollment replaces it later.
-        data_dir.mkdir(parents=True, exist_ok=True)
-        if not key_file.exists():
-            create_device_key_file(key_file)
-        conductor, _ = Conductor.init(data_dir, unlock)
-        conductor.close()
+    unlock = provisional_identity(data_dir, args.key_file)
     setup = DeviceSetup(
         DriverOptions(
             driver=args.driver,
@@ -514,34 +468,6 @@ def _add_node_commands(commands: Any) -> None:
         _data_dir_arg(sub)
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(handler=handler)
-
-
-def _add_network_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--listen", default="127.0.0.1:0", help="HOST:PORT for libp2p (port 0 = any free one)"
-    )
-    parser.add_argument(
-        "--bootstrap",
-        action="append",
-        default=[],
-        metavar="MULTIADDR",
-        help="a node to join through (repeatable)",
-    )
-    parser.add_argument(
-        "--mdns",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="find peers on the local network (on the listen interface)",
-    )
-    parser.add_argument("--api", default="127.0.0.1:0", help="HOST:PORT of the local HTTP API")
-    parser.add_argument(
-        "--countersign-accept",
-        action="append",
-        default=[],
-        metavar="TYPE",
-        help="an entry type this node co-signs when another agent asks (repeatable; default none)",
-    )
-    parser.add_argument("--verbose", action="store_true", help="log at INFO level")
 
 
 def _remote_device_args(parser: argparse.ArgumentParser) -> None:

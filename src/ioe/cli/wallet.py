@@ -13,7 +13,9 @@ import json
 import sys
 from typing import Any
 
-from ioe.cli.grants import _data_dir, _data_dir_arg, _emit
+from ioe.cli.common import data_dir as _data_dir
+from ioe.cli.common import data_dir_arg as _data_dir_arg
+from ioe.cli.common import emit_json as _emit
 from ioe.node.client import call_api
 from ioe.zomes.currency.entries import Kind
 from ioe.zomes.currency.ledger import format_mc
