@@ -5,53 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dht_kit import FAST, Clock, Node, eventually, start_node
 
-from ioe.crypto.keys import KeyPair
-from ioe.dht.service import DhtConfig, DnaNetwork
-from ioe.dnas import core_dna
-from ioe.engine.cell import Cell
 from ioe.engine.dht import authorities, publishable_ops
-from ioe.net.memory import MemoryHub, MemoryNetwork, jitter
+from ioe.net.memory import MemoryHub, jitter
 from ioe.store.dht import OpStatus
-from ioe.store.sqlite import SqliteDatabase
 from ioe.zomes.profile.validation import PROFILE_LINK
 
 pytestmark = pytest.mark.anyio
-DNA = core_dna()
 COUNT = 6
-FAST = DhtConfig(
-    replication=3,
-    publish_interval_s=0.05,
-    gossip_interval_s=0.2,
-    request_timeout_s=0.5,
-    max_backoff_s=1.0,
-)
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000_000_000
-
-    def __call__(self) -> int:
-        self.now += 1_000
-        return self.now
-
-
-@dataclass
-class Node:
-    cell: Cell
-    net: MemoryNetwork
-    dht: DnaNetwork
-    db: SqliteDatabase
 
 
 @pytest.fixture
@@ -60,18 +30,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
 
     async def make(hub: MemoryHub, count: int = COUNT) -> list[Node]:
         clock = Clock()
-        nodes = []
-        for i in range(count):
-            keys = KeyPair(bytes([i + 1]) * 32)
-            db = SqliteDatabase.open(tmp_path / f"n{i}.sqlite", dnas=[DNA])
-            cell = Cell(DNA, keys, db.chain(DNA.hash, keys.agent))
-            cell.genesis(None, now_us=clock())
-            net = MemoryNetwork(hub)
-            await net.start()
-            dht = DnaNetwork(DNA, db, net, clock=clock, config=FAST)
-            dht.add_cell(cell)
-            await dht.start()
-            nodes.append(Node(cell, net, dht, db))
+        nodes = [await start_node(tmp_path, hub, i, clock) for i in range(count)]
         for node in nodes[1:]:
             await node.net.connect(nodes[0].net.listen_addrs()[0])
         await eventually(lambda: all(len(n.dht.members()) == count for n in nodes))
@@ -80,19 +39,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
 
     yield make
     for node in made:
-        await node.dht.close()
-        await node.net.close()
-        node.db.close()
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("did not converge in time")
+        await node.close()
 
 
 def fully_held(nodes: list[Node], author: Node) -> bool:

@@ -7,55 +7,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dht_kit import DNA, FAST, Clock, Node, eventually, start_node
 
 from ioe.crypto.keys import KeyPair
-from ioe.dht.service import DhtConfig, DnaNetwork
+from ioe.dht.service import DnaNetwork
 from ioe.dnas import core_dna
-from ioe.engine.cell import Cell
 from ioe.engine.dht import DhtOp, publishable_ops
 from ioe.engine.ops import OpType
 from ioe.engine.records import InitZomesComplete, Record, SignedAction
 from ioe.engine.warrants import MAX_WARRANT_BYTES, Warrant, WarrantKind
 from ioe.net.interface import PeerUnreachable, RequestRefused
-from ioe.net.memory import MemoryHub, MemoryNetwork
+from ioe.net.memory import MemoryHub
 from ioe.store.dht import blocked_agents
-from ioe.store.sqlite import SqliteDatabase
 
 pytestmark = pytest.mark.anyio
-DNA = core_dna()
-FAST = DhtConfig(
-    replication=3,
-    publish_interval_s=0.05,
-    gossip_interval_s=0.2,
-    request_timeout_s=0.5,
-    max_backoff_s=1.0,
-)
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000_000_000
-
-    def __call__(self) -> int:
-        self.now += 1_000
-        return self.now
-
-
-@dataclass
-class Node:
-    cell: Cell
-    net: MemoryNetwork
-    dht: DnaNetwork
-    db: SqliteDatabase
 
 
 Make = Callable[..., object]
@@ -67,43 +40,22 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Make]:
     clock = Clock()
 
     async def make(hub: MemoryHub, count: int, first: int = 0) -> list[Node]:
-        nodes = []
-        for i in range(first, first + count):
-            keys = KeyPair(bytes([i + 1]) * 32)
-            db = SqliteDatabase.open(tmp_path / f"n{i}.sqlite", dnas=[DNA])
-            cell = Cell(DNA, keys, db.chain(DNA.hash, keys.agent))
-            if cell.store.head() is None:
-                cell.genesis(None, now_us=clock())
-            net = MemoryNetwork(hub, f"node-{i}")
-            await net.start()
-            dht = DnaNetwork(DNA, db, net, clock=clock, config=FAST)
-            dht.add_cell(cell)
-            await dht.start()
-            nodes.append(Node(cell, net, dht, db))
+        nodes = [
+            await start_node(tmp_path, hub, i, clock, f"node-{i}")
+            for i in range(first, first + count)
+        ]
         made.extend(nodes)
         return nodes
 
     yield make
     for node in made:
-        await node.dht.close()
-        await node.net.close()
-        node.db.close()
+        await node.close()
 
 
 async def join(nodes: list[Node], via: Node) -> None:
     for node in nodes:
         if node is not via:
             await node.net.connect(via.net.listen_addrs()[0])
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("did not happen in time")
 
 
 async def started(make: Make, count: int) -> list[Node]:
