@@ -1,5 +1,6 @@
-"""Fuzz: whatever bytes reach the Transfer decoder, it raises EncodingError or returns a
-well-typed Transfer (validation then judges it); nothing else escapes."""
+"""Fuzz: whatever bytes reach the decoder of a currency entry (a transfer, a claim, an
+attestation, a receipt, a price), it raises EncodingError or returns a well-typed value
+(validation then judges it); nothing else escapes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,20 @@ from ioe.encoding import encode
 from ioe.engine.schema import decode_as, to_value
 from ioe.errors import EncodingError
 from ioe.hashing import ActionHash, AgentPubKey
-from ioe.zomes.currency.entries import Kind, Party, Provenance, Source, Transfer
+from ioe.zomes.currency.entries import (
+    ClaimAttestation,
+    ConsumptionReceipt,
+    FeeKind,
+    GenerationClaim,
+    Kind,
+    Party,
+    PriceRecord,
+    Provenance,
+    ReductionClaim,
+    Source,
+    Terms,
+    Transfer,
+)
 from ioe.zomes.currency.value import Verification
 
 A, B = (KeyPair(bytes([i + 120]) * 32).agent for i in range(2))
@@ -75,3 +89,35 @@ def test_well_formed_cbor_of_the_wrong_shape_only_raises_encoding_errors(value: 
     except EncodingError:
         return
     decodes_or_refuses(data)
+
+
+H = ActionHash(b"\x09" * 32)
+ISSUANCE = [
+    GenerationClaim(5_000, Source.SOLAR, True, "au/nsw/x", 10, 20, (H,)),
+    ReductionClaim(1_200, "au/nsw/x", 10, 20, 27_390, 9_000),
+    ClaimAttestation(H, 4_000, Verification.SUBSTATION_ATTESTED, ("au/nsw/x", "au/nsw"), 5, 30),
+    ConsumptionReceipt(H, H, A, B, 1_000, "au/nsw/y", -250),
+    PriceRecord("au/nsw", 0, 300_000_000, -5_629),
+    Transfer(10, Kind.FEE, SAMPLE.spender, SAMPLE.receiver, terms=Terms(H, FeeKind.DISTRIBUTOR)),
+]
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(ISSUANCE), st.data())
+def test_mutated_issuance_entries_only_raise_encoding_errors(
+    sample: object, data: st.DataObject
+) -> None:
+    cls = type(sample)
+    valid = encode(to_value(sample))
+    assert decode_as(cls, valid) == sample
+    raw = bytearray(valid)
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    mutated = bytes(raw[:cut]) if data.draw(st.booleans()) else bytes(raw)
+    try:
+        value = decode_as(cls, mutated)
+    except EncodingError:
+        return
+    assert isinstance(value, cls)
+    assert encode(to_value(value)) == mutated

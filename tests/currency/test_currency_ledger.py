@@ -20,6 +20,8 @@ from ioe.zomes.currency.ledger import (
     credit_limit_mc,
     device_type_of,
     format_mc,
+    is_attester,
+    is_oracle,
     limit_problem,
     next_transfer,
     party_problem,
@@ -73,6 +75,13 @@ def test_a_reserve_has_no_credit_unless_the_dna_gives_it_some() -> None:
         ({"credit_limits": {"per_agent": {}}}, "unknown credit_limits"),
         ({"credit_limits": []}, "map"),
         ({"device_types": {"x": 3}}, "device type"),
+        ({"oracles": "someone"}, "oracles is a list"),
+        ({"oracles": [3]}, "oracle's agent key"),
+        ({"fees": {"boundary_pm": 1001}}, "fees.boundary_pm"),
+        ({"fees": {"market_pm": -1}}, "fees.market_pm"),
+        ({"fees": {"tip_pm": 1}}, "unknown fees"),
+        ({"rewards": {"clean_consumption_pm": True}}, "rewards.clean_consumption_pm"),
+        ({"rewards": {"solar_pm": 1}}, "unknown rewards"),
     ],
 )
 def test_bad_settings_are_refused(currency: dict[str, Value], match: str) -> None:
@@ -146,3 +155,25 @@ def test_a_replayed_history_ends_where_its_transfers_add_up_to(
         history.append((here, transfer))
         position = advance(position, A, here, transfer)
     assert replay(A, history) == position and position.balance_mc == total
+
+
+def test_issuance_settings_and_roles_come_from_the_dna() -> None:
+    given = rules(
+        {
+            "device_types": {A.to_text(): "distributor", B.to_text(): "pool"},
+            "oracles": [B.to_text()],
+            "fees": {"boundary_pm": 7, "app_pm": 3},
+            "rewards": {"storage_release_pm": 250},
+        }
+    )
+    assert (given.boundary_fee_pm, given.market_fee_pm, given.app_fee_pm) == (7, None, 3)
+    assert (given.clean_consumption_pm, given.storage_release_pm) == (50, 250)
+    assert is_attester(given, A) and not is_attester(given, B)
+    assert is_oracle(given, B) and not is_oracle(given, A)
+    assert credit_limit_mc(given, B) == 0  # a pool pays out only what it was given
+    defaults = rules({})
+    assert (defaults.boundary_fee_pm, defaults.market_fee_pm, defaults.oracles) == (
+        0,
+        None,
+        frozenset(),
+    )

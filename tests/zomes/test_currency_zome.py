@@ -99,7 +99,7 @@ def refused_by_both(transfer: Transfer, spender: Cell, receiver: Cell, dna: DnaD
 
 def test_a_payment_is_on_both_chains_and_every_authority_accepts_it() -> None:
     dna, (alice, bob, _, _) = new_cells()
-    spent, received = pay(alice, bob, 1_500, kind="trade", provenance=SOLAR, memo="3 kWh")
+    spent, received = pay(alice, bob, 1_500, kind="transfer", provenance=SOLAR, memo="3 kWh")
     assert alice.call("currency", "balance", None, now_us=NOW).balance_mc == -1_500
     balance = bob.call("currency", "balance", None, now_us=NOW)
     assert (balance.balance_mc, balance.credit_limit_mc, balance.available_mc) == (
@@ -117,7 +117,7 @@ def test_a_payment_is_on_both_chains_and_every_authority_accepts_it() -> None:
     assert (paid.delta_mc, paid.counterparty, paid.balance_mc) == (-1_500, BOB, -1_500)
     assert (got.delta_mc, got.counterparty, got.balance_mc) == (1_500, ALICE, 1_500)
     assert got.provenance == paid.provenance == SOLAR and got.memo == "3 kWh"
-    assert got.kind is Kind.TRADE
+    assert got.kind is Kind.TRANSFER
     for cell, action in ((alice, spent), (bob, received)):
         record = cell.get(action)
         assert record is not None
@@ -155,11 +155,11 @@ def test_provenance_given_as_a_map_is_parsed_and_clean_follows_from_the_source()
         "origin_zone": SOLAR.origin_zone,
         "trust": "meter_attested",
     }
-    assert prepare(alice, bob, 10, kind="trade", provenance=given).provenance == SOLAR
+    assert prepare(alice, bob, 10, kind="donation", provenance=given).provenance == SOLAR
     with pytest.raises(ZomeCallError, match="declared"):
-        prepare(alice, bob, 10, kind="trade", provenance=given | {"source": "battery"})
+        prepare(alice, bob, 10, kind="donation", provenance=given | {"source": "battery"})
     battery = prepare(
-        alice, bob, 10, kind="trade", provenance=given | {"source": "battery", "clean": False}
+        alice, bob, 10, kind="donation", provenance=given | {"source": "battery", "clean": False}
     )
     assert battery.provenance is not None and not battery.provenance.clean
 
@@ -359,7 +359,7 @@ BAD_PROVENANCE = {
 def test_a_bad_provenance_is_refused(reason: str) -> None:
     dna, (alice, bob, _, _) = new_cells()
     bad = dataclasses.replace(
-        prepare(alice, bob, 10, kind="trade", provenance=SOLAR), provenance=BAD_PROVENANCE[reason]
+        prepare(alice, bob, 10), kind=Kind.TRADE, provenance=BAD_PROVENANCE[reason]
     )
     with pytest.raises(ZomeCallError, match=reason):
         prepare(alice, bob, 10, kind="trade", provenance=BAD_PROVENANCE[reason])
@@ -373,7 +373,7 @@ def test_declared_sources_may_be_clean_or_not() -> None:
             alice,
             bob,
             10,
-            kind="reward",
+            kind="donation",
             provenance=dataclasses.replace(SOLAR, source=source, clean=clean),
         )
     assert len(bob.call("currency", "history", None, now_us=NOW)) == 4
@@ -384,7 +384,7 @@ def test_trades_and_rewards_carry_a_provenance(kind: str) -> None:
     dna, (alice, bob, _, _) = new_cells()
     with pytest.raises(ZomeCallError, match="provenance"):
         prepare(alice, bob, 10, kind=kind)
-    bad = dataclasses.replace(prepare(alice, bob, 10, kind=kind, provenance=SOLAR), provenance=None)
+    bad = dataclasses.replace(prepare(alice, bob, 10), kind=Kind(kind))
     refused_by_both(bad, alice, bob, dna, "provenance")
 
 
@@ -404,16 +404,24 @@ def test_cash_in_and_cash_out_go_through_a_reserve_account() -> None:
         "currency": {
             "credit_limits": {"by_device_type": {"reserve": 10_000_000}},
             "device_types": {RESERVE.to_text(): "reserve"},
+            "oracles": [CAROL.to_text()],
         }
     }
-    dna, (alice, bob, _, reserve) = new_cells(properties)
+    dna, (alice, bob, carol, reserve) = new_cells(properties)
     with pytest.raises(ZomeCallError, match="reserve account pays out cash_in"):
         prepare(alice, bob, 10, kind="cash_in")
     with pytest.raises(ZomeCallError, match="reserve account receives cash_out"):
         prepare(alice, bob, 10, kind="cash_out")
-    pay(reserve, alice, 5_000_000, kind="cash_in")
-    pay(alice, reserve, 1_000, kind="cash_out")
-    assert reserve.call("currency", "balance", None, now_us=NOW).balance_mc == -4_999_000
+    price = carol.call(
+        "currency",
+        "publish_price",
+        {"zone": "au/nsw", "start_us": NOW - 1, "end_us": NOW + 10**9, "price_cents": 20_000},
+        now_us=NOW,
+    )
+    # 200 AUD/MWh: 1000 AUD buys 5 MWh, 5000 credits; 2 AUD are 10 credits.
+    pay(reserve, alice, 5_000_000, kind="cash_in", terms={"cites": price, "money_cents": 100_000})
+    pay(alice, reserve, 10_000, kind="cash_out", terms={"cites": price, "money_cents": 200})
+    assert reserve.call("currency", "balance", None, now_us=NOW).balance_mc == -4_990_000
     bad = dataclasses.replace(prepare(alice, bob, 10), kind=Kind.CASH_IN)
     refused_by_both(bad, alice, bob, dna, "cash_in")
 

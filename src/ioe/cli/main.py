@@ -25,10 +25,13 @@ from ioe.cli.common import data_dir_arg as _data_dir_arg
 from ioe.cli.common import emit_json as _emit_json
 from ioe.cli.common import node_config as _node_config
 from ioe.cli.common import provisional_identity
+from ioe.cli.demand import add_demand_options, add_report_command, demand_setup
 from ioe.cli.grants import add_commands as add_grant_commands
 from ioe.cli.grants import remote_call
 from ioe.cli.owner import add_commands as add_owner_commands
 from ioe.cli.owner import add_plug_in_command
+from ioe.cli.plug import add_plug_commands
+from ioe.cli.sim import add_commands as add_sim_commands
 from ioe.cli.wallet import add_bench_command as add_currency_bench
 from ioe.cli.wallet import add_commands as add_wallet_commands
 from ioe.conductor import Conductor, known_dnas, open_database
@@ -43,6 +46,7 @@ from ioe.inspect import describe_chain
 from ioe.node.client import call_api
 
 if TYPE_CHECKING:
+    from ioe.node.demand import DemandSetup
     from ioe.node.device import DeviceSetup
     from ioe.node.runtime import NodeConfig
 
@@ -167,11 +171,15 @@ def cmd_node_run(args: argparse.Namespace) -> int:
 
 
 async def _serve(
-    conductor: Conductor, config: NodeConfig, device: DeviceSetup | None = None
+    conductor: Conductor,
+    config: NodeConfig,
+    device: DeviceSetup | None = None,
+    demand: DemandSetup | None = None,
+    demand_rewards: bool = False,
 ) -> None:
     from ioe.node.runtime import Node  # noqa: PLC0415 - see cmd_node_run
 
-    node = Node(conductor, config, device=device)
+    node = Node(conductor, config, device=device, demand=demand, demand_rewards=demand_rewards)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, node.stopping.set)
@@ -182,6 +190,11 @@ async def _serve(
                 "peer_id": node.network.peer_id,
                 "addrs": node.network.listen_addrs(),
                 "api": node.api_url,
+                **(
+                    {"page": f"{node.api_url}/app/demand/#token={node.token}"}
+                    if demand is not None
+                    else {}
+                ),
             }
         ),
         flush=True,
@@ -272,6 +285,7 @@ def cmd_device_run(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     try:
         config = _node_config(args)
+        demand = demand_setup(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -294,7 +308,7 @@ def cmd_device_run(args: argparse.Namespace) -> int:
         batch_every_s=args.batch_every,
     )
     with Conductor.open(data_dir, unlock) as conductor:
-        asyncio.run(_serve(conductor, config, setup))
+        asyncio.run(_serve(conductor, config, setup, demand, args.demand_rewards))
     return 0
 
 
@@ -339,7 +353,7 @@ def cmd_device_write(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(duration_s=args.duration, data_dir=args.data_dir)
+    return run_demo(duration_s=args.duration, data_dir=args.data_dir, speed=args.speed)
 
 
 # ----------------------------------------------------------------------------------- parser
@@ -431,19 +445,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_grant_commands(commands)
     add_owner_commands(commands)
     add_wallet_commands(commands)
+    add_sim_commands(commands)
+    add_report_command(add_plug_commands(commands))
 
+    _add_demo_command(commands)
+    return parser
+
+
+def _add_demo_command(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="run the demo",
-        description="An owner and a simulated smart plug committing signed readings, "
-        "then verifying them; ends by itself.",
+        description="An owner enrolls a smart plug, a site meter and a PV inverter; the plug "
+        "sits out price peaks of real recorded AEMO prices and earns credits; every chain is "
+        "verified at the end. Ends by itself after --duration seconds, or on Ctrl-C.",
     )
     demo.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=600.0,
+        help="recorded 5-minute intervals per 5 real minutes (default 600: one every 0.5 s)",
+    )
     demo.add_argument(
         "--data-dir", type=Path, default=None, help="keep the demo's data here (default: temp)"
     )
     demo.set_defaults(handler=cmd_demo)
-    return parser
 
 
 def _add_node_commands(commands: Any) -> None:
@@ -514,6 +541,7 @@ def _add_device_commands(commands: Any) -> None:
         "--batch-every", type=float, default=10.0, help="seconds between signed batches"
     )
     _add_network_options(run)
+    add_demand_options(run)
     run.set_defaults(handler=cmd_device_run)
     for name, handler, text in (
         ("read", cmd_device_read, "current values by canonical name"),

@@ -43,7 +43,7 @@ from ioe.engine.schema import decode_as
 from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import NetworkError
-from ioe.node import countersign_api, enrollment_api, wallet_api
+from ioe.node import countersign_api, demand, enrollment_api, wallet_api
 from ioe.node.jsonvalue import json_ready, secret_from_text, secret_to_text
 from ioe.node.remote import RemoteCallError, RemoteUnauthorized
 from ioe.zomes.profile.entries import Profile
@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 MAX_BODY = 64 * 1024
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
+PUBLIC_HANDLERS = frozenset({demand.page})
+"""Apps' static pages, served without the token (they hold no data; the API calls they make
+carry the token the page reads from its URL fragment). Matched by route, not by path."""
 
 
 async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, str]:
@@ -76,6 +79,10 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     countersign_api.add_routes(app)
     enrollment_api.add_routes(app)
     wallet_api.add_routes(app)
+    app.router.add_get("/app/demand/", demand.page)
+    app.router.add_get("/app/demand/{file}", demand.page)
+    if node.demand is not None and node.demand.app is not None:
+        demand.add_routes(app, node.demand.app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -90,6 +97,9 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
 @web.middleware
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     node = request.app[NODE_KEY]
+    if request.match_info.route.handler in PUBLIC_HANDLERS:
+        page: web.StreamResponse = await handler(request)  # reads its token from the fragment
+        return page
     given = request.headers.get("Authorization", "")
     if not given and request.path == "/v1/signals" and "token" in request.query:
         given = f"Bearer {request.query['token']}"

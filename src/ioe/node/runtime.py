@@ -24,6 +24,7 @@ from ioe.net.mdns import IoeServiceRecord, MdnsDiscovery, dial_discovered
 from ioe.net.p2p import P2PConfig, P2PNetwork
 from ioe.node.api import start_api
 from ioe.node.countersign import Countersigner
+from ioe.node.demand import DemandRewarder, DemandService, DemandSetup
 from ioe.node.device import DeviceBridge, DeviceSetup
 from ioe.node.enrollment import EnrollmentRole, OwnerEnrollment
 from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
@@ -68,6 +69,8 @@ class Node:
         network: Network | None = None,
         device: DeviceSetup | None = None,
         enrollment: EnrollmentRole | None = None,
+        demand: DemandSetup | None = None,
+        demand_rewards: bool = False,
     ) -> None:
         self.conductor = conductor
         self.device = (
@@ -88,6 +91,8 @@ class Node:
         self.remote = RemoteCalls(conductor.clock, self.signals)
         self.enrollment = enrollment if enrollment is not None else OwnerEnrollment()
         self.wallet = Wallet(self)
+        self.demand = DemandService(self, demand) if demand is not None else None
+        self.rewarder = DemandRewarder(self) if demand_rewards else None
         if self.device is not None:
             self.remote.services["device"] = self.device.serve
             self.device.on_remote_write = self._device_written
@@ -124,6 +129,10 @@ class Node:
             self._tasks.append(asyncio.create_task(self._keep_dialling(addr), name="bootstrap"))
         if self.device is not None:
             await self.device.start()
+        if self.rewarder is not None:
+            self.rewarder.start()
+        if self.demand is not None:
+            await self.demand.start()
         await self.enrollment.start(self)
         if self.config.mdns:
             self.mdns = MdnsDiscovery(
@@ -163,6 +172,8 @@ class Node:
             await self._api_runner.cleanup()
         if self.mdns is not None:
             await self.mdns.close()
+        if self.demand is not None:
+            await self.demand.close()
         if self.device is not None:
             await self.device.close()
         await self.enrollment.close()

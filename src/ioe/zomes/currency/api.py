@@ -6,6 +6,12 @@ with ``prepare_payment``; the receiver judges it with ``accept_payment`` (the co
 policy, :func:`policy`); both then commit the same countersigned entry. Over the network the
 node's ``Countersigner.start_session`` does the last step; in one process (tests, simulations)
 :func:`commit_in_process` does it.
+
+Issuance: ``claim_generation`` and ``claim_reduction`` (a device's claims), ``attest`` (a
+distributor's attestation), ``publish_price`` (an oracle's price), ``prepare_receipt`` and
+``accept_receipt`` (a consumption receipt, countersigned by distributor and consumer like a
+payment: :func:`countersign_in_process` in one process). Each writes or checks exactly what
+validation will judge; records it cites must already be readable by this cell.
 """
 
 from __future__ import annotations
@@ -21,16 +27,27 @@ from ioe.engine.countersigning import (
     Response,
     commit_session,
 )
+from ioe.engine.integrity import UnresolvedDependency
 from ioe.engine.schema import decode_as, from_value, to_value
+from ioe.engine.validation import SourceHost
 from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ChainError, EncodingError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
+from ioe.zomes.currency import issuance
 from ioe.zomes.currency.entries import (
     CLEAN_SOURCES,
     DIRTY_SOURCES,
+    ClaimAttestation,
+    ConsumptionReceipt,
+    FeeKind,
+    GenerationClaim,
     Kind,
+    PriceRecord,
     Provenance,
+    ReductionClaim,
+    RewardKind,
     Source,
+    Terms,
     Transfer,
 )
 from ioe.zomes.currency.ledger import (
@@ -42,8 +59,9 @@ from ioe.zomes.currency.ledger import (
     next_transfer,
     replay,
 )
+from ioe.zomes.currency.rewards import price_cents
 from ioe.zomes.currency.validation import session_problem, transfer_problem
-from ioe.zomes.currency.value import Verification
+from ioe.zomes.currency.value import ValueRules, Verification
 
 coordinator = CoordinatorZome("currency")
 
@@ -87,6 +105,8 @@ class HistoryItem:
     """This agent's balance after the transfer."""
     provenance: Provenance | None
     memo: str
+    terms: Terms | None = None
+    """What the transfer cites (a fee's trade, a reward's basis, a cash price), if anything."""
 
 
 # ------------------------------------------------------------------------------- chain reads
@@ -181,6 +201,7 @@ def history(ctx: CallContext, payload: Any = None) -> list[HistoryItem]:
                 balance_mc=party.balance_mc,
                 provenance=transfer.provenance,
                 memo=transfer.memo,
+                terms=transfer.terms,
             )
         )
     return items
@@ -188,13 +209,17 @@ def history(ctx: CallContext, payload: Any = None) -> list[HistoryItem]:
 
 @coordinator.function
 def prepare_payment(ctx: CallContext, payload: Any) -> Transfer:
-    """The next transfer paying ``{"to": agent, "amount_mc": int, "kind"?: str (transfer),
-    "provenance"?: {...}, "memo"?: str, "receiver_head": {"previous": hash | None,
-    "balance_mc": int}}`` from this chain's state.
+    """The next transfer paying ``{"to": agent, "amount_mc"?: int, "kind"?: str (transfer),
+    "provenance"?: {...}, "terms"?: {...}, "memo"?: str, "receiver_head": {"previous": hash |
+    None, "balance_mc": int}}`` from this chain's state.
 
     ``receiver_head`` is the receiver's own ``ledger_head`` (ask it; it refuses a transfer
-    built on a stale head). The result is checked as validation will check it, so an
-    over-limit or malformed payment fails here, before any session."""
+    built on a stale head). ``terms`` (see :func:`parse_terms`) says what a fee, a reward or a
+    cash transfer cites. When the rules fix the amount from what the transfer cites (a trade,
+    a reward, a cash transfer, a fee with a rule), ``amount_mc`` may be left out and is
+    computed; given, it must be that amount. The result is checked as validation will check it
+    (at this call's time, which should be the session's), so an over-limit, mispriced or
+    malformed payment fails here, before any session."""
     if not isinstance(payload, dict):
         raise ZomeCallError("prepare_payment takes a map")
     to = _agent(payload.get("to"), "to")
@@ -203,57 +228,158 @@ def prepare_payment(ctx: CallContext, payload: Any) -> Transfer:
     kind = _kind(payload.get("kind", Kind.TRANSFER))
     raw_provenance = payload.get("provenance")
     provenance = None if raw_provenance is None else parse_provenance(raw_provenance)
+    raw_terms = payload.get("terms")
+    terms = None if raw_terms is None else parse_terms(raw_terms)
     memo = payload.get("memo", "")
     if not isinstance(memo, str):
         raise ZomeCallError("memo is text")
     receiver_at = parse_position(payload.get("receiver_head"))
     amount_mc = payload.get("amount_mc")
-    if type(amount_mc) is not int:
+    if amount_mc is not None and type(amount_mc) is not int:
         raise ZomeCallError("amount_mc is an integer of milli-credits")
-    try:
-        transfer = next_transfer(
-            ctx.agent,
-            position_of(ctx),
-            to,
-            receiver_at,
-            amount_mc=amount_mc,
-            kind=kind,
-            provenance=provenance,
-            memo=memo,
-        )
-    except LedgerError as exc:
-        raise ZomeCallError(str(exc)) from exc
-    problem = transfer_problem(transfer, rules_of(ctx))
+    rules = rules_of(ctx)
+    spender_at = position_of(ctx)
+
+    def build(amount: int) -> Transfer:
+        try:
+            return next_transfer(
+                ctx.agent,
+                spender_at,
+                to,
+                receiver_at,
+                amount_mc=amount,
+                kind=kind,
+                provenance=provenance,
+                memo=memo,
+                terms=terms,
+            )
+        except LedgerError as exc:
+            raise ZomeCallError(str(exc)) from exc
+
+    transfer = build(1 if amount_mc is None else amount_mc)
+    if amount_mc is not None:
+        problem = transfer_problem(transfer, rules)
+        if problem:
+            raise ZomeCallError(problem)
+    expected = expected_amount_of(ctx, transfer)
+    if expected is None and amount_mc is None:
+        raise ZomeCallError(f"a {kind} without a rule for its amount needs amount_mc")
+    if expected is not None:
+        if amount_mc is not None and amount_mc != expected:
+            raise ZomeCallError(
+                f"the {kind}'s amount {amount_mc} mc is not what the rules give ({expected} mc)"
+            )
+        transfer = build(expected)
+    problem = transfer_problem(transfer, rules)
     if problem:
         raise ZomeCallError(problem)
     return transfer
 
 
+def expected_amount_of(ctx: CallContext, transfer: Transfer) -> int | None:
+    """What the rules make ``transfer``'s amount, from the records it cites as this cell
+    reads them (``ZomeCallError`` when they do not back it or are not here)."""
+    session_type, _ = ctx.dna.entry_type_for(CountersignedEntry)
+    transfer_type, _ = ctx.dna.entry_type_for(Transfer)
+    try:
+        at = issuance.Citing(
+            SourceHost(ctx.dna, ctx.cell.store),
+            session_type,
+            transfer_type.zome_index,
+            rules_of(ctx),
+            ValueRules.from_properties(ctx.dna.properties),
+            ctx.now_us,
+        )
+        return issuance.expected_amount(transfer, at)
+    except (issuance.Refused, ValueError) as exc:
+        raise ZomeCallError(str(exc)) from exc
+    except UnresolvedDependency as exc:
+        raise ZomeCallError(f"a record the transfer cites is not available here: {exc}") from exc
+
+
 @coordinator.function
 def accept_payment(ctx: CallContext, payload: Any) -> str | None:
     """Why this agent refuses to countersign ``payload`` (a Transfer, or its canonical value
-    or bytes), or None to accept: the transfer's own rules, and this agent's side continuing
-    its chain as it stands (latest transfer, balance). The spender's side is its own business
+    or bytes), or None to accept: the transfer's own rules, this agent's side continuing its
+    chain as it stands (latest transfer, balance), and the amount the records it cites give
+    (read here at the call's time, the session's). The spender's side is its own business
     (its record is validated against its chain)."""
     transfer = _transfer(payload)
     party = transfer.party(ctx.agent)
     if party is None:
         return "this agent is not a party to the transfer"
-    return transfer_problem(transfer, rules_of(ctx)) or follows(position_of(ctx), party)
+    problem = transfer_problem(transfer, rules_of(ctx)) or follows(position_of(ctx), party)
+    if problem:
+        return problem
+    try:
+        expected = expected_amount_of(ctx, transfer)
+    except ZomeCallError as exc:
+        return str(exc)
+    if expected is not None and expected != transfer.amount_mc:
+        return f"the {transfer.kind}'s amount {transfer.amount_mc} mc is not what the rules give"
+    return None
 
 
 def policy(cell: Cell, preflight: Preflight, value: object) -> str | None:
     """A countersigning policy (``Countersigner.policy``) that judges transfers with
-    ``accept_payment`` and has no say on other entries."""
-    if not isinstance(value, Transfer):
-        return None
-    problem = session_problem(value, CountersignedEntry(preflight, ()))
-    if problem:
-        return problem
-    reason: str | None = cell.call(
-        coordinator.name, "accept_payment", value, now_us=preflight.session_time_us
+    ``accept_payment`` and consumption receipts with ``accept_receipt``, and has no say on
+    other entries."""
+    if isinstance(value, Transfer):
+        problem = session_problem(value, CountersignedEntry(preflight, ()))
+        if problem:
+            return problem
+        reason: str | None = cell.call(
+            coordinator.name, "accept_payment", value, now_us=preflight.session_time_us
+        )
+        return reason
+    if isinstance(value, ConsumptionReceipt):
+        if set(preflight.parties) != {value.distributor, value.consumer}:
+            return "the receipt's session parties are not exactly distributor and consumer"
+        answer: str | None = cell.call(
+            coordinator.name, "accept_receipt", value, now_us=preflight.session_time_us
+        )
+        return answer
+    return None
+
+
+def countersign_in_process(
+    initiator: Cell,
+    other: Cell,
+    value: object,
+    *,
+    session_id: bytes,
+    now_us: int,
+    timeout_us: int = DEFAULT_SESSION_TIMEOUT_US,
+) -> tuple[ActionHash, ActionHash]:
+    """Countersign and commit ``value`` (a transfer or a consumption receipt) on both chains
+    when both cells are in this process (tests, simulations): ``other``'s policy is asked,
+    both sign their heads, then each commits the set, the initiator first. Returns (the
+    initiator's action, the other's action). Raises ``ZomeCallError`` if ``other`` refuses,
+    ``ValidationError`` if a chain's rules do (a refusal at the initiator leaves both chains
+    unchanged)."""
+    entry_type, _ = initiator.dna.entry_type_for(type(value))
+    preflight = Preflight(
+        session_id=session_id,
+        dna_hash=initiator.dna.hash,
+        parties=(initiator.agent, other.agent),
+        witness=None,
+        entry_zome=entry_type.zome_index,
+        entry_index=entry_type.entry_index,
+        entry=encode(to_value(value)),
+        session_time_us=now_us,
+        expires_us=now_us + timeout_us,
     )
-    return reason
+    reason = policy(other, preflight, value)
+    if reason is not None:
+        raise ZomeCallError(f"the counterparty refuses: {reason}")
+    responses = []
+    for cell in (initiator, other):
+        head = cell.head()
+        if head is None:
+            raise ChainError(f"{cell.agent.short()} has no chain")
+        responses.append(Response.sign(cell.keys, preflight, head))
+    entry = CountersignedEntry(preflight, tuple(responses))
+    return commit_session(initiator, entry), commit_session(other, entry)
 
 
 def commit_in_process(
@@ -265,34 +391,164 @@ def commit_in_process(
     now_us: int,
     timeout_us: int = DEFAULT_SESSION_TIMEOUT_US,
 ) -> tuple[ActionHash, ActionHash]:
-    """Countersign and commit ``transfer`` on both chains when both cells are in this process
-    (tests, simulations): the spender initiates, the receiver's policy is asked, both sign
-    their heads, then each commits the set. Returns (spender's action, receiver's action).
-    Raises ``ZomeCallError`` if the receiver refuses, ``ValidationError`` if a chain's rules
-    do (the spender commits first, so a refusal there leaves both chains unchanged)."""
-    entry_type, _ = spender.dna.entry_type_for(Transfer)
-    preflight = Preflight(
-        session_id=session_id,
-        dna_hash=spender.dna.hash,
-        parties=(spender.agent, receiver.agent),
-        witness=None,
-        entry_zome=entry_type.zome_index,
-        entry_index=entry_type.entry_index,
-        entry=encode(to_value(transfer)),
-        session_time_us=now_us,
-        expires_us=now_us + timeout_us,
+    """Countersign and commit ``transfer`` on both chains in one process (the spender
+    initiates, the receiver's policy is asked). Returns (spender's action, receiver's
+    action); see :func:`countersign_in_process`."""
+    try:
+        return countersign_in_process(
+            spender, receiver, transfer, session_id=session_id, now_us=now_us, timeout_us=timeout_us
+        )
+    except ZomeCallError as exc:
+        raise ZomeCallError(str(exc).replace("the counterparty", "the receiver", 1)) from exc
+
+
+# ------------------------------------------------------------------------------- issuance
+
+
+@coordinator.function
+def claim_generation(ctx: CallContext, payload: Any) -> ActionHash:
+    """Commit a generation claim: ``{"energy_wh": int, "source": str, "clean"?: bool,
+    "zone": str, "start_us": int, "end_us": int, "telemetry"?: [action hash, ...]}``
+    (``clean`` follows from the source unless it is battery or grid_mix). Returns the claim's
+    action hash, which attestations, receipts and trades cite."""
+    payload = _map(payload, "claim_generation")
+    source, clean = _source(payload, "")
+    telemetry = payload.get("telemetry", [])
+    if not isinstance(telemetry, list | tuple):
+        raise ZomeCallError("telemetry is a list of reading batch action hashes")
+    claim = GenerationClaim(
+        energy_wh=_int(payload, "energy_wh"),
+        source=source,
+        clean=clean,
+        zone=_str(payload, "zone"),
+        start_us=_int(payload, "start_us"),
+        end_us=_int(payload, "end_us"),
+        telemetry=tuple(_required_hash(h, "telemetry") for h in telemetry),
     )
-    reason = policy(receiver, preflight, transfer)
-    if reason is not None:
-        raise ZomeCallError(f"the receiver refuses: {reason}")
-    responses = []
-    for cell in (spender, receiver):
-        head = cell.head()
-        if head is None:
-            raise ChainError(f"{cell.agent.short()} has no chain")
-        responses.append(Response.sign(cell.keys, preflight, head))
-    entry = CountersignedEntry(preflight, tuple(responses))
-    return commit_session(spender, entry), commit_session(receiver, entry)
+    return ctx.create(claim)
+
+
+@coordinator.function
+def claim_reduction(ctx: CallContext, payload: Any) -> ActionHash:
+    """Commit a demand reduction claim: ``{"avoided_wh": int, "zone": str, "start_us": int,
+    "end_us": int, "price_cents": int | "price": number, "average_cents": int | "average":
+    number}`` (prices per MWh; numbers are rounded to hundredths). A meter attests it
+    (``attest``), then a payer pays the reward citing the attestation."""
+    payload = _map(payload, "claim_reduction")
+    claim = ReductionClaim(
+        avoided_wh=_int(payload, "avoided_wh"),
+        zone=_str(payload, "zone"),
+        start_us=_int(payload, "start_us"),
+        end_us=_int(payload, "end_us"),
+        price_cents=_cents(payload, "price"),
+        average_cents=_cents(payload, "average"),
+    )
+    return ctx.create(claim)
+
+
+@coordinator.function
+def attest(ctx: CallContext, payload: Any) -> ActionHash:
+    """As a distributor validator, attest a claim: ``{"claim": action hash, "energy_wh"?:
+    int (default: all that was claimed), "level"?: "meter_attested" |
+    "substation_attested" (default meter), "path"?: [zone, ...] (default: the claim's zone),
+    "fee_mc"?: int, "fee_pm"?: int}``. The claim must be readable by this cell."""
+    payload = _map(payload, "attest")
+    claim_hash = _required_hash(payload.get("claim"), "claim")
+    record = ctx.get(claim_hash)
+    claim = None if record is None else ctx.cell.entry_value(record)
+    if isinstance(claim, GenerationClaim):
+        claimed, zone = claim.energy_wh, claim.zone
+    elif isinstance(claim, ReductionClaim):
+        claimed, zone = claim.avoided_wh, claim.zone
+    else:
+        raise ZomeCallError(f"no generation or reduction claim {claim_hash.short()} here")
+    path = payload.get("path", [zone])
+    if not isinstance(path, list | tuple) or not all(isinstance(z, str) for z in path):
+        raise ZomeCallError("path is a list of zones")
+    attestation = ClaimAttestation(
+        claim=claim_hash,
+        energy_wh=_int(payload, "energy_wh", claimed),
+        level=_level(payload.get("level", "meter_attested"), "level"),
+        path=tuple(path),
+        fee_mc=_int(payload, "fee_mc", 0),
+        fee_pm=_int(payload, "fee_pm", 0),
+    )
+    return ctx.create(attestation)
+
+
+@coordinator.function
+def publish_price(ctx: CallContext, payload: Any) -> ActionHash:
+    """As a price oracle, publish ``{"zone": str, "start_us": int, "end_us": int,
+    "price_cents": int | "price": number, "currency"?: str (AUD)}`` (per MWh)."""
+    payload = _map(payload, "publish_price")
+    price = PriceRecord(
+        zone=_str(payload, "zone"),
+        start_us=_int(payload, "start_us"),
+        end_us=_int(payload, "end_us"),
+        price_cents=_cents(payload, "price"),
+        currency=str(payload.get("currency", "AUD")),
+    )
+    return ctx.create(price)
+
+
+@coordinator.function
+def prepare_receipt(ctx: CallContext, payload: Any) -> ConsumptionReceipt:
+    """As the distributor that attested a claim, the receipt of energy delivered to a
+    consumer: ``{"attestation": action hash, "consumer": agent, "energy_wh": int,
+    "consumer_zone": str, "need_index"?: int}``. Checked as validation will check it
+    (except the sold-out rule, checked when this chain commits it); then countersign it with
+    the consumer (:func:`countersign_in_process`, or a session over the network)."""
+    payload = _map(payload, "prepare_receipt")
+    attestation_hash = _required_hash(payload.get("attestation"), "attestation")
+    record = ctx.get(attestation_hash)
+    attestation = None if record is None else ctx.cell.entry_value(record)
+    if not isinstance(attestation, ClaimAttestation):
+        raise ZomeCallError(f"no attestation {attestation_hash.short()} here")
+    receipt = ConsumptionReceipt(
+        claim=attestation.claim,
+        attestation=attestation_hash,
+        distributor=ctx.agent,
+        consumer=_agent(payload.get("consumer"), "consumer"),
+        energy_wh=_int(payload, "energy_wh"),
+        consumer_zone=_str(payload, "consumer_zone"),
+        need_index=_int(payload, "need_index", 0),
+    )
+    problem = _receipt_problem(ctx, receipt)
+    if problem:
+        raise ZomeCallError(problem)
+    return receipt
+
+
+@coordinator.function
+def accept_receipt(ctx: CallContext, payload: Any) -> str | None:
+    """Why this agent refuses to countersign a consumption receipt, or None: it must be the
+    receipt's consumer or distributor, and the receipt must pass its rules as this cell
+    reads the cited attestation and claim."""
+    receipt = payload
+    if not isinstance(receipt, ConsumptionReceipt):
+        try:
+            receipt = from_value(ConsumptionReceipt, payload)
+        except EncodingError as exc:
+            return f"not a consumption receipt: {exc}"
+    if ctx.agent not in (receipt.distributor, receipt.consumer):
+        return "this agent is not a party to the receipt"
+    return _receipt_problem(ctx, receipt)
+
+
+def _receipt_problem(ctx: CallContext, receipt: ConsumptionReceipt) -> str | None:
+    receipt_type, _ = ctx.dna.entry_type_for(ConsumptionReceipt)
+    try:
+        return issuance.receipt_problem(
+            receipt,
+            (receipt.distributor, receipt.consumer),
+            receipt_type.zome_index,
+            SourceHost(ctx.dna, ctx.cell.store),
+            rules_of(ctx),
+        )
+    except issuance.Refused as exc:
+        return str(exc)
+    except UnresolvedDependency as exc:
+        return f"a record the receipt cites is not available here: {exc}"
 
 
 # ---------------------------------------------------------------------------- payload parsing
@@ -318,6 +574,88 @@ def _action_hash(value: Any, what: str) -> ActionHash | None:
         except EncodingError as exc:
             raise ZomeCallError(f"{what}: not an action hash: {exc}") from exc
     raise ZomeCallError(f"{what} is an action hash (or its text form), or null")
+
+
+def _map(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ZomeCallError(f"{what} takes a map")
+    return value
+
+
+def _int(payload: dict[str, Any], name: str, default: int | None = None) -> int:
+    value = payload.get(name, default)
+    if type(value) is not int:
+        raise ZomeCallError(f"{name} is an integer")
+    return value
+
+
+def _str(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str):
+        raise ZomeCallError(f"{name} is text")
+    return value
+
+
+def _cents(payload: dict[str, Any], name: str) -> int:
+    """``<name>_cents`` as given, or ``<name>`` (a number per MWh) in hundredths."""
+    if f"{name}_cents" in payload:
+        return _int(payload, f"{name}_cents")
+    value = payload.get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ZomeCallError(f"{name}_cents (an integer) or {name} (a number) is required")
+    return price_cents(float(value))
+
+
+def _required_hash(value: Any, what: str) -> ActionHash:
+    found = _action_hash(value, what)
+    if found is None:
+        raise ZomeCallError(f"{what} is an action hash")
+    return found
+
+
+def _level(value: Any, what: str) -> Verification:
+    names = [v.name.lower() for v in Verification]
+    if isinstance(value, str) and value.upper() in Verification.__members__:
+        return Verification[value.upper()]
+    if type(value) is int and value in set(Verification):
+        return Verification(value)
+    raise ZomeCallError(f"{what} is one of {names}")
+
+
+def _source(value: dict[str, Any], prefix: str) -> tuple[Source, bool]:
+    try:
+        source = Source(str(value.get("source")))
+    except ValueError:
+        raise ZomeCallError(f"{prefix}source is one of {[s.value for s in Source]}") from None
+    clean = value.get("clean")
+    if clean is None and source in CLEAN_SOURCES | DIRTY_SOURCES:
+        clean = source in CLEAN_SOURCES
+    if type(clean) is not bool:
+        raise ZomeCallError(f"{prefix}clean (true or false) must be declared for {source}")
+    return source, clean
+
+
+def parse_terms(value: Any) -> Terms:
+    """A :class:`Terms`, or ``{"cites"?: action hash, "fee"?: str, "reward"?: str,
+    "reputation_pm"?: int, "money_cents"?: int}``."""
+    if isinstance(value, Terms):
+        return value
+    if not isinstance(value, dict):
+        raise ZomeCallError("terms is a map")
+    unknown = set(value) - {"cites", "fee", "reward", "reputation_pm", "money_cents"}
+    if unknown:
+        raise ZomeCallError(f"unknown terms {sorted(unknown)}")
+    fee, reward = value.get("fee"), value.get("reward")
+    try:
+        return Terms(
+            cites=_action_hash(value.get("cites"), "terms.cites"),
+            fee=None if fee is None else FeeKind(fee),
+            reward=None if reward is None else RewardKind(reward),
+            reputation_pm=_int(value, "reputation_pm", 1000),
+            money_cents=_int(value, "money_cents", 0),
+        )
+    except ValueError as exc:
+        raise ZomeCallError(f"bad terms: {exc}") from None
 
 
 def _kind(value: Any) -> Kind:
@@ -349,28 +687,13 @@ def parse_provenance(value: Any) -> Provenance:
         return value
     if not isinstance(value, dict):
         raise ZomeCallError("provenance is a map")
-    try:
-        source = Source(str(value.get("source")))
-    except ValueError:
-        raise ZomeCallError(f"provenance.source is one of {[s.value for s in Source]}") from None
-    clean = value.get("clean")
-    if clean is None and source in CLEAN_SOURCES | DIRTY_SOURCES:
-        clean = source in CLEAN_SOURCES
-    if type(clean) is not bool:
-        raise ZomeCallError(f"provenance.clean (true or false) must be declared for {source}")
+    source, clean = _source(value, "provenance.")
     energy_wh, zone = value.get("energy_wh"), value.get("origin_zone")
     if type(energy_wh) is not int:
         raise ZomeCallError("provenance.energy_wh is an integer of Wh")
     if not isinstance(zone, str):
         raise ZomeCallError("provenance.origin_zone is a zone path")
-    trust = value.get("trust")
-    names = [v.name.lower() for v in Verification]
-    if isinstance(trust, str) and trust.upper() in Verification.__members__:
-        level = Verification[trust.upper()]
-    elif type(trust) is int and trust in set(Verification):
-        level = Verification(trust)
-    else:
-        raise ZomeCallError(f"provenance.trust is one of {names}")
+    level = _level(value.get("trust"), "provenance.trust")
     return Provenance(
         energy_wh=energy_wh,
         source=source,

@@ -15,11 +15,18 @@ DNA properties, all optional (defaults in brackets)::
         default_mc: 100000                 # 100 credits
         by_device_type: {storage: 200000, reserve: 0}
       device_types: {<agent key text>: <device type>}
+      oracles: [<agent key text>, ...]     # price oracles ([])
+      fees: {boundary_pm: 0, market_pm: null, app_pm: null}
+      rewards: {clean_consumption_pm: 50, storage_release_pm: 100}
 
 ``by_device_type`` is merged over the built-in table. ``device_types`` names each agent's
 device type for now; the identity zome (enrollment certificates) will supply it next.
 ``reserve`` marks reserve accounts, the only agents that may pay out ``cash_in`` or receive
-``cash_out``; give them a limit to let them issue credit.
+``cash_out``; give them a limit to let them issue credit. ``distributor`` and ``monitor``
+mark the distributor validators that may attest claims and sign consumption receipts.
+``pool`` marks subsidy pools: no credit (they pay out what contributors paid in), and they
+spend only on rewards. ``oracles`` are the agents whose price records set cash-in and
+cash-out rates. Fee and reward rates are per mille (see ``docs/currency.md``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from types import MappingProxyType
 
 from ioe.encoding import Value
 from ioe.hashing import ActionHash, AgentPubKey
-from ioe.zomes.currency.entries import MAX_AMOUNT_MC, Kind, Party, Provenance, Transfer
+from ioe.zomes.currency.entries import MAX_AMOUNT_MC, Kind, Party, Provenance, Terms, Transfer
 
 CURRENCY_PROPERTY = "currency"
 DEFAULT_NAME = "Community Power Credit"
@@ -39,15 +46,29 @@ MC_PER_CREDIT = 1000
 DEFAULT_LIMIT_MC = 100 * MC_PER_CREDIT
 RESERVE = "reserve"
 """The device type of a reserve account (cash in / cash out)."""
+POOL = "pool"
+"""The device type of a subsidy pool (funded by contributions, pays rewards)."""
+ATTESTERS = frozenset({"distributor", "monitor"})
+"""Device types of distributor validators: they attest claims and sign receipts."""
+PRODUCERS = frozenset({"generator", "storage"})
+"""Device types that may claim generation (an agent with no device type named may too)."""
 DEFAULT_LIMITS_BY_DEVICE_TYPE: Mapping[str, int] = MappingProxyType(
-    {"storage": 200 * MC_PER_CREDIT, RESERVE: 0}
+    {"storage": 200 * MC_PER_CREDIT, RESERVE: 0, POOL: 0}
 )
+DEFAULT_CLEAN_CONSUMPTION_PM = 50
+DEFAULT_STORAGE_RELEASE_PM = 100
+MAX_RATE_PM = 1000
+MAX_ORACLES = 64
 MAX_LIMIT_MC = 10**15
 MAX_NAME = 64
 MAX_SYMBOL = 8
 MAX_DEVICE_TYPE = 32
-_KNOWN = frozenset({"name", "symbol", "credit_limits", "device_types"})
+_KNOWN = frozenset(
+    {"name", "symbol", "credit_limits", "device_types", "oracles", "fees", "rewards"}
+)
 _KNOWN_LIMITS = frozenset({"default_mc", "by_device_type"})
+_KNOWN_FEES = frozenset({"boundary_pm", "market_pm", "app_pm"})
+_KNOWN_REWARDS = frozenset({"clean_consumption_pm", "storage_release_pm"})
 
 
 def _text(value: object, what: str, longest: int) -> str:
@@ -68,6 +89,20 @@ def _map(value: object, what: str) -> dict[str, Value]:
     return value
 
 
+def _rate(value: object, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_RATE_PM:
+        raise ValueError(f"currency: {what} is an integer per mille in [0, {MAX_RATE_PM}]")
+    return value
+
+
+def _section(given: Mapping[str, Value], name: str, known: frozenset[str]) -> dict[str, Value]:
+    section = _map(given.get(name, {}), name)
+    unknown = set(section) - known
+    if unknown:
+        raise ValueError(f"currency: unknown {name} settings {sorted(unknown)}")
+    return section
+
+
 @dataclass(frozen=True, slots=True)
 class CurrencyRules:
     """The currency's settings, from the DNA properties."""
@@ -80,6 +115,18 @@ class CurrencyRules:
     )
     device_types: Mapping[str, str] = field(default_factory=dict)
     """Agent key text → device type (until identity supplies it)."""
+    oracles: frozenset[str] = frozenset()
+    """Agent key texts of the price oracles."""
+    boundary_fee_pm: int = 0
+    """Per zone boundary crossed, per mille of the trade's amount."""
+    market_fee_pm: int | None = None
+    """The market's matching fee, per mille of the trade (None: not fixed by the DNA)."""
+    app_fee_pm: int | None = None
+    """The app developer's fee, per mille of the trade (None: not fixed by the DNA)."""
+    clean_consumption_pm: int = DEFAULT_CLEAN_CONSUMPTION_PM
+    """Reward per Wh of clean energy consumed, per mille of a milli-credit."""
+    storage_release_pm: int = DEFAULT_STORAGE_RELEASE_PM
+    """Reward per Wh of storage released, per mille of a milli-credit at full need."""
 
     @classmethod
     def from_properties(cls, properties: Mapping[str, Value]) -> CurrencyRules:
@@ -102,12 +149,47 @@ class CurrencyRules:
         device_types: dict[str, str] = {}
         for agent, device_type in _map(given.get("device_types", {}), "device_types").items():
             device_types[agent] = _text(device_type, "a device type", MAX_DEVICE_TYPE)
-        return cls(name, symbol, default, MappingProxyType(by_type), device_types)
+        oracles = given.get("oracles", [])
+        if not isinstance(oracles, list) or len(oracles) > MAX_ORACLES:
+            raise ValueError(f"currency: oracles is a list of at most {MAX_ORACLES} agent keys")
+        for oracle in oracles:
+            _text(oracle, "an oracle's agent key", 128)
+        fees = _section(given, "fees", _KNOWN_FEES)
+        rewards = _section(given, "rewards", _KNOWN_REWARDS)
+        market, app = fees.get("market_pm"), fees.get("app_pm")
+        return cls(
+            name=name,
+            symbol=symbol,
+            default_limit_mc=default,
+            limits_by_device_type=MappingProxyType(by_type),
+            device_types=device_types,
+            oracles=frozenset(str(o) for o in oracles),
+            boundary_fee_pm=_rate(fees.get("boundary_pm", 0), "fees.boundary_pm"),
+            market_fee_pm=None if market is None else _rate(market, "fees.market_pm"),
+            app_fee_pm=None if app is None else _rate(app, "fees.app_pm"),
+            clean_consumption_pm=_rate(
+                rewards.get("clean_consumption_pm", DEFAULT_CLEAN_CONSUMPTION_PM),
+                "rewards.clean_consumption_pm",
+            ),
+            storage_release_pm=_rate(
+                rewards.get("storage_release_pm", DEFAULT_STORAGE_RELEASE_PM),
+                "rewards.storage_release_pm",
+            ),
+        )
 
 
 def device_type_of(rules: CurrencyRules, agent: AgentPubKey) -> str | None:
     """The device type the rules know ``agent`` by (None: not named)."""
     return rules.device_types.get(agent.to_text())
+
+
+def is_attester(rules: CurrencyRules, agent: AgentPubKey) -> bool:
+    """Whether ``agent`` is a distributor validator (device type distributor or monitor)."""
+    return device_type_of(rules, agent) in ATTESTERS
+
+
+def is_oracle(rules: CurrencyRules, agent: AgentPubKey) -> bool:
+    return agent.to_text() in rules.oracles
 
 
 def credit_limit_mc(rules: CurrencyRules, agent: AgentPubKey) -> int:
@@ -209,6 +291,7 @@ def next_transfer(
     kind: Kind,
     provenance: Provenance | None = None,
     memo: str = "",
+    terms: Terms | None = None,
 ) -> Transfer:
     """The transfer that continues both positions by ``amount_mc`` (not yet checked: see
     :func:`ioe.zomes.currency.validation.transfer_problem`)."""
@@ -228,4 +311,5 @@ def next_transfer(
         ),
         provenance=provenance,
         memo=memo,
+        terms=terms,
     )

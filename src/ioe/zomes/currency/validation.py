@@ -15,6 +15,14 @@ the app value (``op.app_entry``) and the session (``op.session``):
 
 Both parties' records carry the same entry, so each side's chain rule is judged on that side's
 record, and every other rule on both.
+
+4. against what it cites (:func:`ioe.zomes.currency.issuance.expected_amount`): a trade, a fee,
+   a reward, a cash-in or cash-out pays exactly what its cited records (receipt, attestation,
+   claim, price) and the DNA's rules give; and (:func:`settled_outcome`) the author's chain has
+   not settled the same receipt, or paid the same fee or reward, before.
+
+The issuance records (claims, attestations, receipts, prices) are judged by
+:func:`ioe.zomes.currency.issuance.check_entry`.
 """
 
 from __future__ import annotations
@@ -23,22 +31,31 @@ from collections.abc import Sequence
 
 from ioe.engine.countersigning import CountersignedEntry
 from ioe.engine.integrity import VALID, IntegrityHost, Invalid, Op, OpType, Outcome
-from ioe.engine.records import AppEntryType, Create, EntryKind, SignedAction, Visibility
+from ioe.engine.records import AppEntryType, Create, EntryKind, SignedAction
 from ioe.engine.schema import decode_as
-from ioe.engine.zome import EntryDef, IntegrityZome
+from ioe.engine.zome import IntegrityZome
 from ioe.errors import EncodingError
 from ioe.hashing import ActionHash
+from ioe.zomes.currency import issuance
 from ioe.zomes.currency.entries import (
     CLEAN_SOURCES,
     DIRTY_SOURCES,
+    ENTRY_DEFS,
     MAX_AMOUNT_MC,
     MAX_MEMO,
     PROVENANCE_REQUIRED,
+    ClaimAttestation,
+    ConsumptionReceipt,
+    GenerationClaim,
     Kind,
+    PriceRecord,
     Provenance,
+    ReductionClaim,
+    Terms,
     Transfer,
 )
 from ioe.zomes.currency.ledger import (
+    POOL,
     RESERVE,
     START,
     CurrencyRules,
@@ -48,31 +65,100 @@ from ioe.zomes.currency.ledger import (
     limit_problem,
     party_problem,
 )
-from ioe.zomes.currency.value import MAX_ENERGY_WH
+from ioe.zomes.currency.value import MAX_ENERGY_WH, PER_MILLE, ValueRules
 from ioe.zones import zone_problem
 
 CURRENCY_ZOME = "currency"
-ENTRY_DEFS = (EntryDef("transfer", Transfer, Visibility.PUBLIC),)
+ISSUANCE_TYPES = (
+    GenerationClaim,
+    ReductionClaim,
+    ClaimAttestation,
+    ConsumptionReceipt,
+    PriceRecord,
+)
+MAX_REPUTATION_PM = 10 * PER_MILLE
 
 
 def validate(op: Op, host: IntegrityHost) -> Outcome:
-    transfer = op.app_entry
-    if not isinstance(transfer, Transfer) or op.type not in (
-        OpType.STORE_RECORD,
-        OpType.STORE_ENTRY,
-    ):
+    value = op.app_entry
+    if op.type not in (OpType.STORE_RECORD, OpType.STORE_ENTRY):
         return VALID
-    session = op.session
-    if not isinstance(session, CountersignedEntry):
-        return Invalid("a transfer is committed only countersigned by its spender and receiver")
+    if not isinstance(value, (Transfer, *ISSUANCE_TYPES)):
+        return VALID
     try:
         rules = CurrencyRules.from_properties(host.dna_properties)
     except ValueError as exc:
         return Invalid(str(exc))
+    if not isinstance(value, Transfer):
+        return issuance.check_entry(value, op, host, rules)
+    transfer = value
+    session = op.session
+    if not isinstance(session, CountersignedEntry):
+        return Invalid("a transfer is committed only countersigned by its spender and receiver")
     problem = transfer_problem(transfer, rules) or session_problem(transfer, session)
     if problem:
         return Invalid(problem)
-    return chain_outcome(transfer, session, op.signed_action, host)
+    outcome = cited_outcome(transfer, session, op.signed_action, host, rules)
+    if not outcome:
+        return outcome
+    outcome = chain_outcome(transfer, session, op.signed_action, host)
+    if not outcome:
+        return outcome
+    return settled_outcome(transfer, session, op.signed_action, host)
+
+
+def cited_outcome(
+    transfer: Transfer,
+    session: CountersignedEntry,
+    signed: SignedAction,
+    host: IntegrityHost,
+    rules: CurrencyRules,
+) -> Outcome:
+    """The amount is what the cited records and the rules give (when they fix it)."""
+    action = signed.action
+    if not isinstance(action, Create):
+        return Invalid("a transfer is only ever created")
+    try:
+        value_rules = ValueRules.from_properties(host.dna_properties)
+        at = issuance.Citing(
+            host,
+            action.app_entry_type,
+            session.preflight.entry_zome,
+            rules,
+            value_rules,
+            session.preflight.session_time_us,
+        )
+        expected = issuance.expected_amount(transfer, at)
+    except (issuance.Refused, ValueError) as exc:
+        return Invalid(str(exc))
+    if expected is not None and transfer.amount_mc != expected:
+        return Invalid(
+            f"the {transfer.kind}'s amount {transfer.amount_mc} mc is not what the rules give"
+            f" ({expected} mc)"
+        )
+    return VALID
+
+
+def settled_outcome(
+    transfer: Transfer, session: CountersignedEntry, signed: SignedAction, host: IntegrityHost
+) -> Outcome:
+    """The author's chain has not settled what this transfer settles (its receipt, its fee,
+    its reward) before: the whole chain is read, so only transfers that cite are checked."""
+    key = issuance.settlement_key(transfer)
+    action = signed.action
+    if key is None or not isinstance(action, Create) or action.prev is None:
+        return VALID
+    activity = host.must_get_agent_activity(action.author, action.prev)
+    preflight = session.preflight
+    try:
+        for earlier in issuance.session_values(
+            activity, action.app_entry_type, preflight.entry_zome, Transfer, host
+        ):
+            if issuance.settlement_key(earlier) == key:
+                return Invalid(f"this chain has already settled this {key[0]}")
+    except issuance.Refused as exc:
+        return Invalid(str(exc))
+    return VALID
 
 
 def provenance_problem(provenance: Provenance, kind: Kind) -> str | None:
@@ -108,6 +194,11 @@ def transfer_problem(transfer: Transfer, rules: CurrencyRules) -> str | None:
         return "only a reserve account pays out cash_in"
     if kind is Kind.CASH_OUT and device_type_of(rules, receiver.agent) != RESERVE:
         return "only a reserve account receives cash_out"
+    if kind is not Kind.REWARD and device_type_of(rules, spender.agent) == POOL:
+        return "a subsidy pool pays out only rewards"
+    problem = terms_problem(transfer.terms)
+    if problem:
+        return f"bad terms: {problem}"
     for role, party, delta in (
         ("spender", spender, -transfer.amount_mc),
         ("receiver", receiver, transfer.amount_mc),
@@ -116,6 +207,16 @@ def transfer_problem(transfer: Transfer, rules: CurrencyRules) -> str | None:
         if problem:
             return f"the {role}: {problem}"
     return limit_problem(rules, transfer)
+
+
+def terms_problem(terms: Terms | None) -> str | None:
+    if terms is None:
+        return None
+    if not 0 <= terms.reputation_pm <= MAX_REPUTATION_PM:
+        return f"reputation_pm is an integer per mille in [0, {MAX_REPUTATION_PM}]"
+    if terms.money_cents < 0:
+        return "money_cents is not negative"
+    return None
 
 
 def session_problem(transfer: Transfer, session: CountersignedEntry) -> str | None:
@@ -196,7 +297,7 @@ def chain_outcome(
 
 integrity = IntegrityZome(
     name=CURRENCY_ZOME,
-    version="1",
+    version="2",
     entry_defs=ENTRY_DEFS,
     validate=validate,
 )

@@ -1,0 +1,471 @@
+"""The Demand Management app, live: a price feed in, the plug's switch out, credits earned.
+
+The rule is :mod:`ioe.apps.demand.rule` (pure); this module runs it against the world through
+small ports, so the same code drives a simulated plug in the demo, a real Tasmota or Shelly plug
+through its driver, and the tests:
+
+- ``feed``: an async iterator of :class:`~ioe.market_data.PricePoint` (a live NEMWeb fetcher, a
+  replay of recorded prices, a CSV file);
+- ``plug``: reads the plug's power and sets its switch (the node's device driver);
+- ``store``: the node's settings table, where the settings, the recent intervals, the
+  off-periods and the totals are kept (so a restart keeps the threshold and the history);
+- ``publish``: the node's signal hub (the web page's live updates);
+- ``settle``: pays out an off-period's demand-reduction credits (the node's wallet, through the
+  rewarder — see :mod:`ioe.node.demand`), or None when nobody rewards this plug.
+
+Safety first: a feed that stops, ends or sends garbage leaves the plug **on** (the appliance
+keeps running; the app never keeps a load off on data it cannot trust) and raises an alert
+until good prices arrive again. The switch is written only when the decision changes, and once
+at start so the plug and the app agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from ioe.apps.demand.report import avoided_wh, interval_credits_mc
+from ioe.apps.demand.rule import Decision, PeakSettings, initial_state, safe_decision, step
+from ioe.market_data import PricePoint
+from ioe.zomes.currency.ledger import format_mc
+from ioe.zomes.currency.value import Verification
+
+log = logging.getLogger(__name__)
+
+SETTINGS_KEY = "apps.demand.settings"
+HISTORY_KEY = "apps.demand.history"
+KEEP_INTERVALS = 288
+"""Intervals kept for the page's chart: a day of 5-minute prices."""
+KEEP_OFF_PERIODS = 200
+STALE_INTERVALS = 3
+"""A feed silent for this many intervals (at its pace) has stopped."""
+
+
+class Plug(Protocol):
+    async def power_w(self) -> float: ...
+
+    async def set_on(self, on: bool) -> None: ...
+
+
+class Store(Protocol):
+    def get_setting(self, key: str) -> Any: ...
+
+    def put_setting(self, key: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OffPeriod:
+    start_us: int
+    """The start of the first off interval."""
+    end_us: int | None
+    """The end of the last off interval; None while the plug is still off."""
+    wh_avoided: int
+    credits_mc: int
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    source: str
+    interval_s: int = 300
+    utc_offset_s: int = 36_000
+    """How interval times are shown (NEM time is UTC+10)."""
+    pace_s: float = 300.0
+    """Real seconds between points as the feed delivers them (the interval, or less in a
+    replay), for spotting a stopped feed."""
+
+
+@dataclass(slots=True)
+class _Totals:
+    intervals: int = 0
+    off_intervals: int = 0
+    wh_avoided: int = 0
+    cost_avoided: float = 0.0
+    credits_mc: int = 0
+    settled_mc: int = 0
+
+
+@dataclass(slots=True)
+class _History:
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    off_periods: list[OffPeriod] = field(default_factory=list)
+    totals: _Totals = field(default_factory=_Totals)
+
+
+def _iso(end_us: int, offset_s: int) -> str:
+    zone = timezone(timedelta(seconds=offset_s))
+    return datetime.fromtimestamp(end_us / 1e6, UTC).astimezone(zone).isoformat()
+
+
+class DemandApp:
+    """One plug's Demand Management app (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        feed: AsyncIterator[PricePoint],
+        feed_info: FeedInfo,
+        plug: Plug,
+        store: Store,
+        publish: Callable[[str, dict[str, Any]], None],
+        settle: Callable[[OffPeriod], Awaitable[bool]] | None = None,
+        settings: PeakSettings | None = None,
+        load_w: float | None = None,
+        verification: Verification = Verification.DEVICE_SIGNED,
+        zone: str = "au/nsw",
+        symbol: str = "CPC",
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        self._feed = feed
+        self.feed_info = feed_info
+        self._plug = plug
+        self._store = store
+        self._publish = publish
+        self._settle = settle
+        self._load_w = load_w
+        self.verification = verification
+        self.zone = zone
+        self.symbol = symbol
+        self._monotonic = monotonic or asyncio.get_running_loop().time
+        stored = self._get(SETTINGS_KEY)
+        if settings is not None:
+            self.settings = settings
+            self._put(SETTINGS_KEY, settings.to_value())
+        elif stored is not None:
+            self.settings = PeakSettings.from_value(stored)
+        else:
+            self.settings = PeakSettings()
+        self._history = self._load_history()
+        self._state = initial_state()
+        self.on = True
+        self.reason = "starting"
+        self.power = 0.0
+        self._baseline_w: float | None = None
+        self.alert: str | None = None
+        self.feed_status = "ok"
+        self._last_point_at: float | None = None
+        self._last_end_us: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._settling: asyncio.Lock = asyncio.Lock()
+        self.changed = asyncio.Event()
+
+    # ------------------------------------------------------------------------------ lifetime
+
+    async def start(self) -> None:
+        await self._switch(True, "starting")
+        self._tasks = [
+            asyncio.create_task(self._follow_feed(), name="demand-feed"),
+            asyncio.create_task(self._watch(), name="demand-watch"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    # ------------------------------------------------------------------------------ settings
+
+    def update_settings(self, changes: dict[str, Any]) -> PeakSettings:
+        """Apply a subset of settings (``ValueError`` saying what is wrong); takes effect at the
+        next interval and is stored at once."""
+        if not isinstance(changes, dict) or not changes:
+            raise ValueError("settings: give a map of the settings to change")
+        merged = {**self.settings.to_value(), **changes}
+        settings = PeakSettings.from_value(merged)
+        self.settings = settings
+        self._put(SETTINGS_KEY, settings.to_value())
+        self._emit()
+        return settings
+
+    # ------------------------------------------------------------------------------ the loop
+
+    async def _follow_feed(self) -> None:
+        try:
+            async for point in self._feed:
+                self._last_point_at = self._monotonic()
+                try:
+                    await self.on_price(point)
+                except ValueError as exc:
+                    await self._to_safe_state(f"the price feed sent bad data: {exc}", "error")
+        except Exception as exc:
+            log.warning("price feed failed: %s", exc)
+            await self._to_safe_state(f"the price feed failed: {exc}", "error")
+            return
+        await self._to_safe_state("the price feed ended", "stale")
+
+    async def _watch(self) -> None:
+        """Spot a feed that went quiet; sample the plug's power for the page."""
+        period = max(0.05, min(1.0, self.feed_info.pace_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            with contextlib.suppress(Exception):
+                self.power = float(await self._plug.power_w())
+                if self.on and self.power > 0:
+                    self._baseline_w = self.power
+            if self._last_point_at is not None and self.feed_status == "ok":
+                silent = self._monotonic() - self._last_point_at
+                if silent > STALE_INTERVALS * self.feed_info.pace_s:
+                    await self._to_safe_state(
+                        f"the price feed stopped: nothing for {silent:.0f} s", "stale"
+                    )
+
+    async def on_price(self, point: PricePoint) -> Decision:
+        """One interval's price: decide, switch, account, tell the page."""
+        if not math.isfinite(point.price):
+            raise ValueError(f"price {point.price!r} is not a number")
+        interval_s = self.feed_info.interval_s
+        state, decision = step(self.settings, self._state, point.end_us, point.price, interval_s)
+        self._state = state
+        self._last_end_us = point.end_us
+        if self.alert is not None:
+            self.alert = None
+            self.feed_status = "ok"
+            self._publish("demand.alert", {"alert": None})
+        was_on = self.on
+        await self._switch(decision.on, decision.reason)
+        self._account(decision, was_on, interval_s)
+        self._save_history()
+        self._emit()
+        if not was_on and decision.on:
+            await self._settle_closed()
+        return decision
+
+    async def _to_safe_state(self, why: str, status: str) -> None:
+        if self.alert == why:
+            return
+        log.warning("demand app: %s; the plug stays on", why)
+        self.alert = why
+        self.feed_status = status
+        # the rule restarts from "on": the minimum on time applies from here
+        self._state, _ = safe_decision(self._state, self._last_end_us or 0, why)
+        was_on = self.on
+        await self._switch(True, "safe state: " + why)
+        if not was_on:
+            self._close_off_period(self._last_end_us)
+            self._save_history()
+            await self._settle_closed()
+        self._publish("demand.alert", {"alert": why})
+        self._emit()
+
+    async def _switch(self, on: bool, reason: str) -> None:
+        self.reason = reason
+        if on == self.on and reason != "starting":
+            return
+        try:
+            await self._plug.set_on(on)
+        except Exception as exc:
+            log.warning("demand app could not switch the plug %s: %s", "on" if on else "off", exc)
+            self.alert = f"the plug did not answer: {exc}"
+            return
+        self.on = on
+
+    # ------------------------------------------------------------------------------ accounting
+
+    def _load(self) -> float:
+        if self._load_w is not None:
+            return self._load_w
+        return self._baseline_w or 0.0
+
+    def _account(self, decision: Decision, was_on: bool, interval_s: int) -> None:
+        history = self._history
+        totals = history.totals
+        totals.intervals += 1
+        off = not decision.on
+        wh = 0
+        credits = 0
+        if off:
+            load = self._load()
+            wh = avoided_wh(load, interval_s)
+            credits = interval_credits_mc(
+                decision, avoided_wh=wh, verification=self.verification, zone=self.zone
+            )
+            totals.off_intervals += 1
+            totals.wh_avoided += wh
+            totals.cost_avoided += load * interval_s / 3600 / 1e6 * decision.price
+            totals.credits_mc += credits
+            start = decision.end_us - interval_s * 1_000_000
+            if was_on or not history.off_periods or history.off_periods[-1].end_us is not None:
+                history.off_periods.append(OffPeriod(start, None, wh, credits))
+            else:
+                last = history.off_periods[-1]
+                history.off_periods[-1] = replace(
+                    last, wh_avoided=last.wh_avoided + wh, credits_mc=last.credits_mc + credits
+                )
+            del history.off_periods[:-KEEP_OFF_PERIODS]
+        elif not was_on:
+            self._close_off_period(decision.end_us - interval_s * 1_000_000)
+        history.decisions.append(
+            {
+                "end_us": decision.end_us,
+                "price": decision.price,
+                "average": decision.average,
+                "threshold": decision.threshold,
+                "on": decision.on,
+                "reason": decision.reason,
+                "wh": wh,
+                "credits_mc": credits,
+            }
+        )
+        del history.decisions[:-KEEP_INTERVALS]
+
+    def _close_off_period(self, end_us: int | None) -> None:
+        periods = self._history.off_periods
+        if periods and periods[-1].end_us is None:
+            periods[-1] = replace(periods[-1], end_us=end_us or periods[-1].start_us)
+
+    async def _settle_closed(self) -> None:
+        """Pay out every closed off-period not yet settled (in order; stop at a failure and
+        try again after the next one)."""
+        if self._settle is None:
+            return
+        async with self._settling:
+            periods = self._history.off_periods
+            for index, period in enumerate(periods):
+                if period.settled or period.end_us is None or period.credits_mc <= 0:
+                    continue
+                try:
+                    paid = await self._settle(period)
+                except Exception as exc:
+                    log.warning("demand credits not settled yet: %s", exc)
+                    return
+                if not paid:
+                    return
+                periods[index] = replace(period, settled=True)
+                self._history.totals.settled_mc += period.credits_mc
+                self._save_history()
+                self._emit()
+
+    # ------------------------------------------------------------------------------ storage
+
+    def _get(self, key: str) -> Any:
+        """A stored value (JSON text: prices are floats, which canonical CBOR refuses)."""
+        stored = self._store.get_setting(key)
+        if not isinstance(stored, str):
+            return None
+        try:
+            return json.loads(stored)
+        except ValueError:
+            log.warning("demand app: stored %s unreadable; using defaults", key)
+            return None
+
+    def _put(self, key: str, value: Any) -> None:
+        self._store.put_setting(key, json.dumps(value, separators=(",", ":")))
+
+    def _load_history(self) -> _History:
+        stored = self._get(HISTORY_KEY)
+        if not isinstance(stored, dict):
+            return _History()
+        try:
+            totals = _Totals(**stored["totals"])
+            periods = [OffPeriod(**p) for p in stored["off_periods"]]
+            decisions = list(stored["decisions"])
+        except (KeyError, TypeError):
+            log.warning("demand app: stored history unreadable; starting afresh")
+            return _History()
+        return _History(decisions, periods, totals)
+
+    def _save_history(self) -> None:
+        history = self._history
+        totals = history.totals
+        self._put(
+            HISTORY_KEY,
+            {
+                "totals": {
+                    "intervals": totals.intervals,
+                    "off_intervals": totals.off_intervals,
+                    "wh_avoided": totals.wh_avoided,
+                    "cost_avoided": totals.cost_avoided,
+                    "credits_mc": totals.credits_mc,
+                    "settled_mc": totals.settled_mc,
+                },
+                "off_periods": [
+                    {
+                        "start_us": p.start_us,
+                        "end_us": p.end_us,
+                        "wh_avoided": p.wh_avoided,
+                        "credits_mc": p.credits_mc,
+                        "settled": p.settled,
+                    }
+                    for p in history.off_periods
+                ],
+                "decisions": history.decisions,
+            },
+        )
+
+    # ------------------------------------------------------------------------------ views
+
+    def report(self) -> dict[str, Any]:
+        """What the app did since it first ran (``ioe plug report``)."""
+        totals = self._history.totals
+        return {
+            "intervals": totals.intervals,
+            "off_intervals": totals.off_intervals,
+            "hours_off": totals.off_intervals * self.feed_info.interval_s / 3600,
+            "kwh_avoided": totals.wh_avoided / 1000,
+            "cost_avoided": round(totals.cost_avoided, 6),
+            "credits": totals.credits_mc / 1000,
+            "credits_mc": totals.credits_mc,
+            "settled_credits": totals.settled_mc / 1000,
+            "settled_mc": totals.settled_mc,
+        }
+
+    def history_between(self, start_us: int, end_us: int | None) -> list[dict[str, Any]]:
+        """The stored intervals ending inside ``(start_us, end_us]`` (all after ``start_us``
+        when ``end_us`` is None), oldest first."""
+        return [
+            d
+            for d in self._history.decisions
+            if d["end_us"] > start_us and (end_us is None or d["end_us"] <= end_us)
+        ]
+
+    def state(self) -> dict[str, Any]:
+        """What the page shows (``GET /v1/apps/demand``, and each ``demand.tick``)."""
+        offset = self.feed_info.utc_offset_s
+        totals = self._history.totals
+        return {
+            "settings": self.settings.to_value(),
+            "plug": {"on": self.on, "power_w": self.power, "reason": self.reason},
+            "prices": [
+                {
+                    "time": _iso(d["end_us"], offset),
+                    "end_us": d["end_us"],
+                    "price": d["price"],
+                    "average": d["average"],
+                    "threshold": d["threshold"],
+                    "on": d["on"],
+                }
+                for d in self._history.decisions
+            ],
+            "off_periods": [
+                {
+                    "start": _iso(p.start_us, offset),
+                    "end": None if p.end_us is None else _iso(p.end_us, offset),
+                    "kwh_avoided": p.wh_avoided / 1000,
+                    "credits_mc": p.credits_mc,
+                    "settled": p.settled,
+                }
+                for p in self._history.off_periods
+            ],
+            "credits_mc": totals.credits_mc,
+            "credits": format_mc(totals.credits_mc, self.symbol),
+            "settled_mc": totals.settled_mc,
+            "kwh_avoided": totals.wh_avoided / 1000,
+            "cost_avoided": round(totals.cost_avoided, 4),
+            "alert": self.alert,
+            "report": self.report(),
+            "feed": {"source": self.feed_info.source, "status": self.feed_status},
+        }
+
+    def _emit(self) -> None:
+        self._publish("demand.tick", self.state())
+        self.changed.set()
