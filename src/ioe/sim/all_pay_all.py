@@ -64,9 +64,9 @@ MAX_AGENTS_IN_PROCESS = 200
 MAX_AGENTS_PROCESSES = 32
 MAX_PARALLEL_PAYERS = 16
 PAY_TIMEOUT_S = 10.0
-PAY_ATTEMPTS = 8
-RETRY_BASE_S = 0.05
-RETRY_MAX_S = 1.0
+PAY_ATTEMPTS = 12
+RETRY_BASE_S = 0.02
+RETRY_MAX_S = 0.3
 SETTLE_TIMEOUT_S = 30.0
 MAX_ERRORS_KEPT = 8
 MEMO_PREFIX = "all-pay-all"
@@ -134,6 +134,7 @@ class SimResult:
     tally: Tally
     failed: int
     retried: int
+    """Payment attempts beyond the first (by the wallets and by the simulation)."""
     seconds: float
     setup_seconds: float
     balances: tuple[int, ...]
@@ -301,7 +302,10 @@ def run_in_process(
 @dataclass(frozen=True, slots=True)
 class PayOutcome:
     attempts: int
+    """Requests to the payer's node."""
     error: str | None
+    wallet_retries: int = 0
+    """Retries the payer's wallet made inside the request that succeeded."""
 
 
 def _locked(node: AgentProcess) -> bool:
@@ -330,8 +334,8 @@ def pay_over_api(payer: AgentProcess, to: str, amount_mc: int, memo: str) -> Pay
     message = ""
     for attempt in range(1, PAY_ATTEMPTS + 1):
         try:
-            payer.api("POST", "/v1/wallet/pay", body, timeout=PAY_TIMEOUT_S * 3 + 10)
-            return PayOutcome(attempt, None)
+            paid = payer.api("POST", "/v1/wallet/pay", body, timeout=PAY_TIMEOUT_S * 3 + 10)
+            return PayOutcome(attempt, None, int(paid["attempts"]) - 1)
         except (ApiError, NoRunningNode) as exc:
             message = str(exc)
         if _landed(payer, to, memo):  # e.g. the answer was lost, the payment was not
@@ -408,7 +412,7 @@ def run_processes(root: Path, agents: int, amount_mc: int = DEFAULT_AMOUNT_MC) -
         for receiver, outcome in done
         if outcome.error is not None
     ]
-    retried = sum(o.attempts - 1 for done in outcomes.values() for _, o in done)
+    retried = sum(o.attempts - 1 + o.wallet_retries for done in outcomes.values() for _, o in done)
     return SimResult(
         mode="processes",
         agents=agents,
