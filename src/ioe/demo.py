@@ -45,6 +45,7 @@ from ioe.dht.service import DhtConfig
 from ioe.drivers.registry import DriverOptions
 from ioe.errors import ChainIntegrityError
 from ioe.market_data import PricePoint, bundled_prices
+from ioe.market_data.opennem import price_csv_text
 from ioe.net.mdns import NodeType
 from ioe.node.demand import DemandSetup
 from ioe.node.device import DeviceSetup
@@ -131,17 +132,6 @@ def replay_window(points: list[PricePoint], threshold_pct: float) -> list[PriceP
     return points[max(0, first - lead) :]
 
 
-def _write_prices(path: Path, points: list[PricePoint]) -> None:
-    from datetime import UTC, datetime, timedelta, timezone  # noqa: PLC0415
-
-    nem = timezone(timedelta(hours=10))
-    lines = ["time,price"]
-    for point in points:
-        when = datetime.fromtimestamp(point.end_us / 1e6, UTC).astimezone(nem)
-        lines.append(f"{when.isoformat()},{point.price}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 async def _enroll(
     owner: Node, device: _Device, root: Path, dht: DhtConfig, out: Callable[[str], None]
 ) -> Unlock:
@@ -223,7 +213,7 @@ async def _run(
         pv = await start(PV)
         prices = replay_window(bundled_prices(REGION), THRESHOLD_PCT)
         prices_file = root / "prices.csv"
-        _write_prices(prices_file, prices)
+        prices_file.write_text(price_csv_text(prices), encoding="utf-8")
         plug = await start(
             PLUG,
             demand=DemandSetup(

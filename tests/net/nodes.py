@@ -109,3 +109,22 @@ def wait_for(predicate: Any, *, timeout: float, interval: float = 0.1) -> Any:
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
+
+
+def members(node: NodeProcess) -> set[str]:
+    """The agents a running node counts as members of its DNAs."""
+    found = node.api("GET", "/v1/peers")["members"]
+    return {m["agent"] for agents in found.values() for m in agents}
+
+
+def blocked(data_dir: Path) -> list[dict[str, Any]]:
+    """``ioe node blocked --json`` of a data directory."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ioe", "node", "blocked", "--data-dir", str(data_dir), "--json"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import NodeProcess, env, init, wait_for
+from nodes import NodeProcess, blocked, env, init, members, wait_for
 
 from ioe.conductor import open_database
 from ioe.dnas import core_dna
@@ -54,41 +54,24 @@ def honest(tmp_path: Path) -> Iterator[list[NodeProcess]]:
         with ThreadPoolExecutor(HONEST) as pool:
             list(pool.map(lambda n: n.start("--no-mdns", "--bootstrap", nodes[0].addr), nodes[1:]))
         for node in nodes:
-            wait_for(lambda n=node: len(_members(n)) == HONEST, timeout=30)
+            wait_for(lambda n=node: len(members(n)) == HONEST, timeout=30)
         yield nodes
     finally:
         for node in nodes:
             node.stop()
 
 
-def _members(node: NodeProcess) -> set[str]:
-    members = node.api("GET", "/v1/peers")["members"]
-    return {m["agent"] for found in members.values() for m in found}
-
-
-def _blocked(data_dir: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioe", "node", "blocked", "--data-dir", str(data_dir), "--json"],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=60,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def _blocked_by_all(nodes: list[NodeProcess], agent: str) -> list[dict[str, Any]]:
     found = []
     for node in nodes:
         (item,) = wait_for(
-            lambda n=node: [b for b in _blocked(n.data_dir) if b["agent"] == agent],
+            lambda n=node: [b for b in blocked(n.data_dir) if b["agent"] == agent],
             timeout=45,
             interval=0.5,
         )
         found.append(item)
     for node in nodes:  # nobody honest was blocked
-        assert {b["agent"] for b in _blocked(node.data_dir)} == {agent}
+        assert {b["agent"] for b in blocked(node.data_dir)} == {agent}
     return found
 
 
@@ -118,7 +101,7 @@ def _reaches_everyone(node: NodeProcess, everyone: int) -> bool:
     found = node.api("GET", "/v1/peers")
     peers = {m["peer_id"] for members in found["members"].values() for m in members}
     peers.discard(node.info["peer_id"])
-    return len(_members(node)) == everyone and peers <= set(found["connected"])
+    return len(members(node)) == everyone and peers <= set(found["connected"])
 
 
 def _join(node: NodeProcess, through: NodeProcess, everyone: int) -> None:
@@ -135,7 +118,7 @@ def test_a_double_spend_through_a_chain_fork_is_warranted_and_refused_network_wi
     try:
         _join(cheat, first, HONEST + 1)
         for node in honest:
-            wait_for(lambda n=node: cheat.owner in _members(n), timeout=30)
+            wait_for(lambda n=node: cheat.owner in members(n), timeout=30)
         cheat.stop()
         # The cheat keeps a copy of its data directory from before it pays anyone.
         shutil.copytree(cheat.data_dir, backup.data_dir, ignore=shutil.ignore_patterns("node.json"))
@@ -164,7 +147,7 @@ def test_a_double_spend_through_a_chain_fork_is_warranted_and_refused_network_wi
             assert item["reason"].startswith("fork: two actions at sequence number"), item
             assert item["warrant"].startswith("uwrnt")
         for node in honest:
-            wait_for(lambda n=node: cheat.owner not in _members(n), timeout=15)
+            wait_for(lambda n=node: cheat.owner not in members(n), timeout=15)
 
         # Its transactions are refused: it cannot pay anyone, nor be paid.
         with pytest.raises(ApiError):
@@ -203,7 +186,7 @@ def test_an_over_limit_spend_is_refused_by_the_counterparty_and_warranted_by_aut
     try:
         _join(cheat, first, HONEST + 1)
         for node in honest:
-            wait_for(lambda n=node: cheat.owner in _members(n), timeout=30)
+            wait_for(lambda n=node: cheat.owner in members(n), timeout=30)
         # 1. The counterparty's node refuses to co-sign it: nothing lands on either chain.
         with pytest.raises(ApiError, match="credit limit") as refused:
             cheat.api("POST", "/v1/wallet/pay", {"to": second.owner, "amount_mc": over})
@@ -225,7 +208,7 @@ def test_an_over_limit_spend_is_refused_by_the_counterparty_and_warranted_by_aut
             assert item["reason"].startswith("invalid op: "), item
             assert "credit limit" in item["reason"], item
         for node in honest:
-            wait_for(lambda n=node: cheat.owner not in _members(n), timeout=15)
+            wait_for(lambda n=node: cheat.owner not in members(n), timeout=15)
         with pytest.raises(ApiError):
             cheat.api("POST", "/v1/wallet/pay", {"to": first.owner, "amount_mc": 1})
         for node in honest:

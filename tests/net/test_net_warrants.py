@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import NodeProcess, env, init, wait_for
+from nodes import NodeProcess, blocked, env, init, members, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,23 +47,6 @@ def _member_count(node: NodeProcess) -> int:
     return max((len(m) for m in members.values()), default=0)
 
 
-def _members(node: NodeProcess) -> set[str]:
-    members = node.api("GET", "/v1/peers")["members"]
-    return {m["agent"] for found in members.values() for m in found}
-
-
-def blocked(data_dir: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioe", "node", "blocked", "--data-dir", str(data_dir), "--json"],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=60,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def tool(*args: str) -> Any:
     done = subprocess.run(
         [sys.executable, str(TOOL), *args],
@@ -84,7 +67,7 @@ def test_a_forking_agent_is_warranted_and_blocked_by_every_honest_node(
     honest, forker = nodes[:HONEST], nodes[HONEST]
     forker.start("--no-mdns", "--bootstrap", honest[0].addr)
     for node in honest:
-        wait_for(lambda n=node: forker.owner in _members(n), timeout=20)
+        wait_for(lambda n=node: forker.owner in members(n), timeout=20)
     made = tool("fork", str(forker.data_dir))
     assert made["agent"] == forker.owner
 
@@ -98,7 +81,7 @@ def test_a_forking_agent_is_warranted_and_blocked_by_every_honest_node(
         assert item["reason"].startswith("fork: two actions at sequence number")
         assert item["warrant"].startswith("uwrnt")
         assert isinstance(item["since_us"], int)
-        assert forker.owner not in _members(node)  # refused: no longer a member here
+        assert forker.owner not in members(node)  # refused: no longer a member here
     for node in honest:  # nobody honest was blocked
         assert {b["agent"] for b in blocked(node.data_dir)} == {forker.owner}
     # The blocks are on disk: the CLI reads them with the node stopped too.
@@ -123,7 +106,7 @@ def test_a_false_warrant_gets_its_signer_blocked(network: tuple[list[NodeProcess
         assert item["blamed_by"] == liar
     for node in honest:
         assert victim not in {b["agent"] for b in blocked(node.data_dir)}
-        assert victim in _members(node)
+        assert victim in members(node)
 
 
 def test_garbled_and_oversized_warrants_are_refused_and_block_nobody(
@@ -139,4 +122,4 @@ def test_garbled_and_oversized_warrants_are_refused_and_block_nobody(
     assert any("at most" in a for a in answers)  # the oversized one, refused by size
     for node in honest:
         assert blocked(node.data_dir) == []
-        assert result["agent"] in _members(node) or _member_count(node) >= HONEST
+        assert result["agent"] in members(node) or _member_count(node) >= HONEST

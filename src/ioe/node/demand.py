@@ -37,12 +37,12 @@ from ioe.apps.demand.rule import PeakSettings
 from ioe.apps.demand.runner import DemandApp, FeedInfo, OffPeriod
 from ioe.drivers.sim.plug import PLUG_MAX_W
 from ioe.encoding import Value
-from ioe.engine.capability import CapAccess, CapGrant
-from ioe.errors import ChainLocked, ZomeCallError
+from ioe.errors import ZomeCallError
 from ioe.hashing import AgentPubKey
 from ioe.market_data import BUNDLED_REGIONS, FeedError, PricePoint, bundled_prices, replay
 from ioe.market_data.csv_feed import load_price_csv
 from ioe.market_data.live import NEMWEB_DISPATCHIS_URL, fetch_latest_prices
+from ioe.node.open_grant import ensure_open_grant
 from ioe.zomes.currency.rewards import (
     demand_reduction_reward_mc,
     need_index_from_cents,
@@ -302,27 +302,9 @@ class DemandRewarder:
     def ensure_grant(self) -> None:
         if self.granted:
             return
-        cell = self.node.wallet.cell()
-        grants = self.node.conductor.call(cell, "capability", "list_grants")
-        assert isinstance(grants, dict)
-        for grant in grants.values():
-            if (
-                isinstance(grant, CapGrant)
-                and grant.access is CapAccess.UNRESTRICTED
-                and grant.covers(REWARDS_SERVICE, "claim")
-            ):
-                self.granted = True
-                return
-        payload = {
-            "tag": REWARDS_TAG,
-            "access": "unrestricted",
-            "functions": [f"{REWARDS_SERVICE}.claim"],
-        }
-        try:
-            self.node.call(cell, "capability", "grant", payload)
-        except ChainLocked:
-            return
-        self.granted = True
+        self.granted = ensure_open_grant(
+            self.node, self.node.wallet.cell(), REWARDS_SERVICE, "claim", REWARDS_TAG
+        )
 
     async def serve(self, function: str, payload: Value, caller: AgentPubKey) -> object:
         if function != "claim":

@@ -41,12 +41,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ioe.dnas import CORE_DNA_NAME
-from ioe.engine.capability import CapAccess, CapGrant
 from ioe.engine.cell import Cell
 from ioe.engine.countersigning import Preflight
 from ioe.errors import ChainLocked, IoEError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.node.countersign import Countersigner, CountersignError, Policy
+from ioe.node.open_grant import ensure_open_grant
 from ioe.zomes.currency import api as currency
 from ioe.zomes.currency.entries import Kind, Transfer
 from ioe.zomes.currency.ledger import (
@@ -64,7 +64,6 @@ log = logging.getLogger(__name__)
 
 CURRENCY_ZOME = currency.coordinator.name
 LEDGER_HEAD_TAG = "currency: payers read the ledger head"
-LEDGER_HEAD_FUNCTION = f"{CURRENCY_ZOME}.ledger_head"
 UNCHECKED_ENV = "IOE_TEST_UNCHECKED_PAY"
 PAY_ATTEMPTS = 4
 RETRY_PAUSE_S = 0.05
@@ -150,26 +149,9 @@ class Wallet:
         cell = self.core_cell()
         if cell is None or not has_currency(cell):
             return
-        grants = self.node.conductor.call(cell, "capability", "list_grants")
-        assert isinstance(grants, dict)
-        for grant in grants.values():
-            assert isinstance(grant, CapGrant)
-            if grant.access is CapAccess.UNRESTRICTED and grant.covers(
-                CURRENCY_ZOME, "ledger_head"
-            ):
-                self.granted = True
-                return
-        payload = {
-            "tag": LEDGER_HEAD_TAG,
-            "access": "unrestricted",
-            "functions": [LEDGER_HEAD_FUNCTION],
-        }
-        try:
-            self.node.call(cell, "capability", "grant", payload)
-        except ChainLocked:
-            log.info("chain locked by a session: the ledger_head grant is made later")
-            return
-        self.granted = True
+        self.granted = ensure_open_grant(
+            self.node, cell, CURRENCY_ZOME, "ledger_head", LEDGER_HEAD_TAG
+        )
 
     # --------------------------------------------------------------------------- reads
 

@@ -27,7 +27,7 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
@@ -154,7 +154,6 @@ class DemandApp:
         self._last_end_us: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: asyncio.Lock = asyncio.Lock()
-        self.changed = asyncio.Event()
 
     # ------------------------------------------------------------------------------ lifetime
 
@@ -376,28 +375,11 @@ class DemandApp:
 
     def _save_history(self) -> None:
         history = self._history
-        totals = history.totals
         self._put(
             HISTORY_KEY,
             {
-                "totals": {
-                    "intervals": totals.intervals,
-                    "off_intervals": totals.off_intervals,
-                    "wh_avoided": totals.wh_avoided,
-                    "cost_avoided": totals.cost_avoided,
-                    "credits_mc": totals.credits_mc,
-                    "settled_mc": totals.settled_mc,
-                },
-                "off_periods": [
-                    {
-                        "start_us": p.start_us,
-                        "end_us": p.end_us,
-                        "wh_avoided": p.wh_avoided,
-                        "credits_mc": p.credits_mc,
-                        "settled": p.settled,
-                    }
-                    for p in history.off_periods
-                ],
+                "totals": asdict(history.totals),
+                "off_periods": [asdict(p) for p in history.off_periods],
                 "decisions": history.decisions,
             },
         )
@@ -468,4 +450,3 @@ class DemandApp:
 
     def _emit(self) -> None:
         self._publish("demand.tick", self.state())
-        self.changed.set()
