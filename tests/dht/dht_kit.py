@@ -48,7 +48,12 @@ class Node:
 
 
 async def start_node(
-    directory: Path, hub: MemoryHub, index: int, clock: Clock, name: str | None = None
+    directory: Path,
+    hub: MemoryHub,
+    index: int,
+    clock: Clock,
+    name: str | None = None,
+    config: DhtConfig = FAST,
 ) -> Node:
     """Node ``index`` (its key is ``index + 1`` repeated): genesis unless its database already
     has a chain, then its network and DNA network started."""
@@ -59,7 +64,7 @@ async def start_node(
         cell.genesis(None, now_us=clock())
     net = MemoryNetwork(hub, name) if name is not None else MemoryNetwork(hub)
     await net.start()
-    dht = DnaNetwork(DNA, db, net, clock=clock, config=FAST)
+    dht = DnaNetwork(DNA, db, net, clock=clock, config=config)
     dht.add_cell(cell)
     await dht.start()
     return Node(cell, net, dht, db)

@@ -4,6 +4,7 @@ records, and gossip repairs what a partition, loss or delay kept from them."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -100,3 +101,39 @@ async def test_loss_and_delay_still_converge(cluster) -> None:  # type: ignore[n
     for i, author in enumerate(authors):
         set_profile(author, f"Cy{i}")
     await eventually(lambda: all(fully_held(nodes, a) for a in authors), timeout=40)
+
+
+async def test_ops_are_done_once_held_though_another_authority_never_answers(
+    tmp_path: Path,
+) -> None:
+    """One silent authority must not hold up the ops the others have already taken: they are
+    marked done as their receipts come in, not at their next attempt after the round ends."""
+    hub, clock = MemoryHub(), Clock()
+    patient = dataclasses.replace(FAST, request_timeout_s=60.0)  # the silent send outlives the test
+    author = await start_node(tmp_path, hub, 0, clock, config=patient)
+    others = [await start_node(tmp_path, hub, i, clock) for i in range(1, 5)]
+    nodes = [author, *others]
+    try:
+        for node in others:
+            await node.net.connect(author.net.listen_addrs()[0])
+        await eventually(lambda: all(len(n.dht.members()) == len(nodes) for n in nodes))
+        await eventually(lambda: author.dht.store.queue_size()[0] == 0)  # genesis is out
+        silent = others[0]
+        hub.set_link(author.net, silent.net, delay=600.0)
+        set_profile(author, "Ann")
+        by_agent = {n.cell.agent: n for n in nodes}
+        ops = [op for record in author.cell.query()[-2:] for op in publishable_ops(record)]
+        free = [
+            op
+            for op in ops
+            if silent.cell.agent not in authorities(op.basis(), by_agent, FAST.replication)
+        ]
+        assert free and len(free) < len(ops)  # the keys are fixed: both kinds occur
+        _, done_before = author.dht.store.queue_size()
+        await eventually(
+            lambda: author.dht.store.queue_size()[1] >= done_before + len(free), timeout=15
+        )
+        assert author.dht.store.queue_size()[0] >= len(ops) - len(free)  # the rest still wait
+    finally:
+        for node in nodes:
+            await node.close()

@@ -442,8 +442,8 @@ class DnaNetwork:
                     if a not in have
                 ]
                 if len(have) >= wanted > 0:
-                    self.store.mark_published(item.op_hash)
-                    self.stats.published += 1
+                    if self.store.mark_published(item.op_hash):
+                        self.stats.published += 1
                     continue
                 for info in targets:
                     if info.agent in self._local:
@@ -457,13 +457,25 @@ class DnaNetwork:
             with self.db.transaction():
                 for receipt in receipts:
                     self.store.add_receipt(receipt)
-        sends = [self._send_ops(peer, items) for peer, items in by_peer.items()]
+                self._settle({op.hash for op, _ in local}, wanted)
+        sends = [self._send_ops(peer, items, wanted) for peer, items in by_peer.items()]
         await asyncio.gather(*sends)
-        # Ops that now have their receipts are marked done on the next round; wake it soon.
-        if sends or local:
+        if sends or local:  # ops short of receipts try other authorities soon
             self._wake.set()
 
-    async def _send_ops(self, peer: PeerId, items: list[tuple[DhtOp, list[AgentPubKey]]]) -> None:
+    def _settle(self, op_hashes: set[DhtOpHash], wanted: int) -> None:
+        """Mark done, at once, the ops that now hold ``wanted`` receipts.
+
+        Not left to the op's next attempt: that may be a backoff away, and one silent peer
+        holding up a round must not hold up the ops the others have already taken."""
+        for op_hash in op_hashes:
+            if wanted > 0 and len(self.store.receipt_validators(op_hash)) >= wanted:
+                if self.store.mark_published(op_hash):
+                    self.stats.published += 1
+
+    async def _send_ops(
+        self, peer: PeerId, items: list[tuple[DhtOp, list[AgentPubKey]]], wanted: int
+    ) -> None:
         for start in range(0, len(items), self.config.max_ops_per_request):
             chunk = items[start : start + self.config.max_ops_per_request]
             payload = encode(
@@ -478,18 +490,19 @@ class DnaNetwork:
                 reply = await self.net.request(
                     peer, self.protocol_publish, payload, timeout=self.config.request_timeout_s * 2
                 )
-                self._take_receipts(decode(reply), {op.hash for op, _ in chunk})
+                self._take_receipts(decode(reply), {op.hash for op, _ in chunk}, wanted)
                 self._note_success(peer)
             except (NetworkError, EncodingError) as exc:
                 self._note_failure(peer)
                 log.debug("publishing to %s failed: %s", peer, exc)
 
-    def _take_receipts(self, raw: Value, expected: set[DhtOpHash]) -> None:
+    def _take_receipts(self, raw: Value, expected: set[DhtOpHash], wanted: int = 0) -> None:
         if type(raw) is not list:
             return
         members = self.members()
         with self.db.transaction():
             self._take_receipt_items(raw, expected, members)
+            self._settle(expected, wanted)
 
     def _take_receipt_items(
         self, raw: list[Value], expected: set[DhtOpHash], members: dict[AgentPubKey, AgentInfo]

@@ -249,12 +249,14 @@ class SqliteDhtStore:
                 (attempts, next_attempt_us, self.dna, bytes(op_hash)),
             )
 
-    def mark_published(self, op_hash: DhtOpHash) -> None:
+    def mark_published(self, op_hash: DhtOpHash) -> bool:
+        """Mark an op done; False when it already was (or is not queued)."""
         with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE publish_queue SET done = 1 WHERE dna_hash = ? AND op_hash = ?",
+            cursor = conn.execute(
+                "UPDATE publish_queue SET done = 1 WHERE dna_hash = ? AND op_hash = ? AND done = 0",
                 (self.dna, bytes(op_hash)),
             )
+            return cursor.rowcount > 0
 
     # ------------------------------------------------------------------------------ receipts
 
