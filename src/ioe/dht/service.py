@@ -469,12 +469,12 @@ class DnaNetwork:
         Not left to the op's next attempt: that may be a backoff away, and one silent peer
         holding up a round must not hold up the ops the others have already taken."""
         for op_hash in op_hashes:
-            if wanted > 0 and len(self.store.receipt_validators(op_hash)) >= wanted:
-                if self.store.mark_published(op_hash):
-                    self.stats.published += 1
+            held = len(self.store.receipt_validators(op_hash))
+            if wanted > 0 and held >= wanted and self.store.mark_published(op_hash):
+                self.stats.published += 1
 
     async def _send_ops(
-        self, peer: PeerId, items: list[tuple[DhtOp, list[AgentPubKey]]], wanted: int
+        self, peer: PeerId, items: list[tuple[DhtOp, list[AgentPubKey]]], wanted: int = 0
     ) -> None:
         for start in range(0, len(items), self.config.max_ops_per_request):
             chunk = items[start : start + self.config.max_ops_per_request]
