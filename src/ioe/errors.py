@@ -10,6 +10,7 @@ fault, so a caller knows whether to fix itself, ask the user, or distrust a peer
     │   └── KeystoreError      the keystore cannot be opened or written
     │       └── WrongPassphrase
     ├── ValidationError        a write that the DNA's integrity rules reject (nothing was committed)
+    │   └── MissingDependencies  …or cannot judge yet: what it cites is not here (fetch, retry)
     ├── ChainError
     │   ├── ChainIntegrityError  a stored chain fails verification; names the first bad record
     │   └── ChainLocked        the chain is locked by a countersigning session; writes must wait
@@ -24,6 +25,8 @@ so nothing from a dependency leaks to callers.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class IoEError(Exception):
@@ -56,6 +59,21 @@ class ValidationError(IoEError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class MissingDependencies(ValidationError):
+    """A write could not be validated yet: records it depends on are not here (``deps``, their
+    hashes). Fetching them (from the DHT) and trying again may succeed; the chain is
+    unchanged."""
+
+    def __init__(self, deps: Sequence[object]) -> None:
+        super().__init__("missing dependencies: " + ", ".join(_text(d) for d in deps))
+        self.deps = tuple(deps)
+
+
+def _text(dep: object) -> str:
+    to_text = getattr(dep, "to_text", None)
+    return to_text() if callable(to_text) else repr(dep)
 
 
 class ChainError(IoEError):

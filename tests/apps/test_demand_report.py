@@ -10,7 +10,11 @@ from hypothesis import strategies as st
 
 from ioe.apps.demand.report import avoided_wh, interval_credits_mc, off_periods, summarize
 from ioe.apps.demand.rule import Decision
-from ioe.zomes.currency.rewards import demand_reduction_reward_mc, need_index_from_price
+from ioe.zomes.currency.rewards import (
+    demand_reduction_reward_mc,
+    need_index_from_price,
+    price_cents,
+)
 from ioe.zomes.currency.value import ValueRules, Verification
 
 T0 = 1_674_000_000_000_000
@@ -54,8 +58,11 @@ def test_totals_are_the_sums_over_off_intervals(
         sum(load_w * 300 / 3600 / 1e6 * d.price for d in off), abs=1e-9
     )
     expected = 0
-    for d in off:
-        need = 0 if d.average is None else need_index_from_price(d.price, d.average)
+    peaks = [
+        d for d in off if d.average is not None and price_cents(d.price) > price_cents(d.average)
+    ]
+    for d in peaks:  # only a reduction at a peak earns
+        need = need_index_from_price(d.price, d.average)  # type: ignore[arg-type]
         expected += demand_reduction_reward_mc(
             ValueRules(),
             avoided_wh=math.floor(load_w * 300 / 3600),

@@ -1,11 +1,12 @@
 """The live Demand Management app (``ioe.apps.demand.runner``) against fake ports, and the
-rewarder's claim check (``ioe.node.demand.claim_credits_mc``)."""
+rewarder's checks of what a plug claims (``ioe.node.demand``)."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,9 +17,12 @@ from ioe.apps.demand.report import summarize
 from ioe.apps.demand.rule import PeakSettings, decide_all
 from ioe.apps.demand.runner import DemandApp, FeedInfo, OffPeriod
 from ioe.errors import ZomeCallError
+from ioe.hashing import ActionHash
 from ioe.market_data import PricePoint
-from ioe.node.demand import claim_credits_mc, claim_intervals
-from ioe.zomes.currency.value import Verification
+from ioe.node.demand import claim_hashes, reduction_claims, reduction_problem
+from ioe.zomes.currency.entries import ReductionClaim
+from ioe.zomes.currency.rewards import demand_reduction_reward_mc, need_index_from_cents
+from ioe.zomes.currency.value import ValueRules, Verification
 
 US = 1_000_000
 START_US = 1_673_919_300 * US
@@ -216,17 +220,7 @@ def test_closed_off_periods_are_settled_once_and_a_failure_is_retried() -> None:
 
 # ------------------------------------------------------------------------------ the rewarder
 
-
-def _claim(app: DemandApp) -> dict[str, Any]:
-    period = app._history.off_periods[0]
-    return {
-        "start_us": period.start_us,
-        "end_us": period.end_us,
-        "interval_s": STEP_S,
-        "zone": "au/nsw",
-        "intervals": claim_intervals(app.history_between(period.start_us, period.end_us)),
-        "credits_mc": period.credits_mc,
-    }
+ZONE = "au/nsw"
 
 
 def _claimed_app() -> DemandApp:
@@ -240,6 +234,7 @@ def _claimed_app() -> DemandApp:
             settings=RULE,
             load_w=LOAD_W,
             verification=Verification.METER_ATTESTED,
+            zone=ZONE,
         )
         await run_through(app, points(PRICES))
         return app
@@ -247,22 +242,63 @@ def _claimed_app() -> DemandApp:
     return asyncio.run(main())
 
 
-def test_the_rewarder_recomputes_a_claim_and_refuses_tampering() -> None:
-    claim = _claim(_claimed_app())
-    credits, wh = claim_credits_mc(claim, Verification.METER_ATTESTED)
-    assert credits == claim["credits_mc"] > 0
-    assert wh == 6 * 100
+def _claims(app: DemandApp) -> list[dict[str, Any]]:
+    period = app._history.off_periods[0]
+    decisions = app.history_between(period.start_us, period.end_us)
+    return reduction_claims(decisions, interval_s=STEP_S, zone=ZONE)
+
+
+def test_an_off_period_is_claimed_interval_by_interval_and_the_rewards_add_up() -> None:
+    """What the plug claims, priced by the currency's reward rule claim by claim (as the
+    rewarder's payments and every validator price them), is what the app reported."""
+    app = _claimed_app()
+    period = app._history.off_periods[0]
+    claims = _claims(app)
+    assert len(claims) == 6 and all(c["avoided_wh"] == 100 for c in claims)
+    assert [c["end_us"] - c["start_us"] for c in claims] == [STEP_S * US] * 6
+    decoded = [ReductionClaim(**c) for c in claims]  # type: ignore[arg-type]
+    assert all(reduction_problem(c) is None for c in decoded)
+    rewards = [
+        demand_reduction_reward_mc(
+            ValueRules(),
+            avoided_wh=c.avoided_wh,
+            need_index=need_index_from_cents(c.price_cents, c.average_cents),
+            verification=Verification.METER_ATTESTED,
+            zone=c.zone,
+        )
+        for c in decoded
+    ]
+    assert sum(rewards) == period.credits_mc > 600  # a peak: more than par
+
+
+def test_the_rewarder_pays_only_for_plausible_peaks() -> None:
+    claim = ReductionClaim(**_claims(_claimed_app())[0])  # type: ignore[arg-type]
+    assert reduction_problem(claim) is None
     for change, message in (
-        ({"credits_mc": claim["credits_mc"] + 1}, "credits claimed"),
-        ({"intervals": [{**claim["intervals"][0], "wh": 10**6}]}, "energy"),
-        ({"intervals": [{**claim["intervals"][0], "price_c": 100}]}, "above average"),
-        ({"intervals": [{**claim["intervals"][0], "price_c": 1.5}]}, "hundredths"),
-        ({"intervals": claim["intervals"][::-1]}, "in order"),
-        ({"intervals": []}, "intervals"),
-        ({"end_us": claim["start_us"]}, "period"),
+        ({"avoided_wh": 10_000}, "more than a plug draws"),
+        ({"price_cents": claim.average_cents}, "above its average"),
+        ({"start_us": claim.end_us - 10 * US}, "one market interval"),
+        ({"start_us": claim.end_us - 7200 * US}, "one market interval"),
+    ):
+        assert message in (reduction_problem(replace(claim, **change)) or "")
+
+
+def test_a_reward_request_names_claims_by_hash() -> None:
+    one = ActionHash(bytes(32)).to_text()
+    two = ActionHash(bytes([1]) * 32).to_text()
+    assert claim_hashes({"claims": [one, two]}) == [
+        ActionHash.from_text(one),
+        ActionHash.from_text(two),
+    ]
+    for bad, message in (
+        ({"claims": []}, "1 to"),
+        ({"claims": [one, one]}, "once"),
+        ({"claims": ["nope"]}, "action hash"),
+        ({"claims": [one], "credits_mc": 5}, "a reward request is"),
+        ([one], "a reward request is"),
     ):
         with pytest.raises(ZomeCallError, match=message):
-            claim_credits_mc({**claim, **change}, Verification.METER_ATTESTED)
+            claim_hashes(bad)
 
 
 json_values = st.recursive(
@@ -276,34 +312,12 @@ json_values = st.recursive(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.one_of(
-        json_values,
-        st.fixed_dictionaries(
-            {
-                "start_us": st.integers(0, 10**6) | st.integers(),
-                "end_us": st.integers(300 * US, 10**9) | st.integers(),
-                "interval_s": st.sampled_from([300, 0, 4000]),
-                "zone": st.sampled_from(["au/nsw", "AU//x"]) | st.text(max_size=12),
-                "intervals": st.lists(
-                    st.fixed_dictionaries(
-                        {
-                            "end_us": st.sampled_from([300 * US, 600 * US]) | st.integers(),
-                            "price_c": st.integers() | st.sampled_from([50_000, 10**12]),
-                            "average_c": st.integers() | st.sampled_from([10_000, 0, -5]),
-                            "wh": st.integers(-10, 10**13),
-                        }
-                    ),
-                    max_size=4,
-                ),
-                "credits_mc": st.integers(),
-            }
-        ),
-    )
+    json_values | st.fixed_dictionaries({"claims": st.lists(json_values | st.text(), max_size=4)})
 )
-def test_any_claim_from_a_peer_is_judged_without_crashing(claim: Any) -> None:
-    """Whatever a peer sends, the rewarder answers with a refusal or a non-negative reward."""
+def test_any_reward_request_from_a_peer_is_judged_without_crashing(payload: Any) -> None:
+    """Whatever a peer sends, the rewarder gets a list of distinct claim hashes or a refusal."""
     try:
-        credits, wh = claim_credits_mc(claim, Verification.METER_ATTESTED)
+        hashes = claim_hashes(payload)
     except ZomeCallError:
         return
-    assert credits >= 0 and wh >= 0
+    assert 0 < len(hashes) == len(set(hashes)) and all(isinstance(h, ActionHash) for h in hashes)

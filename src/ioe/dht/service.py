@@ -235,6 +235,26 @@ class DnaNetwork:
         """A local chain grew: publish soon."""
         self._wake.set()
 
+    async def wait_published(
+        self, action_hashes: Sequence[ActionHash], *, timeout_s: float, poll_s: float = 0.05
+    ) -> bool:
+        """Wait (at most ``timeout_s``) until every op of these local records is held by its
+        authorities: what to do before telling a peer to fetch them. False on time-out."""
+        wanted: list[DhtOpHash] = []
+        for action_hash in action_hashes:
+            record = self.db.get_record(action_hash)
+            if record is None:
+                raise ValueError(f"{action_hash.short()} is not a record of this node")
+            wanted.extend(op.hash for op in publishable_ops(record))
+        self.notify_commit()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.store.all_published(wanted):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(poll_s)
+        return True
+
     # ---------------------------------------------------------------------------- membership
 
     def announce(self) -> None:
@@ -627,9 +647,29 @@ class DnaNetwork:
         ]
 
     async def _fetch_dependencies(self, deps: Sequence[HoloHash]) -> None:
-        for dep in deps[:16]:
-            if isinstance(dep, ActionHash):
-                await self.get_record(dep)
+        await self.fetch_missing(deps)
+
+    async def fetch_missing(self, deps: Sequence[object]) -> int:
+        """Fetch what a validation found missing (at most 16 of ``deps``); how many are here
+        now. An entry hash is fetched as an entry, an unknown action hash as a record, and a
+        known action hash was missing as the top of its author's chain (a chain walk), so the
+        author's activity is fetched."""
+        arrived = 0
+        for dep in list(deps)[:16]:
+            if isinstance(dep, EntryHash):
+                arrived += await self.get_entry(dep) is not None
+            elif isinstance(dep, ActionHash):
+                known = self.store.get_action(dep)
+                if known is None:
+                    arrived += await self.get_record(dep) is not None
+                    continue
+                author = known.action.author
+                if self.store.get_agent_activity(author, dep) is None:
+                    await self.get_agent_activity(author)
+                    arrived += self.store.get_agent_activity(author, dep) is not None
+            elif isinstance(dep, AgentPubKey):
+                arrived += bool(await self.get_agent_activity(dep))
+        return arrived
 
     # -------------------------------------------------------------------------------- gets
 
@@ -679,9 +719,14 @@ class DnaNetwork:
             if op.op_type is OpType.STORE_RECORD and op.signed_action.hash == action_hash:
                 if isinstance(validate_op(op, self.dna, self.host), Invalid):
                     continue
-                self.store.put_op(op, OpStatus.CACHED, self.clock())
+                record = Record(op.signed_action, op.entry)
+                with self.db.transaction():
+                    self.store.put_op(op, OpStatus.CACHED, self.clock())
+                    for also in publishable_ops(record):  # its entry, found by entry hash
+                        if also.op_type is OpType.STORE_ENTRY:
+                            self.store.put_op(also, OpStatus.CACHED, self.clock())
                 self.stats.fetched += 1
-                return Record(op.signed_action, op.entry)
+                return record
         return None
 
     async def get_entry(self, entry_hash: EntryHash) -> Entry | None:

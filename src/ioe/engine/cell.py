@@ -37,24 +37,33 @@ from ioe.engine.schema import from_value, to_value
 from ioe.engine.signals import MAX_SIGNAL_TARGETS, RemoteSignal, Signal, signal_value
 from ioe.engine.validation import (
     GENESIS_LENGTH,
+    RecordSource,
     SourceHost,
     check_record,
     decode_app_entry,
     validate_app,
 )
-from ioe.errors import ChainError, ChainLocked, ValidationError, ZomeCallError
+from ioe.errors import (
+    ChainError,
+    ChainLocked,
+    MissingDependencies,
+    ValidationError,
+    ZomeCallError,
+)
 from ioe.hashing import ActionHash, AgentPubKey, EntryHash, HoloHash
 
 T = TypeVar("T")
 
 
 class Scratch:
-    """Records written during one zome call, overlaid on the store for reads."""
+    """Records written during one zome call, overlaid on the store for reads; what neither has
+    comes from ``reader`` (other agents' records the node holds or has fetched), if any."""
 
-    __slots__ = ("_by_action", "_entries", "records", "store")
+    __slots__ = ("_by_action", "_entries", "reader", "records", "store")
 
-    def __init__(self, store: ChainStore) -> None:
+    def __init__(self, store: ChainStore, reader: RecordSource | None = None) -> None:
         self.store = store
+        self.reader = reader
         self.records: list[Record] = []
         self._by_action: dict[ActionHash, Record] = {}
         self._entries: dict[EntryHash, Entry] = {}
@@ -66,14 +75,27 @@ class Scratch:
             self._entries[record.action.entry_hash] = record.entry
 
     def get_record(self, action_hash: ActionHash) -> Record | None:
-        return self._by_action.get(action_hash) or self.store.get_record(action_hash)
+        found = self._by_action.get(action_hash) or self.store.get_record(action_hash)
+        if found is None and self.reader is not None:
+            signed = self.reader.get_action(action_hash)
+            if signed is not None:
+                entry_hash = signed.action.entry_hash
+                entry = None if entry_hash is None else self.reader.get_entry(entry_hash)
+                found = Record(signed, entry)
+        return found
 
     def get_action(self, action_hash: ActionHash) -> SignedAction | None:
         record = self._by_action.get(action_hash)
-        return record.signed_action if record else self.store.get_action(action_hash)
+        found = record.signed_action if record else self.store.get_action(action_hash)
+        if found is None and self.reader is not None:
+            found = self.reader.get_action(action_hash)
+        return found
 
     def get_entry(self, entry_hash: EntryHash) -> Entry | None:
-        return self._entries.get(entry_hash) or self.store.get_entry(entry_hash)
+        found = self._entries.get(entry_hash) or self.store.get_entry(entry_hash)
+        if found is None and self.reader is not None:
+            found = self.reader.get_entry(entry_hash)
+        return found
 
     def get_agent_activity(
         self, author: AgentPubKey, chain_top: ActionHash
@@ -88,7 +110,10 @@ class Scratch:
             mine = [r.signed_action for r in self.records if r.action.author == author]
             upto = next(i for i, s in enumerate(mine) if s.hash == chain_top)
             return earlier + mine[: upto + 1]
-        return self.store.get_agent_activity(author, chain_top)
+        found = self.store.get_agent_activity(author, chain_top)
+        if found is None and self.reader is not None:
+            found = self.reader.get_agent_activity(author, chain_top)
+        return found
 
 
 class Cell:
@@ -106,6 +131,10 @@ class Cell:
         self.lock: bytes | None = None
         """The countersigning session holding this chain (None: unlocked). While it is set,
         zome calls may read but not write; only the session's own commit is allowed."""
+        self.reader: RecordSource | None = None
+        """Where other agents' records are read from, after this chain's own: a node sets it to
+        its DNA network's store (what it holds as an authority, and what it fetched). Zome
+        reads and validation of this cell's writes both see them."""
 
     @property
     def agent(self) -> AgentPubKey:
@@ -124,7 +153,7 @@ class Cell:
             return
         if self.store.head() is not None:
             raise ChainError("chain has a partial genesis; it cannot be completed")
-        scratch = Scratch(self.store)
+        scratch = Scratch(self.store, self.reader)
         writer = _Writer(self, scratch, now_us, None)
         writer.write(Dna, dna_hash=self.dna.hash)
         writer.write(AgentValidationPkg, membrane_proof=membrane_proof)
@@ -161,7 +190,7 @@ class Cell:
         fn = self.dna.coordinator(zome).get(function)
         if caller != self.agent:
             authorize_call(self, caller, zome, function, cap_secret)
-        scratch = Scratch(self.store)
+        scratch = Scratch(self.store, self.reader)
         head = self.store.head()
         ctx = CallContext(self, scratch, now_us, head, caller)
         result = fn(ctx, payload)
@@ -179,7 +208,7 @@ class Cell:
         """A countersigning session's own commit, the one write a locked chain accepts (only
         :func:`ioe.engine.countersigning.commit_session` calls it). Validated and atomic like
         any zome call."""
-        scratch = Scratch(self.store)
+        scratch = Scratch(self.store, self.reader)
         head = self.store.head()
         ctx = CallContext(self, scratch, now_us, head)
         result = write(ctx)
@@ -205,8 +234,7 @@ class Cell:
             if isinstance(outcome, Invalid):
                 raise ValidationError(outcome.reason)
             if isinstance(outcome, Unresolved):
-                missing = ", ".join(dep.to_text() for dep in outcome.deps)
-                raise ValidationError(f"missing dependencies: {missing}")
+                raise MissingDependencies(outcome.deps)
             prev = record.signed_action
         self.store.append(scratch.records, expected_head)
 
@@ -366,6 +394,12 @@ class CallContext:
 
     def get(self, action_hash: ActionHash) -> Record | None:
         return self._scratch.get_record(action_hash)
+
+    def host(self) -> SourceHost:
+        """The integrity host validation of this call's writes will use: this chain with the
+        call's own writes, then what the cell's reader has (for judging what a record cites
+        before writing it)."""
+        return SourceHost(self.dna, self._scratch)
 
     def get_value(self, action_hash: ActionHash, cls: type[T]) -> T | None:
         """The entry committed by ``action_hash`` as an instance of ``cls`` (None if absent)."""

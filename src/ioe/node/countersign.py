@@ -77,9 +77,18 @@ from ioe.engine.countersigning import (
 )
 from ioe.engine.records import Create, Visibility
 from ioe.engine.schema import decode_as, from_value, to_value
-from ioe.errors import ChainError, ChainLocked, EncodingError, IoEError, StoreError, ValidationError
+from ioe.errors import (
+    ChainError,
+    ChainLocked,
+    EncodingError,
+    IoEError,
+    MissingDependencies,
+    StoreError,
+    ValidationError,
+)
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import MAX_PAYLOAD, NetworkError, PeerId, PeerUnreachable, RequestRefused
+from ioe.node.resolve import resolving
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +350,7 @@ class Countersigner:
                 return encode({})
             to = AgentPubKey(body["to"])
             if kind == "preflight":
+                await self._fetch_cited(preflight, to)
                 return encode({"r": to_value(self._on_preflight(peer, preflight, to))})
             if kind == "query":
                 return encode(_verdict_value(self._answer(preflight, to)))
@@ -377,7 +387,10 @@ class Countersigner:
             if reason is None:
                 assert not isinstance(found, str)
                 if self.policy is not None:
-                    reason = self.policy(cell, preflight, found[1])
+                    try:
+                        reason = self.policy(cell, preflight, found[1])
+                    except MissingDependencies as exc:
+                        reason = f"cannot judge the entry yet, {exc}"
                 else:
                     reason = self.default_policy(preflight)
         head = cell.store.head()
@@ -390,6 +403,20 @@ class Countersigner:
         state, effects = respond(preflight, own)
         self._run(cell, state, effects)  # the lock is durable before the response leaves
         return own
+
+    async def _fetch_cited(self, preflight: Preflight, to: AgentPubKey) -> None:
+        """Before judging a preflight, fetch from the network the records the policy needs
+        to judge it (what the entry cites), a bounded number of rounds. The judgement itself
+        is made afterwards, without awaiting, right before the lock is taken."""
+        cell = self.cells.get(to)
+        if self.policy is None or cell is None or preflight.dna_hash != self.dna.hash:
+            return
+        found = inner_entry(self.dna, CountersignedEntry(preflight, ()))
+        if isinstance(found, str):
+            return
+        policy = self.policy
+        with contextlib.suppress(MissingDependencies):
+            await resolving(self.dht, lambda: policy(cell, preflight, found[1]))
 
     def default_policy(self, preflight: Preflight) -> str | None:
         """Without an app's own policy, a node co-signs only the entry types it was told to

@@ -6,19 +6,23 @@ through the node's driver, keeps its settings and history in the node's settings
 publishes ``demand.tick`` / ``demand.alert`` events on the node's signal hub. Its page is served
 at ``/app/demand/`` and its state at ``GET /v1/apps/demand`` (:func:`add_routes`).
 
-**Rewards.** A node started with ``--demand-rewards`` (a site or grid operator's meter) runs a
-:class:`DemandRewarder`: it answers ``demand_rewards.claim`` from any member (an unrestricted
-grant it makes at start, as the wallet does for ``ledger_head``), checks the claim, recomputes
-the credits from the claimed intervals with the currency's reward rule, and pays them with a
-``reward`` transfer carrying the provenance of the avoided energy. A plug started with
-``--demand-rewarder AGENT`` sends each closed off-period there; the credits then show in both
-wallets.
+**Rewards.** A node started with ``--demand-rewards`` (a site meter: a device enrolled as a
+``monitor``) runs a :class:`DemandRewarder`: it answers ``demand_rewards.claim`` from any
+member (an unrestricted grant it makes at start, as the wallet does for ``ledger_head``). A
+plug started with ``--demand-rewarder AGENT`` settles each closed off-period in three steps,
+all in the currency zome (``docs/currency.md``, Issuance and value):
 
-What the rewarder checks today: the claim's shape and bounds (each interval's energy at most
-what a 16 A plug can draw in it, a price above its average, intervals of the claimed period),
-that the credits follow from the intervals by the rule, and that a plug is paid once per
-period. It does not yet compare the claim with its own meter's readings, so its attestation is
-only as good as the plug's word — see ``docs/demand-app.md``.
+1. the plug commits one ``ReductionClaim`` per off interval (energy avoided, the interval,
+   the price and its average) and waits until the claims are published;
+2. it names them to the meter, which fetches them from the network, checks them
+   (:func:`reduction_problem`) and attests them (``ClaimAttestation``; as a site meter it may
+   attest only its own owner's devices);
+3. the meter pays each reward with a ``reward`` transfer citing its attestation; the amount is
+   the currency's rule (``demand_reduction_reward_mc``), which the plug and every authority
+   recompute. The credits then show in both wallets with their provenance.
+
+The meter attests the energy the plug claims: it does not yet compare claims with its own
+readings (see ``docs/demand-app.md``).
 """
 
 from __future__ import annotations
@@ -35,20 +39,22 @@ from aiohttp import web
 
 from ioe.apps.demand.rule import PeakSettings
 from ioe.apps.demand.runner import DemandApp, FeedInfo, OffPeriod
+from ioe.dht.service import DnaNetwork
 from ioe.drivers.sim.plug import PLUG_MAX_W
 from ioe.encoding import Value
-from ioe.errors import ZomeCallError
-from ioe.hashing import AgentPubKey
+from ioe.engine.cell import Cell
+from ioe.errors import IoEError, ValidationError, ZomeCallError
+from ioe.hashing import ActionHash, AgentPubKey
 from ioe.market_data import BUNDLED_REGIONS, FeedError, PricePoint, bundled_prices, replay
 from ioe.market_data.csv_feed import load_price_csv
 from ioe.market_data.live import NEMWEB_DISPATCHIS_URL, fetch_latest_prices
 from ioe.node.open_grant import ensure_open_grant
+from ioe.node.resolve import prefetch, resolving
+from ioe.zomes.currency.entries import ReductionClaim
 from ioe.zomes.currency.rewards import (
-    demand_reduction_reward_mc,
-    need_index_from_cents,
     price_cents,
 )
-from ioe.zomes.currency.value import ValueRules, Verification
+from ioe.zomes.currency.value import Verification
 
 if TYPE_CHECKING:
     from ioe.node.runtime import Node
@@ -58,7 +64,14 @@ log = logging.getLogger(__name__)
 REWARDS_SERVICE = "demand_rewards"
 REWARDS_TAG = "demand-rewards"
 PAID_KEY = "apps.demand.rewarded"
+"""The rewarder's record of what it attested and paid, by claim."""
+CLAIMS_KEY = "apps.demand.claims"
+"""The plug's record of the reduction claims it made, by interval end."""
+CURRENCY_ZOME = "currency"
 MAX_CLAIM_INTERVALS = 288
+CLAIM_PUBLISH_S = 10.0
+ATTESTATION_PUBLISH_S = 10.0
+REWARD_CALL_S = 180.0
 LIVE_POLL_S = 30.0
 MAX_PRICE_C = 10**9
 """Prices beyond ±10 million per MWh are not prices."""
@@ -203,92 +216,118 @@ class DemandService:
         )
 
     async def _settle(self, period: OffPeriod) -> bool:
+        """Claim the period's reductions on this device's chain (one claim per off interval,
+        kept so a retry claims nothing twice), wait until they are published, then ask the
+        rewarder to attest and pay them. True once every claim is paid."""
         assert self.app is not None and self.setup.rewarder is not None
-        intervals = claim_intervals(self.app.history_between(period.start_us, period.end_us))
-        claim = {
-            "start_us": period.start_us,
-            "end_us": period.end_us,
-            "interval_s": self.app.feed_info.interval_s,
-            "zone": self.setup.zone,
-            "intervals": intervals,
-            "credits_mc": period.credits_mc,
-        }
-        cell = self.node.wallet.cell()
-        result = await self.node.remote.call(
-            cell, self.setup.rewarder, REWARDS_SERVICE, "claim", claim, timeout_s=20.0
+        decisions = self.app.history_between(period.start_us, period.end_us)
+        payloads = reduction_claims(
+            decisions, interval_s=self.app.feed_info.interval_s, zone=self.setup.zone
         )
-        return isinstance(result, dict) and bool(result.get("paid"))
+        if not payloads:
+            return True
+        cell = self.node.wallet.cell()
+        db = self.node.conductor.db
+        stored = db.get_setting(CLAIMS_KEY)
+        made: dict[str, str] = dict(stored) if isinstance(stored, dict) else {}
+        hashes = []
+        for payload in payloads:
+            key = str(payload["end_us"])
+            if key not in made:
+                claim = self.node.conductor.call(cell, CURRENCY_ZOME, "claim_reduction", payload)
+                assert isinstance(claim, ActionHash)
+                made[key] = claim.to_text()
+                db.put_setting(CLAIMS_KEY, made)
+            hashes.append(made[key])
+        dht = self.node.dnas[cell.dna.hash]
+        claims = [ActionHash.from_text(h) for h in hashes]
+        if not await dht.wait_published(claims, timeout_s=CLAIM_PUBLISH_S):
+            log.info("claims not yet held by their authorities; asking for the reward anyway")
+        result = await self.node.remote.call(
+            cell,
+            self.setup.rewarder,
+            REWARDS_SERVICE,
+            "claim",
+            {"claims": hashes},
+            timeout_s=REWARD_CALL_S,
+        )
+        if not isinstance(result, dict):
+            return False
+        for item in result.get("claims", []):
+            if isinstance(item, dict) and not item.get("paid"):
+                log.warning("reward refused for %s: %s", item.get("claim"), item.get("reason"))
+        return result.get("paid") == len(hashes)
 
 
 # ------------------------------------------------------------------------------ the rewarder
 
 
-def claim_intervals(decisions: list[dict[str, Any]]) -> list[dict[str, int]]:
-    """The off intervals of a claim, prices in integer hundredths (what the reward rule
-    uses; a claim crosses the network as canonical CBOR, which has no floats)."""
+def reduction_claims(
+    decisions: list[dict[str, Any]], *, interval_s: int, zone: str
+) -> list[dict[str, Value]]:
+    """The ``currency.claim_reduction`` payloads of an off-period: one per off interval that
+    earned credits (energy avoided while the price stood above its average), priced as the
+    market stood then (integer hundredths: the claim crosses the network as canonical CBOR,
+    which has no floats)."""
     return [
         {
+            "avoided_wh": int(d["wh"]),
+            "zone": zone,
+            "start_us": d["end_us"] - interval_s * 1_000_000,
             "end_us": d["end_us"],
-            "price_c": price_cents(d["price"]),
-            "average_c": price_cents(d["average"]),
-            "wh": d["wh"],
+            "price_cents": price_cents(d["price"]),
+            "average_cents": price_cents(d["average"]),
         }
         for d in decisions
-        if not d["on"] and d["average"] is not None
+        if d["credits_mc"] > 0  # an interval at a peak (``report.interval_credits_mc``)
     ]
 
 
-def claim_credits_mc(claim: Any, verification: Verification) -> tuple[int, int]:
-    """Check a reduction claim's shape and bounds; the credits and the energy it is worth
-    (``ZomeCallError`` saying what is wrong)."""
-    if not isinstance(claim, dict):
-        raise ZomeCallError("a reward claim is a map")
-    start, end, interval_s = claim.get("start_us"), claim.get("end_us"), claim.get("interval_s")
-    zone, intervals = claim.get("zone"), claim.get("intervals")
-    if not (type(start) is int and type(end) is int and type(interval_s) is int):
-        raise ZomeCallError("start_us, end_us and interval_s are integers")
-    if not 60 <= interval_s <= 3600 or not start < end:
-        raise ZomeCallError("a claim covers a period of whole intervals of 1 to 60 minutes")
-    if not isinstance(zone, str):
-        raise ZomeCallError("zone is a zone path")
-    if not isinstance(intervals, list) or not 0 < len(intervals) <= MAX_CLAIM_INTERVALS:
-        raise ZomeCallError(f"a claim lists 1 to {MAX_CLAIM_INTERVALS} intervals")
-    rules = ValueRules()
-    most_wh = int(PLUG_MAX_W * interval_s // 3600)
-    total_mc = 0
-    total_wh = 0
-    previous = start
-    for item in intervals:
-        if not isinstance(item, dict):
-            raise ZomeCallError("each interval is a map")
-        end_us, price, average, wh = (item.get(k) for k in ("end_us", "price_c", "average_c", "wh"))
-        if type(end_us) is not int or end_us - interval_s * 1_000_000 < previous or end_us > end:
-            raise ZomeCallError("intervals are in order, inside the claimed period")
-        previous = end_us
-        if not (type(price) is int and type(average) is int and abs(price) <= MAX_PRICE_C):
-            raise ZomeCallError("each interval has a price and its average (integer hundredths)")
-        if not price > average:
-            raise ZomeCallError("a reduction is rewarded only while the price is above average")
-        if type(wh) is not int or not 0 <= wh <= most_wh:
-            raise ZomeCallError(f"an interval's energy is an integer of Wh in [0, {most_wh}]")
+def claim_hashes(payload: Any) -> list[ActionHash]:
+    """The claims a ``demand_rewards.claim`` request names (``{"claims": [action hash text,
+    ...]}``, 1 to :data:`MAX_CLAIM_INTERVALS`, no repeats); ``ZomeCallError`` otherwise."""
+    if not isinstance(payload, dict) or set(payload) != {"claims"}:
+        raise ZomeCallError('a reward request is {"claims": [action hash, ...]}')
+    raw = payload["claims"]
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_CLAIM_INTERVALS:
+        raise ZomeCallError(f"a reward request names 1 to {MAX_CLAIM_INTERVALS} claims")
+    hashes = []
+    for item in raw:
         try:
-            total_mc += demand_reduction_reward_mc(
-                rules,
-                avoided_wh=wh,
-                need_index=need_index_from_cents(price, average),
-                verification=verification,
-                zone=zone,
-            )
-        except ValueError as exc:
-            raise ZomeCallError(str(exc)) from exc
-        total_wh += wh
-    if claim.get("credits_mc") != total_mc:
-        raise ZomeCallError(f"the credits claimed are not the rule's {total_mc} mc")
-    return total_mc, total_wh
+            hashes.append(ActionHash.from_text(item) if isinstance(item, str) else None)
+        except ValueError:
+            hashes.append(None)
+    if None in hashes:
+        raise ZomeCallError("each claim is named by its action hash (text)")
+    if len(set(hashes)) != len(hashes):
+        raise ZomeCallError("a claim is named once")
+    return [h for h in hashes if h is not None]
+
+
+def reduction_problem(claim: ReductionClaim) -> str | None:
+    """Why this rewarder does not pay for ``claim``, or None. Beyond what validation checks:
+    a claim covers one market interval, no more energy than a 16 A plug draws in it, at a
+    price above its average (a peak)."""
+    duration_s = (claim.end_us - claim.start_us) // 1_000_000
+    if not 60 <= duration_s <= 3600:
+        return "a claim covers one market interval (1 to 60 minutes)"
+    most_wh = int(PLUG_MAX_W * duration_s // 3600)
+    if claim.avoided_wh > most_wh:
+        return f"{claim.avoided_wh} Wh is more than a plug draws in {duration_s} s ({most_wh})"
+    if claim.price_cents <= claim.average_cents:
+        return "a reduction is rewarded only while the price is above its average"
+    return None
 
 
 class DemandRewarder:
-    """Pays demand-reduction rewards to plugs that claim them (see the module docstring)."""
+    """Pays demand-reduction rewards to plugs that claim them (see the module docstring).
+
+    For each claim named by a plug: fetch it from the network; check it is the caller's and
+    worth paying (:func:`reduction_problem`); attest it as this site meter
+    (``currency.attest``, meter-attested, all the claimed energy); once the attestation is
+    published, pay the reward the currency's rule gives, citing the attestation. What was
+    attested and paid is kept (setting :data:`PAID_KEY`), so a repeated request pays
+    nothing twice."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -306,36 +345,99 @@ class DemandRewarder:
             self.node, self.node.wallet.cell(), REWARDS_SERVICE, "claim", REWARDS_TAG
         )
 
+    def _done(self) -> dict[str, dict[str, str]]:
+        found = self.node.conductor.db.get_setting(PAID_KEY)
+        return dict(found) if isinstance(found, dict) else {}
+
+    def _keep(self, key: str, **values: str) -> None:
+        done = self._done()
+        done[key] = {**done.get(key, {}), **values}
+        self.node.conductor.db.put_setting(PAID_KEY, done)
+
     async def serve(self, function: str, payload: Value, caller: AgentPubKey) -> object:
         if function != "claim":
             raise ZomeCallError(f"the {REWARDS_SERVICE} service has no function {function!r}")
-        credits_mc, wh = claim_credits_mc(payload, Verification.METER_ATTESTED)
-        assert isinstance(payload, dict)
-        key = f"{caller.to_text()}/{payload['start_us']}"
+        hashes = claim_hashes(payload)
         async with self._lock:
-            db = self.node.conductor.db
-            paid = db.get_setting(PAID_KEY)
-            paid_set = set(paid) if isinstance(paid, list) else set()
-            if key in paid_set:
-                return {"paid": True, "again": True}
-            if credits_mc == 0:
-                return {"paid": True, "credits_mc": 0}
+            cell = self.node.wallet.cell()
+            dht = self.node.dnas[cell.dna.hash]
+            results: dict[ActionHash, dict[str, Any]] = {}
+            claims: dict[ActionHash, ReductionClaim] = {}
+            attested: list[ActionHash] = []
+            for claim_hash in hashes:
+                try:
+                    claims[claim_hash], fresh = await self._attest(cell, dht, claim_hash, caller)
+                except (ZomeCallError, ValidationError) as exc:
+                    results[claim_hash] = {"paid": False, "reason": str(exc)}
+                    continue
+                if fresh is not None:
+                    attested.append(fresh)
+            if attested:  # the plug's node fetches them to judge the rewards
+                await dht.wait_published(attested, timeout_s=ATTESTATION_PUBLISH_S)
+            for claim_hash, claim in claims.items():
+                results[claim_hash] = await self._pay(claim_hash, claim, caller)
+        items = [{"claim": h.to_text(), **results[h]} for h in hashes]
+        return {
+            "paid": sum(1 for item in items if item["paid"]),
+            "credits_mc": sum(int(item.get("credits_mc", 0)) for item in items),
+            "claims": items,
+        }
+
+    async def _attest(
+        self, cell: Cell, dht: DnaNetwork, claim_hash: ActionHash, caller: AgentPubKey
+    ) -> tuple[ReductionClaim, ActionHash | None]:
+        """The claim, checked, and this meter's attestation of it if made now (None: made
+        before)."""
+        await prefetch(dht, [claim_hash])
+        record = dht.store.get_record(claim_hash)
+        claim = None if record is None else cell.entry_value(record)
+        if record is None or not isinstance(claim, ReductionClaim):
+            raise ZomeCallError(f"no reduction claim {claim_hash.short()} on the network")
+        if record.action.author != caller:
+            raise ZomeCallError("a reward is claimed by the device that reduced")
+        problem = reduction_problem(claim)
+        if problem:
+            raise ZomeCallError(problem)
+        if "attestation" in self._done().get(claim_hash.to_text(), {}):
+            return claim, None
+        attestation = await resolving(
+            dht,
+            lambda: self.node.conductor.call(cell, CURRENCY_ZOME, "attest", {"claim": claim_hash}),
+        )
+        assert isinstance(attestation, ActionHash)
+        self._keep(claim_hash.to_text(), attestation=attestation.to_text())
+        return claim, attestation
+
+    async def _pay(
+        self, claim_hash: ActionHash, claim: ReductionClaim, caller: AgentPubKey
+    ) -> dict[str, Any]:
+        done = self._done().get(claim_hash.to_text(), {})
+        if "payment" in done:
+            return {"paid": True, "again": True}
+        provenance = {
+            "energy_wh": claim.avoided_wh,
+            "source": "grid_mix",
+            "clean": True,  # energy not drawn burns nothing
+            "origin_zone": claim.zone,
+            "trust": "meter_attested",
+            "claim": claim_hash,
+        }
+        attestation = ActionHash.from_text(done["attestation"])
+        terms = {"reward": "demand_reduction", "cites": attestation}
+        try:
             payment = await self.node.wallet.pay(
                 caller,
-                credits_mc,
+                None,  # the currency's rule prices it
                 kind="reward",
-                provenance={
-                    "energy_wh": wh,
-                    "source": "grid_mix",
-                    "clean": False,
-                    "origin_zone": payload["zone"],
-                    "trust": "meter_attested",
-                },
+                provenance=provenance,
+                terms=terms,
                 memo="demand reduction at a price peak",
             )
-            paid_set.add(key)
-            db.put_setting(PAID_KEY, sorted(paid_set))
-        return {"paid": True, "credits_mc": credits_mc, "action": payment.action_hash.to_text()}
+        except (TimeoutError, IoEError) as exc:
+            log.warning("reward for %s not paid: %s", claim_hash.short(), exc)
+            return {"paid": False, "reason": str(exc)}
+        self._keep(claim_hash.to_text(), payment=payment.action_hash.to_text())
+        return {"paid": True, "credits_mc": payment.transfer.amount_mc}
 
 
 # ------------------------------------------------------------------------------ HTTP

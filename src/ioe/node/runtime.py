@@ -111,6 +111,7 @@ class Node:
                 )
                 self.dnas[cell.dna.hash] = dht
             dht.add_cell(cell)
+            cell.reader = dht.store  # what the cell cites from others: held or fetched here
         for dht in self.dnas.values():
             cells = [c for c in self.conductor.cells() if c.dna.hash == dht.dna.hash]
             # Countersigning locks left by a previous run are restored first: nothing else may

@@ -33,6 +33,7 @@ the commit anyway.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -47,6 +48,7 @@ from ioe.errors import ChainLocked, IoEError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.node.countersign import Countersigner, CountersignError, Policy
 from ioe.node.open_grant import ensure_open_grant
+from ioe.node.resolve import resolving
 from ioe.zomes.currency import api as currency
 from ioe.zomes.currency.entries import Kind, Transfer
 from ioe.zomes.currency.ledger import (
@@ -178,14 +180,18 @@ class Wallet:
     async def pay(
         self,
         to: AgentPubKey,
-        amount_mc: int,
+        amount_mc: int | None,
         *,
         kind: str = Kind.TRANSFER,
         provenance: Any = None,
+        terms: Any = None,
         memo: str = "",
         timeout_s: float = 10.0,
     ) -> Payment:
-        """Pay ``amount_mc`` to ``to``; returns the committed payment. Raises
+        """Pay ``amount_mc`` to ``to``; returns the committed payment. ``terms`` says what a
+        trade, fee, reward or cash transfer cites (``currency.prepare_payment``); the records
+        it cites are fetched from the network when they are not here, and with them the amount
+        may be left to the rules (None). Raises
         ``ZomeCallError`` when this node's own rules refuse it (over the limit, a bad kind),
         :class:`PaymentError` when the receiver refuses it or the session is abandoned,
         ``RemoteCallError`` / ``NetworkError`` when the receiver's head cannot be read, and
@@ -207,8 +213,16 @@ class Wallet:
                 "memo": memo,
                 "receiver_head": head,
             }
+            if amount_mc is None:
+                del payload["amount_mc"]
             if provenance is not None:
                 payload["provenance"] = provenance
+            if terms is not None:
+                payload["terms"] = terms
+            # A first build fetches what the transfer cites (not here yet: a meter's
+            # attestation, a plug's claim); the build that counts comes once the chain is free.
+            dht = self.node.dnas[cell.dna.hash]
+            await resolving(dht, functools.partial(self._prepare, cell, to, payload))
             # Our own chain may be co-signing another session (a payment to us): build on it
             # once that settles. Nothing awaits between building and the session's own lock
             # check, so the transfer continues the chain as it stands.

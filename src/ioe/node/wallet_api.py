@@ -5,14 +5,17 @@
     GET  /v1/wallet/history      → {"agent", "unit", "items": [{"action_hash", "at_us", "kind",
                                     "amount_mc", "delta_mc", "counterparty", "balance_mc",
                                     "provenance", "memo"}]} (oldest first)
-    POST /v1/wallet/pay          {"to", "amount_mc", "kind"?, "provenance"?, "memo"?,
-                                  "timeout_s"?} → {"hash", "session", "to", "amount_mc",
+    POST /v1/wallet/pay          {"to", "amount_mc"?, "kind"?, "provenance"?, "terms"?,
+                                  "memo"?, "timeout_s"?} → {"hash", "session", "to", "amount_mc",
                                   "kind", "balance_mc", "unit", "balance", "attempts",
                                   "elapsed_ms"}
                                  400 {"error"} refused by this node's own rules (over the
                                  limit, bad kind or provenance); 409 {"error"} refused by the
                                  receiver, abandoned, or this chain is in another session;
                                  403/404/504 the receiver's ledger head could not be read
+                                 ``terms`` (what a trade, fee, reward or cash transfer
+                                 cites: ``docs/currency.md``) lets ``amount_mc`` be left to
+                                 the rules; cited records are fetched from the network.
 
 Amounts are integer milli-credits; ``unit`` is the currency's symbol.
 """
@@ -72,10 +75,13 @@ async def pay(request: web.Request) -> web.Response:
     except json.JSONDecodeError:
         return _error(400, "the body must be JSON")
     if not isinstance(body, dict) or not isinstance(body.get("to"), str):
-        return _error(400, 'pay takes {"to", "amount_mc", "kind"?, "provenance"?, "memo"?}')
+        return _error(
+            400, 'pay takes {"to", "amount_mc"?, "kind"?, "provenance"?, "terms"?, "memo"?}'
+        )
     amount = body.get("amount_mc")
-    if type(amount) is not int:
-        return _error(400, "amount_mc is an integer of milli-credits")
+    terms = body.get("terms")
+    if not (type(amount) is int or (amount is None and isinstance(terms, dict))):
+        return _error(400, "amount_mc is an integer of milli-credits (optional with terms)")
     kind, memo = body.get("kind", "transfer"), body.get("memo", "")
     if not isinstance(kind, str) or not isinstance(memo, str):
         return _error(400, "kind and memo are text")
@@ -89,6 +95,7 @@ async def pay(request: web.Request) -> web.Response:
             amount,
             kind=kind,
             provenance=body.get("provenance"),
+            terms=terms,
             memo=memo,
             timeout_s=float(timeout_s),
         )

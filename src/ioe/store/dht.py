@@ -241,6 +241,22 @@ class SqliteDhtStore:
         counts = dict(rows)
         return counts.get(0, 0), counts.get(1, 0)
 
+    def all_published(self, op_hashes: Sequence[DhtOpHash]) -> bool:
+        """Whether every one of these ops is queued and done."""
+        unique = {bytes(h) for h in op_hashes}
+        done = 0
+        batch = sorted(unique)
+        for start in range(0, len(batch), 500):  # SQLite's bound on parameters
+            chunk = batch[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db._query(
+                f"SELECT COUNT(*) FROM publish_queue WHERE dna_hash = ? AND done = 1 "
+                f"AND op_hash IN ({marks})",
+                (self.dna, *chunk),
+            )
+            done += rows[0][0]
+        return done == len(unique)
+
     def reschedule(self, op_hash: DhtOpHash, attempts: int, next_attempt_us: int) -> None:
         with self.db.transaction() as conn:
             conn.execute(

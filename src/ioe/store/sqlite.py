@@ -582,7 +582,13 @@ class SqliteChainStore:
         if parallel is None:
             head = self.head()
             parallel = head is not None and head.seq + 1 - start >= _PARALLEL_FROM
-        host = SourceHost(dna, self.db) if dna is not None else None
+        host = None
+        if dna is not None:
+            # What the chain cites from other agents is read where the node keeps it: the
+            # DNA's held and fetched ops (imported here: ``store.dht`` builds on this module).
+            from ioe.store.dht import SqliteDhtStore  # noqa: PLC0415
+
+            host = SourceHost(dna, SqliteDhtStore(self.db, dna.hash))
         verifier = ChainVerifier(dna, after=after, app_host=host)
         workers = self.db.signature_workers() if parallel else None
         seq = start

@@ -25,7 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ioe.apps.demand.rule import Decision
-from ioe.zomes.currency.rewards import demand_reduction_reward_mc, need_index_from_price
+from ioe.zomes.currency.rewards import (
+    demand_reduction_reward_mc,
+    need_index_from_cents,
+    price_cents,
+)
 from ioe.zomes.currency.value import MAX_ENERGY_WH, ValueRules, Verification
 
 __all__ = [
@@ -96,14 +100,19 @@ def interval_credits_mc(
     zone: str = DEFAULT_ZONE,
     rules: ValueRules = _DEFAULT_RULES,
 ) -> int:
-    """The milli-credits earned by not drawing ``avoided_wh`` in the interval of ``decision``
-    (0 for an interval in which the plug was on)."""
-    if decision.on or avoided_wh == 0:
+    """The milli-credits earned by not drawing ``avoided_wh`` in the interval of ``decision``.
+
+    Only a reduction at a peak earns: 0 for an interval in which the plug was on, or in which
+    the price (in the integer hundredths a claim carries) was not above its average — an
+    interval the minimum off time held the plug off after the peak had passed."""
+    if decision.on or avoided_wh == 0 or decision.average is None:
         return 0
-    if decision.average is None or not math.isfinite(decision.price):
-        need = 0
-    else:
-        need = need_index_from_price(decision.price, decision.average)
+    if not (math.isfinite(decision.price) and math.isfinite(decision.average)):
+        return 0
+    now, mean = price_cents(decision.price), price_cents(decision.average)
+    if now <= mean:
+        return 0
+    need = need_index_from_cents(now, mean)
     return demand_reduction_reward_mc(
         rules, avoided_wh=avoided_wh, need_index=need, verification=verification, zone=zone
     )

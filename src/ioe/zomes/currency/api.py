@@ -29,9 +29,8 @@ from ioe.engine.countersigning import (
 )
 from ioe.engine.integrity import UnresolvedDependency
 from ioe.engine.schema import decode_as, from_value, to_value
-from ioe.engine.validation import SourceHost
 from ioe.engine.zome import CoordinatorZome
-from ioe.errors import ChainError, EncodingError, ZomeCallError
+from ioe.errors import ChainError, EncodingError, MissingDependencies, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.zomes.currency import issuance
 from ioe.zomes.currency.entries import (
@@ -283,7 +282,7 @@ def expected_amount_of(ctx: CallContext, transfer: Transfer) -> int | None:
     transfer_type, _ = ctx.dna.entry_type_for(Transfer)
     try:
         at = issuance.Citing(
-            SourceHost(ctx.dna, ctx.cell.store),
+            ctx.host(),
             session_type,
             transfer_type.zome_index,
             rules_of(ctx),
@@ -293,8 +292,8 @@ def expected_amount_of(ctx: CallContext, transfer: Transfer) -> int | None:
         return issuance.expected_amount(transfer, at)
     except (issuance.Refused, ValueError) as exc:
         raise ZomeCallError(str(exc)) from exc
-    except UnresolvedDependency as exc:
-        raise ZomeCallError(f"a record the transfer cites is not available here: {exc}") from exc
+    except UnresolvedDependency as exc:  # the node may fetch them and ask again
+        raise MissingDependencies(exc.deps) from exc
 
 
 @coordinator.function
@@ -542,13 +541,13 @@ def _receipt_problem(ctx: CallContext, receipt: ConsumptionReceipt) -> str | Non
             receipt,
             (receipt.distributor, receipt.consumer),
             receipt_type.zome_index,
-            SourceHost(ctx.dna, ctx.cell.store),
+            ctx.host(),
             rules_of(ctx),
         )
     except issuance.Refused as exc:
         return str(exc)
-    except UnresolvedDependency as exc:
-        return f"a record the receipt cites is not available here: {exc}"
+    except UnresolvedDependency as exc:  # the node may fetch them and ask again
+        raise MissingDependencies(exc.deps) from exc
 
 
 # ---------------------------------------------------------------------------- payload parsing

@@ -25,10 +25,19 @@ from typing import TypeVar
 
 from ioe.engine.countersigning import CountersignedEntry
 from ioe.engine.integrity import VALID, IntegrityHost, Invalid, Op, Outcome
-from ioe.engine.records import AppEntryType, Create, EntryKind, SignedAction, Visibility
+from ioe.engine.records import (
+    AgentValidationPkg,
+    AppEntryType,
+    Create,
+    EntryKind,
+    SignedAction,
+    Visibility,
+)
 from ioe.engine.schema import decode_as
+from ioe.engine.validation import GENESIS_LENGTH
 from ioe.errors import EncodingError
 from ioe.hashing import ActionHash, AgentPubKey
+from ioe.identity.certificate import DeviceType, EnrollmentCertificate, certificate_problem
 from ioe.zomes.currency.entries import (
     CLEAN_SOURCES,
     DIRTY_SOURCES,
@@ -281,24 +290,63 @@ def claimed_energy(
     return cited(host, claim_hash, zome_index, cls, "claim")
 
 
+def enrolled_as(activity: Sequence[SignedAction]) -> EnrollmentCertificate | None:
+    """The enrollment certificate an agent joined with, from the start of its chain: the
+    membrane proof of its ``AgentValidationPkg``, when it is a valid certificate of that very
+    agent (else None: an owner's own agent, an unenrolled or a forged device)."""
+    for signed in activity[:GENESIS_LENGTH]:
+        action = signed.action
+        if isinstance(action, AgentValidationPkg):
+            if action.membrane_proof is None:
+                return None
+            try:
+                cert = EnrollmentCertificate.from_bytes(action.membrane_proof)
+            except EncodingError:
+                return None
+            if cert.device != action.author or certificate_problem(cert) is not None:
+                return None
+            return cert
+    return None
+
+
 def check_attestation(
     attestation: ClaimAttestation, op: Op, host: IntegrityHost, rules: CurrencyRules
 ) -> Outcome:
-    """A distributor attests an existing claim by someone else, for at most the claimed
-    energy, along a path starting at the claim's zone, once."""
+    """A distributor validator attests an existing claim by someone else, for at most the
+    claimed energy, along a path starting at the claim's zone, once.
+
+    Distributor validators are the agents the DNA names (device type distributor or monitor):
+    they attest any claim. A **site meter** — a device enrolled with a ``monitor``
+    certificate — attests only claims of devices enrolled by the same owner (keyset), as
+    meter-attested and without fees: the household's meter vouching for the household's plug."""
     action = op.action
     own_type = action.entry_type
     if own_type is None or action.prev is None:
         return Invalid("an attestation is created after its author's chain head")
-    if not is_attester(rules, action.author):
-        return Invalid("only a distributor validator attests (device type distributor or monitor)")
     problem = attestation_problem(attestation)
     if problem:
         return Invalid(problem)
+    earlier = host.must_get_agent_activity(action.author, action.prev)
+    named = is_attester(rules, action.author)
+    site_meter = None if named else enrolled_as(earlier)
+    if not named and (site_meter is None or site_meter.device_type != DeviceType.MONITOR):
+        return Invalid(
+            "only a distributor validator (device type distributor or monitor in the DNA) or a"
+            " site meter (enrolled as a monitor) attests"
+        )
     zome_index = own_type.zome_index
     claim_action, claim = claimed_energy(host, attestation.claim, zome_index)
-    if claim_action.action.author == action.author:
+    claimant = claim_action.action.author
+    if claimant == action.author:
         return Invalid("a distributor does not attest its own claim")
+    if site_meter is not None:
+        if attestation.level is not Verification.METER_ATTESTED or (
+            attestation.fee_mc or attestation.fee_pm
+        ):
+            return Invalid("a site meter's attestation is meter-attested and charges no fee")
+        claimed_by = enrolled_as(host.must_get_agent_activity(claimant, attestation.claim))
+        if claimed_by is None or claimed_by.keyset_id != site_meter.keyset_id:
+            return Invalid("a site meter attests only claims of its own owner's devices")
     claimed = claim.energy_wh if isinstance(claim, GenerationClaim) else claim.avoided_wh
     if attestation.energy_wh > claimed:
         return Invalid(
@@ -306,7 +354,6 @@ def check_attestation(
         )
     if attestation.path[0] != claim.zone:
         return Invalid("the path starts at the claim's zone")
-    earlier = host.must_get_agent_activity(action.author, action.prev)
     own = _app_entry_type(zome_index, ClaimAttestation)
     for signed in earlier:
         before = signed.action
