@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ioe.apps.demand.rule import PeakSettings, decide_all
+from ioe.apps.demand.runner import DemandApp
 from ioe.conductor import KEYSTORE_FILE, Conductor, known_dnas, open_database
 from ioe.crypto.keystore import Unlock, create_device_key_file, write_keystore
 from ioe.device_account import DeviceAccount
@@ -59,6 +60,8 @@ REGION = "nsw1"
 DEFAULT_SPEED = 600.0
 """Recorded 5-minute intervals replayed every half second."""
 THRESHOLD_PCT = 30.0
+SETTLE_WAIT_S = 30.0
+"""How long the demo waits at the end for the site meter to pay what the plug claimed."""
 LEAD_IN_S = 3600
 """The replay starts this long before the recording's first price peak."""
 ENROLL_TIMEOUT_S = 60.0
@@ -265,6 +268,8 @@ async def _watch(
             f"  PV {-(pv_power or 0) if isinstance(pv_power, int | float) else 0:5.0f} W out"
             f"  credits {state['credits']}"
         )
+    if not stop.is_set():
+        await _await_settled(app, SETTLE_WAIT_S, out)
     plug_balance = await _balance(plug)
     meter_balance = await _balance(meter)
     report = app.report()
@@ -284,6 +289,27 @@ async def _watch(
         "settled_mc": report["settled_mc"],
         "plug_balance": plug_balance,
     }
+
+
+async def _await_settled(app: DemandApp, timeout_s: float, out: Callable[[str], None]) -> None:
+    """Give the site meter a moment to pay for the off-periods that closed (claims,
+    attestations and rewards go over the network; bounded)."""
+
+    def unpaid() -> int:
+        return sum(
+            1
+            for p in app.state()["off_periods"]
+            if p["end"] and not p["settled"] and p["credits_mc"]
+        )
+
+    if not unpaid():
+        return
+    out(f"waiting up to {timeout_s:.0f} s for the site meter to pay {unpaid()} off-period(s)")
+    await app.settle_closed()
+    deadline = time.monotonic() + timeout_s
+    while unpaid() and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        await app.settle_closed()
 
 
 async def _balance(node: Node) -> str:

@@ -195,6 +195,33 @@ def test_a_feed_that_ends_or_goes_quiet_leaves_the_plug_on() -> None:
     asyncio.run(main())
 
 
+def test_the_running_app_settles_in_the_background_while_the_feed_goes_on() -> None:
+    async def main() -> None:
+        release = asyncio.Event()
+        paid: list[OffPeriod] = []
+
+        async def slow_settle(period: OffPeriod) -> bool:
+            await release.wait()  # a meter that takes its time
+            paid.append(period)
+            return True
+
+        items = points(PRICES)
+        app, _, _, _ = make_app(fed(items), settle=slow_settle, settings_=RULE)
+        await app.start()
+        async with asyncio.timeout(10):
+            while app.report()["intervals"] < len(items):  # the feed is not held up
+                await asyncio.sleep(0.01)
+        assert paid == [] and app.report()["credits_mc"] > 0
+        release.set()
+        async with asyncio.timeout(10):
+            while app.report()["settled_mc"] < app.report()["credits_mc"]:
+                await asyncio.sleep(0.01)
+        assert sum(p.credits_mc for p in paid) == app.report()["credits_mc"]
+        await app.close()
+
+    asyncio.run(main())
+
+
 def test_closed_off_periods_are_settled_once_and_a_failure_is_retried() -> None:
     async def main() -> None:
         paid: list[OffPeriod] = []
@@ -210,7 +237,12 @@ def test_closed_off_periods_are_settled_once_and_a_failure_is_retried() -> None:
         app, _, _, _ = make_app(fed([]), settle=settle, settings_=RULE)
         peak_twice = PRICES + [400.0] * 3 + [100.0] * 3
         await run_through(app, points(peak_twice))
-        assert len(paid) == 2  # the first failed, then both were paid after the second period
+        assert paid == []  # the feed never waits for settling: it happens in the background
+        assert await app.settle_closed() is False  # the meter did not answer
+        assert app.report()["settled_mc"] == 0
+        assert await app.settle_closed() is True
+        assert await app.settle_closed() is True  # nothing twice
+        assert len(paid) == 2
         assert sum(p.credits_mc for p in paid) == app.report()["credits_mc"]
         assert app.report()["settled_mc"] == app.report()["credits_mc"]
         assert all(p["settled"] for p in app.state()["off_periods"])

@@ -41,6 +41,7 @@ from ioe.crypto.keystore import (
     passphrase_from_env_or_prompt,
 )
 from ioe.demo import run_demo
+from ioe.device_account import DeviceAccount
 from ioe.errors import ChainIntegrityError, IoEError
 from ioe.inspect import describe_chain
 from ioe.node.client import call_api
@@ -179,7 +180,21 @@ async def _serve(
 ) -> None:
     from ioe.node.runtime import Node  # noqa: PLC0415 - see cmd_node_run
 
-    node = Node(conductor, config, device=device, demand=demand, demand_rewards=demand_rewards)
+    enrollment = None
+    if isinstance(conductor.account, DeviceAccount):  # an enrolled device, not an owner's node
+        from ioe.net.mdns import NodeType  # noqa: PLC0415 - see cmd_node_run
+        from ioe.node.enrollment import EnrolledDeviceRole  # noqa: PLC0415
+
+        device_type = conductor.account.certificate.device_type
+        enrollment = EnrolledDeviceRole(NodeType(str(device_type)))
+    node = Node(
+        conductor,
+        config,
+        device=device,
+        demand=demand,
+        demand_rewards=demand_rewards,
+        enrollment=enrollment,
+    )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, node.stopping.set)

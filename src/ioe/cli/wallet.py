@@ -110,7 +110,7 @@ def add_commands(commands: Any) -> None:
         "receiver's node refuses anything its rules do not allow (over the payer's credit "
         "limit, a stale ledger head).",
     )
-    pay.add_argument("agent", help="the receiver's agent key (uhCAk…)")
+    pay.add_argument("agent", help="the receiver's agent key (uagnt…)")
     pay.add_argument("amount_mc", type=_amount, metavar="AMOUNT_MC", help="milli-credits")
     pay.add_argument(
         "--kind", default=str(Kind.TRANSFER), choices=[str(k) for k in Kind], help="why"

@@ -561,12 +561,19 @@ class DnaNetwork:
         return encode([receipt.to_value() for receipt in await self.hold_many(items)])
 
     def _targets(self, to_raw: Value, index: int, op: DhtOp) -> list[AgentPubKey]:
-        """The local agents an op was sent to that really are among its authorities."""
+        """The local agents an op was sent to that really are among its authorities.
+
+        Views of who is live differ: the sender may know a nearer member is down that this
+        node still counts (or the other way round). So a named agent holds the op when it is
+        among the nearest ``2 × r`` live members as this node sees them; otherwise the sender
+        would wait for a receipt that never comes."""
         named: list[AgentPubKey] = []
         if type(to_raw) is list and index < len(to_raw) and type(to_raw[index]) is list:
             named = [AgentPubKey(a) for a in to_raw[index] if type(a) is bytes and len(a) == 32]
+        members = self.live_members()
+        near = set(authorities(op.basis(), members, self.config.replication * 2))
         mine = set(self._local) & {info.agent for info in self.authorities_of(op.basis())}
-        return [agent for agent in named if agent in mine] or sorted(mine)
+        return [agent for agent in named if agent in self._local and agent in near] or sorted(mine)
 
     async def hold(self, op: DhtOp, agents: Sequence[AgentPubKey]) -> list[ValidationReceipt]:
         """Validate and store ``op`` as an authority; receipts signed by ``agents`` (local).

@@ -33,7 +33,7 @@ from ioe.drivers.model import (
     ValueKind,
     to_telemetry,
 )
-from ioe.errors import IoEError, ValidationError
+from ioe.errors import ChainLocked, IoEError, ValidationError
 from ioe.hashing import ActionHash
 from ioe.zomes.telemetry.entries import MAX_POINTS_PER_SAMPLE, MAX_SAMPLES_PER_BATCH
 from ioe.zomes.telemetry.validation import CUMULATIVE_SUFFIXES
@@ -196,6 +196,9 @@ class TelemetryRecorder:
             )
             self.samples_dropped += len(self._pending)
             self._pending.clear()
+            return []
+        except ChainLocked as exc:  # a countersigning session for a moment: the next batch
+            log.debug("%s: keeping %d samples: %s", self.name, len(self._pending), exc)
             return []
         except IoEError as exc:
             log.warning(

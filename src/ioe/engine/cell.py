@@ -77,11 +77,7 @@ class Scratch:
     def get_record(self, action_hash: ActionHash) -> Record | None:
         found = self._by_action.get(action_hash) or self.store.get_record(action_hash)
         if found is None and self.reader is not None:
-            signed = self.reader.get_action(action_hash)
-            if signed is not None:
-                entry_hash = signed.action.entry_hash
-                entry = None if entry_hash is None else self.reader.get_entry(entry_hash)
-                found = Record(signed, entry)
+            found = self.reader.get_record(action_hash)
         return found
 
     def get_action(self, action_hash: ActionHash) -> SignedAction | None:

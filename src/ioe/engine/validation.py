@@ -52,6 +52,11 @@ class RecordSource(Protocol):
 
     def get_entry(self, entry_hash: EntryHash) -> Entry | None: ...
 
+    def get_record(self, action_hash: ActionHash) -> Record | None:
+        """The action with its entry when the source has it (an authority may hold a record's
+        entry with the record, not under the entry's own hash)."""
+        ...
+
     def get_agent_activity(
         self, author: AgentPubKey, chain_top: ActionHash
     ) -> list[SignedAction] | None: ...
@@ -193,12 +198,16 @@ class SourceHost:
         return found
 
     def must_get_valid_record(self, action_hash: ActionHash) -> Record:
-        signed = self.must_get_action(action_hash)
-        entry_hash = signed.action.entry_hash
-        entry = None if entry_hash is None else self._source.get_entry(entry_hash)
-        if entry_hash is not None and entry is None and not Record(signed).is_private():
+        record = self._source.get_record(action_hash)
+        if record is None:
+            raise UnresolvedDependency(action_hash)
+        entry_hash = record.action.entry_hash
+        entry = record.entry
+        if entry_hash is not None and entry is None:
+            entry = self._source.get_entry(entry_hash)
+        if entry_hash is not None and entry is None and not record.is_private():
             raise UnresolvedDependency(entry_hash)
-        return Record(signed, entry)
+        return Record(record.signed_action, entry)
 
     def must_get_agent_activity(
         self, author: AgentPubKey, chain_top: ActionHash

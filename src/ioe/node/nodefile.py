@@ -75,9 +75,14 @@ def read_node_file(data_dir: Path) -> NodeFile:
             pid=int(raw["pid"]),
         )
     except FileNotFoundError:
+        # a device's directory holds its key file; an owner's node is run with `node run`
+        run = (
+            "device run ... --data-dir"
+            if (data_dir / "device.key").exists()
+            else "node run --data-dir"
+        )
         raise NoRunningNode(
-            f"no node is running for {data_dir} (start one with `ioe node run --data-dir "
-            f"{data_dir}`)"
+            f"no node is running for {data_dir} (start one with `ioe {run} {data_dir}`)"
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise NoRunningNode(f"{path} is unreadable: {exc}") from exc

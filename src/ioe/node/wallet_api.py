@@ -4,7 +4,7 @@
                                     "unit", "unit_name", "balance", "previous"}
     GET  /v1/wallet/history      → {"agent", "unit", "items": [{"action_hash", "at_us", "kind",
                                     "amount_mc", "delta_mc", "counterparty", "balance_mc",
-                                    "provenance", "memo"}]} (oldest first)
+                                    "provenance" (its trust by name), "memo"}]} (oldest first)
     POST /v1/wallet/pay          {"to", "amount_mc"?, "kind"?, "provenance"?, "terms"?,
                                   "memo"?, "timeout_s"?} → {"hash", "session", "to", "amount_mc",
                                   "kind", "balance_mc", "unit", "balance", "attempts",
@@ -32,6 +32,7 @@ from ioe.hashing import AgentPubKey
 from ioe.node.jsonvalue import json_ready
 from ioe.node.wallet import PaymentError, Wallet, describe
 from ioe.zomes.currency.ledger import format_mc
+from ioe.zomes.currency.value import Verification
 
 if TYPE_CHECKING:
     from ioe.node.runtime import Node
@@ -64,8 +65,18 @@ async def balance(request: web.Request) -> web.Response:
 async def history(request: web.Request) -> web.Response:
     wallet = _wallet(request)
     unit = wallet.symbol()
-    items = [json_ready(item) for item in wallet.history()]
+    items = [_readable(json_ready(item)) for item in wallet.history()]
     return web.json_response({"agent": wallet.cell().agent.to_text(), "unit": unit, "items": items})
+
+
+def _readable(item: dict[str, Any]) -> dict[str, Any]:
+    """A history item as people read it: the provenance's trust by name (``meter_attested``),
+    as ``provenance`` is written when paying, not the level's number."""
+    provenance = item.get("provenance")
+    if isinstance(provenance, dict) and type(provenance.get("trust")) is int:
+        trust = Verification(provenance["trust"]).name.lower()
+        item = {**item, "provenance": {**provenance, "trust": trust}}
+    return item
 
 
 async def pay(request: web.Request) -> web.Response:

@@ -190,7 +190,11 @@ class SqliteDhtStore:
             return found
         for op in self.ops_at(action_hash, [OpType.STORE_RECORD]):
             return Record(op.signed_action, op.entry)
-        return None
+        signed = self.get_action(action_hash)  # known from another op (agent activity)
+        if signed is None:
+            return None
+        entry_hash = signed.action.entry_hash
+        return Record(signed, None if entry_hash is None else self.get_entry(entry_hash))
 
     def get_agent_activity(
         self, author: AgentPubKey, chain_top: ActionHash

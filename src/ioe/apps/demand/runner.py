@@ -44,6 +44,8 @@ HISTORY_KEY = "apps.demand.history"
 KEEP_INTERVALS = 288
 """Intervals kept for the page's chart: a day of 5-minute prices."""
 KEEP_OFF_PERIODS = 200
+SETTLE_RETRY_S = 2.0
+SETTLE_RETRY_MAX_S = 60.0
 STALE_INTERVALS = 3
 """A feed silent for this many intervals (at its pace) has stopped."""
 
@@ -154,6 +156,7 @@ class DemandApp:
         self._last_end_us: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: asyncio.Lock = asyncio.Lock()
+        self._settle_wake = asyncio.Event()
 
     # ------------------------------------------------------------------------------ lifetime
 
@@ -163,6 +166,9 @@ class DemandApp:
             asyncio.create_task(self._follow_feed(), name="demand-feed"),
             asyncio.create_task(self._watch(), name="demand-watch"),
         ]
+        if self._settle is not None:
+            self._settle_wake.set()  # periods a previous run closed but did not settle
+            self._tasks.append(asyncio.create_task(self._settler(), name="demand-settle"))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -236,7 +242,7 @@ class DemandApp:
         self._save_history()
         self._emit()
         if not was_on and decision.on:
-            await self._settle_closed()
+            self._settle_wake.set()  # settled in the background: the feed never waits for it
         return decision
 
     async def _to_safe_state(self, why: str, status: str) -> None:
@@ -252,7 +258,7 @@ class DemandApp:
         if not was_on:
             self._close_off_period(self._last_end_us)
             self._save_history()
-            await self._settle_closed()
+            self._settle_wake.set()
         self._publish("demand.alert", {"alert": why})
         self._emit()
 
@@ -322,27 +328,47 @@ class DemandApp:
         if periods and periods[-1].end_us is None:
             periods[-1] = replace(periods[-1], end_us=end_us or periods[-1].start_us)
 
-    async def _settle_closed(self) -> None:
-        """Pay out every closed off-period not yet settled (in order; stop at a failure and
-        try again after the next one)."""
+    async def _settler(self) -> None:
+        """Settle closed off-periods in the background: when one closes, and after a failure
+        again, waiting :data:`SETTLE_RETRY_S` doubling up to :data:`SETTLE_RETRY_MAX_S`."""
+        retry: float | None = None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(retry):
+                    await self._settle_wake.wait()
+            self._settle_wake.clear()
+            if await self.settle_closed():
+                retry = None  # nothing left: wait until a period closes
+            else:
+                retry = SETTLE_RETRY_S if retry is None else min(SETTLE_RETRY_MAX_S, retry * 2)
+
+    async def settle_closed(self) -> bool:
+        """Pay out every closed off-period not yet settled, in order; True when none is left
+        (False: one failed, and it and the later ones wait for the next try)."""
         if self._settle is None:
-            return
+            return True
         async with self._settling:
-            periods = self._history.off_periods
-            for index, period in enumerate(periods):
-                if period.settled or period.end_us is None or period.credits_mc <= 0:
-                    continue
+            pending = [
+                p
+                for p in self._history.off_periods
+                if not p.settled and p.end_us is not None and p.credits_mc > 0
+            ]
+            for period in pending:
                 try:
                     paid = await self._settle(period)
                 except Exception as exc:
                     log.warning("demand credits not settled yet: %s", exc)
-                    return
+                    return False
                 if not paid:
-                    return
-                periods[index] = replace(period, settled=True)
+                    return False
+                periods = self._history.off_periods  # found again: it may have moved on
+                for index, current in enumerate(periods):
+                    if current.start_us == period.start_us:
+                        periods[index] = replace(current, settled=True)
                 self._history.totals.settled_mc += period.credits_mc
                 self._save_history()
                 self._emit()
+        return True
 
     # ------------------------------------------------------------------------------ storage
 

@@ -297,7 +297,9 @@ def chain_outcome(
 
 integrity = IntegrityZome(
     name=CURRENCY_ZOME,
-    version="2",
+    # 3: site meters (monitor certificates) attest their owner's devices' claims. A change of
+    # what validation accepts is a new network: nodes on other rules would warrant each other.
+    version="3",
     entry_defs=ENTRY_DEFS,
     validate=validate,
 )

@@ -1,0 +1,169 @@
+"""The smart plug's credits, end to end in separate processes on loopback: an owner enrolls a
+site meter and a plug (plug-in → pending → enroll with the pairing code), both restart as
+enrolled devices, the plug replays a peak through the Demand Management app, claims each peak
+interval, and the meter attests and pays the rewards. The plug's wallet then holds exactly
+the credits the app (and ``ioe plug simulate``) computed, each reward with its provenance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nodes import NodeProcess, env, init, wait_for
+
+from ioe.identity.pairing import normalise_code
+from ioe.node.client import call_api
+
+pytestmark = pytest.mark.slow
+
+PRICES = [100.0] * 14 + [400.0] * 6 + [100.0] * 6 + [390.0] * 4 + [100.0] * 4
+APP = ("--threshold-pct", "30", "--load-w", "1200", "--min-off-minutes", "0")
+ZONE = "au/nsw/newtown"
+
+
+def ioe(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ioe", *args],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_prices(path: Path) -> None:
+    lines = ["time,price"]
+    for i, price in enumerate(PRICES):
+        minutes = 5 * (i + 1)
+        lines.append(f"2023-01-18T{10 + minutes // 60:02d}:{minutes % 60:02d}:00+10:00,{price}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def popen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ioe", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def enroll(owner_dir: Path, bootstrap: str, data: Path, kind: str, name: str) -> str:
+    """Plug a device in, enroll it with its pairing code; its enrolled agent key."""
+    device = popen(
+        "device", "plug-in", "--data-dir", str(data), "--type", kind, "--name", name,
+        "--zone", ZONE, "--no-mdns", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
+    )  # fmt: skip
+    try:
+        assert device.stdout is not None
+        first = json.loads(device.stdout.readline())
+        code = normalise_code((data / "pairing-code").read_text())
+
+        def pending() -> bool:
+            done = ioe("owner", "pending", "--data-dir", str(owner_dir), "--json")
+            return any(p["device"] == first["agent"] for p in json.loads(done.stdout or "[]"))
+
+        wait_for(pending, timeout=30)
+        done = ioe(
+            "owner", "enroll", "--data-dir", str(owner_dir), first["agent"], "--code", code,
+            "--json",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        second = json.loads(device.stdout.readline())
+        assert second["enrollment"] == "enrolled"
+        return str(second["agent"])
+    finally:
+        stop(device)
+
+
+def run_device(data: Path, bootstrap: str, sim: str, name: str, *extra: str) -> Any:
+    process = popen(
+        "device", "run", "--data-dir", str(data), "--driver", "sim", "--sim", sim,
+        "--name", name, "--no-mdns", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
+        "--interval", "0.5", "--batch-every", "2", *extra,
+    )  # fmt: skip
+    assert process.stdout is not None
+    json.loads(process.stdout.readline())  # started
+    return process
+
+
+def test_a_plug_s_peak_credits_are_attested_and_paid_by_its_site_meter(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.csv"
+    write_prices(prices)
+    simulated = ioe(
+        "plug", "simulate", "--prices", str(prices), *APP, "--verification", "meter",
+        "--zone", ZONE, "--json",
+    )  # fmt: skip
+    assert simulated.returncode == 0, simulated.stderr
+    expected = json.loads(simulated.stdout.strip().splitlines()[-1])
+    assert len(expected["off"]) == 10 and expected["credits_mc"] > 1000
+
+    owner_dir = tmp_path / "owner"
+    owner = NodeProcess(owner_dir, init(owner_dir)).start("--no-mdns")
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        meter_dir, plug_dir = tmp_path / "meter", tmp_path / "plug"
+        meter_agent = enroll(owner_dir, owner.addr, meter_dir, "monitor", "Site meter")
+        plug_agent = enroll(owner_dir, owner.addr, plug_dir, "consumption", "Fridge plug")
+        processes.append(
+            run_device(meter_dir, owner.addr, "meter", "Site meter", "--demand-rewards")
+        )
+        plug_app = ("--demand-prices", str(prices), "--demand-speed", "300", *APP, "--zone", ZONE)
+        processes.append(
+            run_device(
+                plug_dir, owner.addr, "plug", "Fridge plug", *plug_app,
+                "--demand-rewarder", meter_agent,
+            )
+        )  # fmt: skip
+        assert call_api(plug_dir, "GET", "/v1/info")["agent"] == plug_agent
+
+        def settled() -> dict[str, Any] | None:
+            report = call_api(plug_dir, "GET", "/v1/apps/demand")["report"]
+            done = report["intervals"] == len(PRICES) and report["settled_mc"] > 0
+            return report if done and report["settled_mc"] == report["credits_mc"] else None
+
+        report = wait_for(settled, timeout=150)
+        assert report["credits_mc"] == expected["credits_mc"]
+        assert report["off_intervals"] == len(expected["off"])
+
+        history = call_api(plug_dir, "GET", "/v1/wallet/history")["items"]
+        rewards = [item for item in history if item["kind"] == "reward"]
+        assert len(rewards) == 10  # one per peak interval
+        assert sum(item["delta_mc"] for item in rewards) == expected["credits_mc"]
+        for item in rewards:
+            assert item["counterparty"] == meter_agent
+            provenance = item["provenance"]
+            assert provenance["clean"] is True and provenance["trust"] == "meter_attested"
+            assert provenance["origin_zone"] == ZONE and provenance["energy_wh"] == 100
+            assert provenance["claim"]
+        meter = call_api(meter_dir, "GET", "/v1/wallet")
+        assert meter["balance_mc"] == -expected["credits_mc"]
+        # every chain re-verifies offline, citations included
+        for process in processes:
+            stop(process)
+        for data in (plug_dir, meter_dir):
+            verified = ioe("chain", "verify", "--data-dir", str(data))
+            assert verified.returncode == 0, verified.stderr
+    finally:
+        for process in processes:
+            stop(process)
+        owner.stop()
