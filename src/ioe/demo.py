@@ -1,7 +1,7 @@
 """``ioe demo``: the book's smart plug, run for real on this machine's loopback.
 
 Four nodes talk over libp2p (TCP + Noise on 127.0.0.1): a home owner's node, and three devices
-of the home — a smart plug (a simulated fridge behind it), the site meter and a PV inverter.
+of the home — a smart plug (a simulated pool pump behind it), the site meter and a PV inverter.
 
 1. **Plug-in, discovery, enrollment.** Each device starts unenrolled, with a provisional key and
    a pairing code, and asks the peers it reaches to be enrolled. The owner's node lists it as
@@ -10,7 +10,7 @@ of the home — a smart plug (a simulated fridge behind it), the site meter and 
    ``ioe owner enroll``).
 2. **Demand management.** The plug runs the Demand Management app on real AEMO prices (NSW,
    January 2023, bundled), replayed fast from an hour before the recording's first price peak:
-   it switches the fridge off while the price peaks more than the threshold over its trailing
+   it switches the pump off while the price peaks more than the threshold over its trailing
    average, and back on when the peak passes.
 3. **Credits.** Each off-period is claimed from the site meter, which checks the claim and pays
    the demand-reduction credits with a countersigned ``reward`` transfer; both wallets show it.
@@ -75,7 +75,7 @@ class _Device:
     sim: str
 
 
-PLUG = _Device("Fridge plug", "plug", NodeType.CONSUMPTION, "plug")
+PLUG = _Device("Pool pump plug", "plug", NodeType.CONSUMPTION, "pump")
 METER = _Device("Site meter", "meter", NodeType.MONITOR, "meter")
 PV = _Device("Rooftop PV", "pv", NodeType.GENERATOR, "pv")
 

@@ -287,7 +287,7 @@ def test_a_plug_switched_off_draws_nothing() -> None:
     plug = SimPlug("kettle", start_us=T0, utc_offset_s=0, switch=False)
     plug.step(T0 + DAY_US)
     assert plug.import_wh == 0 and plug.values()["power_w"] == 0
-    with pytest.raises(ValueError, match="fridge, kettle, tv"):
+    with pytest.raises(ValueError, match="fridge, kettle, pool_pump, tv"):
         SimPlug("jacuzzi", start_us=T0)
 
 

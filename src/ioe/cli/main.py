@@ -542,7 +542,11 @@ def _add_device_commands(commands: Any) -> None:
         help="which driver speaks to the device",
     )
     run.add_argument("--name", required=True, help="the device's name")
-    run.add_argument("--sim", help="simulated device: plug, aircon, pv, battery, ev, meter")
+    run.add_argument(
+        "--sim",
+        help="simulated device: plug (a fridge), pump (a pool pump), aircon, pv, battery, ev,"
+        " meter",
+    )
     run.add_argument("--mqtt", help="MQTT broker HOST:PORT (tasmota, shelly)")
     run.add_argument("--topic", help="Tasmota topic")
     run.add_argument("--device-id", help="Shelly device id (MQTT)")

@@ -31,7 +31,7 @@ from ioe.drivers.sunspec import SunSpecDriver
 from ioe.drivers.tasmota import TasmotaDriver
 
 DRIVERS = ("sim", "tasmota", "shelly", "sunspec", "ocpp")
-SIM_KINDS = ("plug", "aircon", "pv", "battery", "ev", "meter")
+SIM_KINDS = ("plug", "pump", "aircon", "pv", "battery", "ev", "meter")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +65,8 @@ def simulated_device(kind: str, start_us: int) -> SimDevice:
     """A simulated device of ``kind`` (see :data:`SIM_KINDS`), driven by the bundled NSW data."""
     if kind == "plug":
         return SimPlug("fridge", start_us=start_us)
+    if kind == "pump":  # a smart plug with a pool pump behind it: a load worth shifting
+        return SimPlug("pool_pump", start_us=start_us)
     if kind == "aircon":
         outdoor = load_series("nsw1", "temperature").at
         return SimAirConditioner(outdoor, start_us=start_us)

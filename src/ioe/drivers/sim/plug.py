@@ -62,6 +62,11 @@ PROFILES: Mapping[str, LoadProfile] = {
             power_w=_kettle,
         ),
         LoadProfile(
+            name="pool_pump",
+            description="a 1.1 kW pool pump, running steadily while it has power",
+            power_w=lambda _seconds: 1100.0,
+        ),
+        LoadProfile(
             name="tv",
             description="95 W 06:30-08:00 and 18:00-23:00, 0.5 W standby",
             power_w=_tv,
