@@ -13,7 +13,11 @@ from ioe.node.nodefile import NoRunningNode, read_node_file
 
 
 class ApiError(IoEError):
-    """The node answered with an error."""
+    """The node answered with an error (``status``: its HTTP status)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def call_api(
@@ -36,7 +40,7 @@ def call_api(
             message = json.loads(exc.read()).get("error", exc.reason)
         except (ValueError, AttributeError):
             message = exc.reason
-        raise ApiError(f"the node refused: {message}") from None
+        raise ApiError(f"the node refused: {message}", exc.code) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise NoRunningNode(
             f"no node answers for {data_dir} at {node.api} (pid {node.pid}); is it running? ({exc})"

@@ -263,7 +263,7 @@ class Wallet:
             return found
         own = self.node.conductor.call(cell, CURRENCY_ZOME, "ledger_head")
         assert isinstance(own, Position)
-        provenance = payload.get("provenance")
+        provenance, terms = payload.get("provenance"), payload.get("terms")
         try:
             return next_transfer(
                 cell.agent,
@@ -274,6 +274,7 @@ class Wallet:
                 kind=Kind(payload["kind"]),
                 provenance=None if provenance is None else currency.parse_provenance(provenance),
                 memo=payload["memo"],
+                terms=None if terms is None else currency.parse_terms(terms),
             )
         except (LedgerError, ValueError) as exc:
             raise ZomeCallError(str(exc)) from exc
