@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from nodes import NodeProcess, env, init, wait_for
+from nodes import NodeProcess, env, init, members, wait_for
 
 from ioe.identity.pairing import generate_code, normalise_code
 from ioe.node.client import call_api
@@ -111,6 +111,8 @@ def test_plug_in_pending_wrong_code_enrolled_member(tmp_path: Path) -> None:
             return any(m["agent"] == agent for ms in peers["members"].values() for m in ms)
 
         wait_for(member, timeout=30)
+        # the provisional identity said it left when its node closed: no longer a member
+        wait_for(lambda: first["agent"] not in members(owner), timeout=30)
         again = ioe("owner", "enroll", "--data-dir", str(owner_dir), first["agent"], "--code", code)
         assert again.returncode != 0
     finally:

@@ -59,6 +59,8 @@ async def _with_node(data_dir: Path, bootstrap: str, job: str, victim: str | Non
                 await asyncio.sleep(0.2)
             peers = sorted({PeerId(i.peer_id) for i in dht.members().values()})
             peers = [p for p in peers if p != node.network.peer_id]
+            for peer in peers:  # introduce ourselves first: a stranger's warrant is refused
+                await dht.exchange_agent_infos(peer)
             if job == "lie":
                 assert victim is not None
                 payloads = [await _lie(dht, conductor, AgentPubKey.from_text(victim), deadline)]

@@ -100,6 +100,8 @@ WARRANTS_PER_PEER_PER_MINUTE = 64
 spread from several authorities, and false ones cannot pile up."""
 MAX_WARRANT_FUTURE_US = 60_000_000
 WARRANT_FETCH_ROUNDS = 8
+DEPART_TIMEOUT_S = 1.5
+"""How long a closing node spends telling its peers it is leaving."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,9 @@ class DnaNetwork:
         self.store = SqliteDhtStore(db, dna.hash)
         self.host = SourceHost(dna, self.store)
         self.stats = DhtStats()
+        self.on_presence: Callable[[AgentPubKey, bool], None] | None = None
+        """Told when another agent joins (True) or leaves (False) this network, as its own
+        signed infos say (a node's presence alerts)."""
         self._local: dict[AgentPubKey, _LocalAgent] = {}
         self._down_until: dict[PeerId, float] = {}
         self._failures: dict[PeerId, int] = {}
@@ -283,8 +288,12 @@ class DnaNetwork:
         return {
             info.agent: info
             for info in self.store.agent_infos(self.clock())
-            if info.agent not in self._blocked
+            if info.agent not in self._blocked and not info.departed
         }
+
+    def _is_member(self, agent: AgentPubKey) -> bool:
+        info = self.store.agent_info(agent)
+        return info is not None and not info.departed and info.expires_at_us > self.clock()
 
     def live_members(self) -> dict[AgentPubKey, AgentInfo]:
         """Members whose node is not known to be down (local agents always count)."""
@@ -336,13 +345,45 @@ class DnaNetwork:
                 continue
             if info.agent in self._local and info.peer_id != self.net.peer_id:
                 continue  # nobody else speaks for our own agents
+            was_member = self._is_member(info.agent)
             if self.store.put_agent_info(info) and info.peer_id != self.net.peer_id:
-                self.net.add_peer_addrs(PeerId(info.peer_id), list(info.addrs))
+                if not info.departed:
+                    self.net.add_peer_addrs(PeerId(info.peer_id), list(info.addrs))
+                if self.on_presence is not None and was_member == info.departed:
+                    self.on_presence(info.agent, not info.departed)
             accepted.append(info)
         return accepted
 
     def _known_infos_payload(self) -> list[bytes]:
-        return [info.to_bytes() for info in self.members().values()]
+        """Every unexpired info, departures included, so that they spread too."""
+        return [
+            info.to_bytes()
+            for info in self.store.agent_infos(self.clock())
+            if info.agent not in self._blocked
+        ]
+
+    async def depart(self, timeout_s: float = DEPART_TIMEOUT_S) -> None:
+        """Say that the local agents are leaving: sign infos with no addresses and hand them
+        to the member nodes this node can reach (bounded by ``timeout_s``); they pass them on.
+        A node that starts again announces itself anew, which supersedes the departure."""
+        peers = {PeerId(i.peer_id) for i in self.members().values()} - {PeerId(self.net.peer_id)}
+        now = self.clock()
+        for agent in self._local.values():
+            info = AgentInfo.sign(
+                agent.cell.keys,
+                dna_hash=self.dna.hash,
+                peer_id=self.net.peer_id,
+                addrs=(),
+                now_us=now,
+                ttl_us=int(self.config.agent_info_ttl_s * 1e6),
+                membrane_proof=agent.membrane_proof,
+            )
+            self.store.put_agent_info(info)
+        if not peers or not self._local:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*(self.exchange_agent_infos(p) for p in peers))
 
     async def exchange_agent_infos(self, peer: PeerId) -> None:
         """Swap agent infos with ``peer`` (how a node joins, and how membership spreads)."""
@@ -720,7 +761,10 @@ class DnaNetwork:
 
     async def get_record(self, action_hash: ActionHash) -> Record | None:
         local = self.store.get_record(action_hash)
-        if local is not None:
+        complete = local is not None and (
+            local.entry is not None or local.action.entry_hash is None or local.is_private()
+        )
+        if local is not None and complete:  # (an action known without its entry is fetched)
             return None if self.is_blocked(local.action.author) else local
         for op in await self._ask_authorities(action_hash, "record"):
             if op.op_type is OpType.STORE_RECORD and op.signed_action.hash == action_hash:

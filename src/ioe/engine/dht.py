@@ -271,7 +271,12 @@ class ValidationReceipt:
 
 @dataclass(frozen=True, slots=True)
 class AgentInfo:
-    """An agent's signed announcement in one DNA's network."""
+    """An agent's signed announcement in one DNA's network.
+
+    An info with no addresses is the agent's own word that it has **left** (its node shut
+    down, or its provisional identity was replaced at enrollment): newer than the one it
+    replaces, it spreads like any info until it expires, and its agent is no longer counted a
+    member."""
 
     dna_hash: DnaHash
     agent: AgentPubKey
@@ -284,6 +289,10 @@ class AgentInfo:
 
     def _message(self) -> bytes:
         return encode(self._fields())
+
+    @property
+    def departed(self) -> bool:
+        return not self.addrs
 
     def _fields(self) -> list[object]:
         return [

@@ -109,6 +109,7 @@ class Node:
                     clock=self.conductor.clock,
                     config=self.config.dht,
                 )
+                dht.on_presence = self._presence
                 self.dnas[cell.dna.hash] = dht
             dht.add_cell(cell)
             cell.reader = dht.store  # what the cell cites from others: held or fetched here
@@ -182,6 +183,8 @@ class Node:
         for signer in self.countersigners.values():
             await signer.close()
         for dht in self.dnas.values():
+            with contextlib.suppress(Exception):  # leaving politely must not stop the close
+                await dht.depart()
             await dht.close()
         await self.network.close()
 
@@ -214,6 +217,11 @@ class Node:
 
     def agents(self) -> Sequence[Cell]:
         return self.conductor.cells()
+
+    def _presence(self, agent: AgentPubKey, present: bool) -> None:
+        """A member joined or left (its own signed word): a ``presence`` event on the signal
+        stream, for the owner's apps and pages."""
+        self.signals.publish({"type": "presence", "agent": agent.to_text(), "present": present})
 
     def _device_written(self, point: str, value: object, caller: AgentPubKey) -> None:
         self.signals.publish(
