@@ -222,6 +222,26 @@ def test_the_running_app_settles_in_the_background_while_the_feed_goes_on() -> N
     asyncio.run(main())
 
 
+def test_a_restart_on_the_same_replay_decides_and_counts_nothing_twice() -> None:
+    async def run_once(store: FakeStore) -> dict[str, Any]:
+        app, _, _, _ = make_app(fed(points(PRICES)), store=store, settings_=RULE)
+        await app.start()
+        async with asyncio.timeout(10):
+            while app.alert is None:  # the feed ended
+                await asyncio.sleep(0.01)
+        await app.close()
+        return app.report()
+
+    async def main() -> None:
+        store = FakeStore()
+        first = await run_once(store)
+        assert first["intervals"] == len(PRICES) and first["credits_mc"] > 0
+        again = await run_once(store)  # the same recording replayed from its start
+        assert again == first
+
+    asyncio.run(main())
+
+
 def test_closed_off_periods_are_settled_once_and_a_failure_is_retried() -> None:
     async def main() -> None:
         paid: list[OffPeriod] = []

@@ -195,9 +195,18 @@ class DemandApp:
     # ------------------------------------------------------------------------------ the loop
 
     async def _follow_feed(self) -> None:
+        decided = self._history.decisions[-1]["end_us"] if self._history.decisions else None
+        skipped = 0
         try:
             async for point in self._feed:
                 self._last_point_at = self._monotonic()
+                if decided is not None and point.end_us <= decided:
+                    # already decided (a restart on the same replay, or a feed that repeats
+                    # itself): decided and counted once, never again
+                    skipped += 1
+                    if skipped == 1:
+                        log.info("demand app: skipping intervals already decided")
+                    continue
                 try:
                     await self.on_price(point)
                 except ValueError as exc:
