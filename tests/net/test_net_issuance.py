@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import NodeProcess, init, wait_for
+from nodes import NodeProcess, init, members, wait_for
 
 from ioe.hashing import ActionHash
 from ioe.node.client import ApiError
@@ -42,16 +42,11 @@ def trio(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess, NodeProcess
             node.start("--no-mdns", "--bootstrap", nodes[0].addr)
         owners = {n.owner for n in nodes}
         for node in nodes:
-            wait_for(lambda n=node: owners <= _members(n), timeout=30)
+            wait_for(lambda n=node: owners <= members(n), timeout=30)
         yield nodes[0], nodes[1], nodes[2]
     finally:
         for node in nodes:
             node.stop()
-
-
-def _members(node: NodeProcess) -> set[str]:
-    found = node.api("GET", "/v1/peers")["members"]
-    return {m["agent"] for agents in found.values() for m in agents}
 
 
 def _published(node: NodeProcess) -> bool:

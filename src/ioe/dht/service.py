@@ -291,10 +291,6 @@ class DnaNetwork:
             if info.agent not in self._blocked and not info.departed
         }
 
-    def _is_member(self, agent: AgentPubKey) -> bool:
-        info = self.store.agent_info(agent)
-        return info is not None and not info.departed and info.expires_at_us > self.clock()
-
     def live_members(self) -> dict[AgentPubKey, AgentInfo]:
         """Members whose node is not known to be down (local agents always count)."""
         now = asyncio.get_running_loop().time()
@@ -330,6 +326,7 @@ class DnaNetwork:
             raise RequestRefused("agent infos must be a list")
         now = self.clock()
         accepted = []
+        present = set(self.members())  # for presence: who was a member before this exchange
         for item in raw:
             if type(item) is not bytes:
                 continue
@@ -345,12 +342,16 @@ class DnaNetwork:
                 continue
             if info.agent in self._local and info.peer_id != self.net.peer_id:
                 continue  # nobody else speaks for our own agents
-            was_member = self._is_member(info.agent)
             if self.store.put_agent_info(info) and info.peer_id != self.net.peer_id:
                 if not info.departed:
                     self.net.add_peer_addrs(PeerId(info.peer_id), list(info.addrs))
+                was_member = info.agent in present
                 if self.on_presence is not None and was_member == info.departed:
                     self.on_presence(info.agent, not info.departed)
+                if info.departed:
+                    present.discard(info.agent)
+                else:
+                    present.add(info.agent)
             accepted.append(info)
         return accepted
 
@@ -612,8 +613,8 @@ class DnaNetwork:
         if type(to_raw) is list and index < len(to_raw) and type(to_raw[index]) is list:
             named = [AgentPubKey(a) for a in to_raw[index] if type(a) is bytes and len(a) == 32]
         members = self.live_members()
-        near = set(authorities(op.basis(), members, self.config.replication * 2))
-        mine = set(self._local) & {info.agent for info in self.authorities_of(op.basis())}
+        near = authorities(op.basis(), members, self.config.replication * 2)
+        mine = set(self._local) & set(near[: self.config.replication])
         return [agent for agent in named if agent in self._local and agent in near] or sorted(mine)
 
     async def hold(self, op: DhtOp, agents: Sequence[AgentPubKey]) -> list[ValidationReceipt]:

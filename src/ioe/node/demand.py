@@ -73,8 +73,6 @@ CLAIM_PUBLISH_S = 10.0
 ATTESTATION_PUBLISH_S = 10.0
 REWARD_CALL_S = 180.0
 LIVE_POLL_S = 30.0
-MAX_PRICE_C = 10**9
-"""Prices beyond ±10 million per MWh are not prices."""
 APP_KEY: web.AppKey[DemandApp] = web.AppKey("demand_app", DemandApp)
 
 

@@ -221,8 +221,9 @@ class Wallet:
                 payload["terms"] = terms
             # A first build fetches what the transfer cites (not here yet: a meter's
             # attestation, a plug's claim); the build that counts comes once the chain is free.
-            dht = self.node.dnas[cell.dna.hash]
-            await resolving(dht, functools.partial(self._prepare, cell, to, payload))
+            if terms is not None:  # only terms cite records
+                dht = self.node.dnas[cell.dna.hash]
+                await resolving(dht, functools.partial(self._prepare, cell, to, payload))
             # Our own chain may be co-signing another session (a payment to us): build on it
             # once that settles. Nothing awaits between building and the session's own lock
             # check, so the transfer continues the chain as it stands.

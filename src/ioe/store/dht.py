@@ -323,14 +323,6 @@ class SqliteDhtStore:
             )
         return True
 
-    def agent_info(self, agent: AgentPubKey) -> AgentInfo | None:
-        """The newest info kept for ``agent`` (expired or not)."""
-        rows = self.db._query(
-            "SELECT data FROM agent_infos WHERE dna_hash = ? AND agent = ?",
-            (self.dna, bytes(agent)),
-        )
-        return AgentInfo.from_bytes(rows[0][0]) if rows else None
-
     def agent_infos(self, now_us: int) -> list[AgentInfo]:
         rows = self.db._query(
             "SELECT data FROM agent_infos WHERE dna_hash = ? AND expires_at_us > ?",
