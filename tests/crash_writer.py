@@ -9,6 +9,7 @@ from ioe.crypto.keys import KeyPair
 from ioe.dnas import core_dna
 from ioe.engine.cell import Cell
 from ioe.store.sqlite import SqliteDatabase
+from ioe.testing.membership import membrane_proof_for
 
 SEED = bytes(range(32))
 START_US = 1_800_000_000_000_000
@@ -19,7 +20,7 @@ def main(path: str) -> None:
     keys = KeyPair(SEED)
     db = SqliteDatabase.open(path, dnas=[dna])
     cell = Cell(dna, keys, db.chain(dna.hash, keys.agent))
-    cell.genesis(None, now_us=START_US)
+    cell.genesis(membrane_proof_for(cell.keys), now_us=START_US)
     head = cell.head()
     n = head.seq if head else 0
     while True:

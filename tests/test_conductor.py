@@ -11,6 +11,7 @@ from ioe.crypto.derivation import OwnerAccount, device_agent_key
 from ioe.crypto.keystore import Unlock
 from ioe.dnas import core_dna
 from ioe.errors import WrongPassphrase
+from ioe.testing.membership import device_certificate
 
 UNLOCK = Unlock(passphrase="a long enough passphrase")
 
@@ -37,7 +38,9 @@ def test_init_creates_the_owner_cell_with_genesis(tmp_path: Path) -> None:
 def test_reopen_restores_cells_and_keys(tmp_path: Path) -> None:
     conductor, _ = Conductor.init(tmp_path, UNLOCK, clock=ticking())
     with conductor:
-        plug = conductor.install_cell(core_dna(), device=1)
+        assert isinstance(conductor.account, OwnerAccount)
+        proof = device_certificate(conductor.account, 1).to_bytes()
+        plug = conductor.install_cell(core_dna(), device=1, membrane_proof=proof)
         conductor.call(plug, "telemetry", "record_batch", [{"at_us": 1, "values": {"power_mw": 5}}])
         agent, head = plug.agent, plug.head()
     with Conductor.open(tmp_path, UNLOCK, clock=ticking(1_900_000_000_000_000)) as reopened:

@@ -24,6 +24,7 @@ from ioe.dnas import core_dna
 from ioe.engine.cell import Cell
 from ioe.engine.records import ACTION_SIGNATURE_CONTEXT
 from ioe.store.sqlite import SqliteDatabase
+from ioe.testing.membership import membrane_proof_for
 
 SAMPLES_PER_ENTRY = 4
 
@@ -49,7 +50,7 @@ def bench_chain(*, entries: int = 4000, batch: int = 100, rounds: int = 3) -> di
             keys = device_agent_key(os.urandom(32), 0)
             cell = Cell(dna, keys, db.chain(dna.hash, keys.agent))
             now = 1_800_000_000_000_000
-            cell.genesis(None, now_us=now)
+            cell.genesis(membrane_proof_for(cell.keys), now_us=now)
 
             started = time.perf_counter()
             for first in range(0, entries, batch):

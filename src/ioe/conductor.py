@@ -23,13 +23,20 @@ from ioe.device_account import DEVICE_SEED_SECRET, DeviceAccount
 from ioe.dnas import build_dna, core_dna
 from ioe.engine.cell import Cell
 from ioe.engine.dna import DnaDef
+from ioe.engine.ports import ChainQuery
+from ioe.engine.records import ActionType, AgentValidationPkg
 from ioe.errors import IoEError, KeystoreError
 from ioe.hashing import AgentPubKey, DnaHash
+from ioe.identity.authority import Keyset, single_owner
+from ioe.identity.membership import OwnerMembership, owner_membership
 from ioe.store.sqlite import SqliteDatabase
 
 DB_FILE = "ioe.sqlite"
 KEYSTORE_FILE = "keystore.json"
 ROOT_SEED_SECRET = "root_seed"
+RESTORE_SETTING = "chain_restore_pending"
+"""Set by ``ioe recover`` until the owner's chains are fetched back from the network
+(``ioe.node.recovery``): no genesis is written meanwhile, or the old chain would be forked."""
 
 Clock = Callable[[], int]
 
@@ -47,6 +54,19 @@ def default_data_dir() -> Path:
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Application Support" / "ioe"
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ioe"
+
+
+def owner_keyset(account: OwnerAccount) -> Keyset:
+    """A single owner's keyset: its authorization key, with its revocation key as revoker (what
+    its certificates and its owner membership carry)."""
+    return Keyset(single_owner(account.authorization_key().agent, account.revocation_key().agent))
+
+
+def owner_membership_for(account: OwnerAccount, now_us: int) -> OwnerMembership:
+    """The owner agent's membrane proof of the core DNA: its owner membership, bound by the
+    owner agent and signed by the authorization key."""
+    doc = owner_membership(owner_keyset(account), account.agent_key(), now_us)
+    return doc.signed_by(account.authorization_key())
 
 
 class AlreadyInitialised(IoEError):
@@ -103,15 +123,29 @@ class Conductor:
 
     @classmethod
     def recover(
-        cls, data_dir: Path, mnemonic: str, unlock: Unlock, *, clock: Clock = system_clock_us
+        cls,
+        data_dir: Path,
+        mnemonic: str,
+        unlock: Unlock,
+        *,
+        clock: Clock = system_clock_us,
+        restore: bool = False,
     ) -> Conductor:
-        """Restore the owner account from its mnemonic (into a new or keystore-less directory)."""
+        """Restore the owner account from its mnemonic (into a new or keystore-less directory).
+        With ``restore``, the chains are to be fetched from the network before anything is
+        written (:data:`RESTORE_SETTING`)."""
         account = OwnerAccount.from_mnemonic(mnemonic)
-        return cls._create(data_dir, account, unlock, clock)
+        return cls._create(data_dir, account, unlock, clock, restore=restore)
 
     @classmethod
     def _create(
-        cls, data_dir: Path, account: OwnerAccount, unlock: Unlock, clock: Clock
+        cls,
+        data_dir: Path,
+        account: OwnerAccount,
+        unlock: Unlock,
+        clock: Clock,
+        *,
+        restore: bool = False,
     ) -> Conductor:
         keystore = data_dir / KEYSTORE_FILE
         if keystore.exists():
@@ -122,12 +156,14 @@ class Conductor:
             owner = db.get_setting("owner")
             if owner is not None and owner != bytes(account.agent_key().agent):
                 raise AlreadyInitialised(f"{data_dir} belongs to another owner")
+            if restore:  # before the keystore: a directory with keys never lacks the mark
+                db.put_setting(RESTORE_SETTING, True)
             write_keystore(
                 keystore, {ROOT_SEED_SECRET: account.root_seed()}, unlock, overwrite=False
             )
             db.put_setting("owner", bytes(account.agent_key().agent))
             conductor = cls(data_dir, db, account, clock)
-            conductor.install_cell(core_dna(), device=OWNER_DEVICE_INDEX, agent=0)
+            conductor._install_owner_cell()
         except BaseException:
             db.close()
             raise
@@ -146,7 +182,25 @@ class Conductor:
             raise KeystoreError(f"{keystore} holds no root seed")
         account = OwnerAccount.from_root_seed(secrets[ROOT_SEED_SECRET])
         db = SqliteDatabase.open(data_dir / DB_FILE)
-        return cls(data_dir, db, account, clock)
+        try:
+            conductor = cls(data_dir, db, account, clock)
+            conductor._install_owner_cell()  # a no-op unless this build's core DNA is new here
+        except BaseException:
+            db.close()
+            raise
+        return conductor
+
+    def _install_owner_cell(self) -> None:
+        """The owner agent's core cell, whose genesis carries its owner membership."""
+        assert isinstance(self.account, OwnerAccount)
+        if self.db.get_setting(RESTORE_SETTING):  # the chain comes back from the network first
+            self.install_cell(core_dna(), device=OWNER_DEVICE_INDEX, agent=0, genesis=False)
+            return
+        key = (core_dna().hash, OWNER_DEVICE_INDEX, 0)
+        if key in self._cells and self._cells[key].has_genesis():
+            return
+        proof = owner_membership_for(self.account, self.clock()).to_bytes()
+        self.install_cell(core_dna(), device=OWNER_DEVICE_INDEX, agent=0, membrane_proof=proof)
 
     @classmethod
     def adopt_device(
@@ -219,10 +273,16 @@ class Conductor:
         return Cell(dna, keys, self.db.chain(dna.hash, keys.agent))
 
     def install_cell(
-        self, dna: DnaDef, *, device: int, agent: int = 0, membrane_proof: bytes | None = None
+        self,
+        dna: DnaDef,
+        *,
+        device: int,
+        agent: int = 0,
+        membrane_proof: bytes | None = None,
+        genesis: bool = True,
     ) -> Cell:
         """Create (or return) the cell of ``dna`` for device ``device``'s agent key ``agent``,
-        writing its genesis records."""
+        writing its genesis records (unless ``genesis`` is False: a chain to be restored)."""
         key = (dna.hash, device, agent)
         if key not in self._cells:
             self.db.register_dna(dna)
@@ -230,11 +290,21 @@ class Conductor:
             self._cells[key] = self._make_cell(dna, slot)
             self.db.put_setting("cells", [s.to_value() for s in [*self._slots(), slot]])
         cell = self._cells[key]
-        cell.genesis(membrane_proof, now_us=self.clock())
+        if genesis:
+            cell.genesis(membrane_proof, now_us=self.clock())
         return cell
 
     def cells(self) -> list[Cell]:
         return list(self._cells.values())
+
+    @staticmethod
+    def membrane_proof(cell: Cell) -> bytes | None:
+        """The membrane proof ``cell``'s genesis carries (what its agent infos present)."""
+        query = ChainQuery(action_type=ActionType.AGENT_VALIDATION_PKG, limit=1)
+        for record in cell.query(query):
+            if isinstance(record.action, AgentValidationPkg):
+                return record.action.membrane_proof
+        return None
 
     @property
     def owner_cell(self) -> Cell:

@@ -13,12 +13,16 @@ from collections.abc import Mapping
 from ioe.encoding import Value
 from ioe.engine import capability, countersigning
 from ioe.engine.dna import DnaDef
-from ioe.zomes import currency, notify, profile, telemetry
+from ioe.identity.certificate import NETWORK_PROPERTY
+from ioe.zomes import currency, identity, notify, ownership, profile, telemetry
 
 CORE_DNA_NAME = "ioe-core"
 
 
 def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = "") -> DnaDef:
+    """The core DNA. Its membrane (the identity zome) admits an agent with an enrollment
+    certificate naming the ``network`` property (``ioe-core`` unless ``properties`` say
+    otherwise) or with an owner membership (docs/identity.md)."""
     return DnaDef(
         name=CORE_DNA_NAME,
         integrity_zomes=(
@@ -27,6 +31,8 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
             capability.integrity,
             countersigning.integrity,
             currency.integrity,
+            ownership.integrity,
+            identity.integrity,
         ),
         coordinator_zomes=(
             profile.coordinator,
@@ -34,8 +40,9 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
             capability.coordinator,
             notify.coordinator,
             currency.coordinator,
+            ownership.coordinator,
         ),
-        properties=dict(properties or {}),
+        properties={NETWORK_PROPERTY: CORE_DNA_NAME, **(properties or {})},
         network_seed=network_seed,
     )
 

@@ -22,6 +22,7 @@ from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ValidationError
 from ioe.hashing import ActionHash
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import (
     ClaimAttestation,
@@ -256,6 +257,6 @@ def world(currency: Mapping[str, Any] | None = None, now: int = NOW) -> World:
     cells = {}
     for name, keys in KEYS.items():
         cell = Cell(dna, keys, db.chain(dna.hash, keys.agent))
-        cell.genesis(None, now_us=now)
+        cell.genesis(membrane_proof_for(cell.keys), now_us=now)
         cells[name] = cell
     return World(dna, cells, now + HOUR)

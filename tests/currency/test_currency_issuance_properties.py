@@ -332,7 +332,21 @@ def check_invariants(m: Model) -> None:
     assert balances == {name: m.balances.get(name, 0) for name in w.cells}
     assert sum(balances.values()) == 0
     for name, cell in w.cells.items():
-        assert balances[name] >= -credit_limit_mc(m.rules, cell.agent)
+        # What it earned: the backed credits of its history (a trade settling a receipt, a
+        # fee or reward citing its basis), and its limit raised by that much history.
+        earned = sum(
+            item.amount_mc
+            for item in w.call(name, "history")
+            if item.delta_mc > 0
+            and (
+                (item.kind is Kind.TRADE and item.provenance and item.provenance.receipt)
+                or (item.kind in (Kind.FEE, Kind.REWARD) and item.terms and item.terms.cites)
+            )
+        )
+        limit = credit_limit_mc(m.rules, cell.agent, earned)
+        assert w.call(name, "balance").credit_limit_mc == limit
+        assert w.call(name, "ledger_head").earned_mc == earned
+        assert balances[name] >= -limit
         verifier = ChainVerifier(w.dna, app_host=SourceHost(w.dna, cell.store))
         for record in cell.query():
             verifier.feed(record)

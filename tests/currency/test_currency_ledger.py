@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from ioe.crypto.keys import KeyPair
 from ioe.encoding import Value
 from ioe.hashing import ActionHash
-from ioe.zomes.currency.entries import Kind, Party, Transfer
+from ioe.zomes.currency.entries import Kind, Party, Provenance, Source, Terms, Transfer
 from ioe.zomes.currency.ledger import (
     DEFAULT_LIMIT_MC,
     START,
@@ -19,6 +19,7 @@ from ioe.zomes.currency.ledger import (
     advance,
     credit_limit_mc,
     device_type_of,
+    follows,
     format_mc,
     is_attester,
     is_oracle,
@@ -27,6 +28,7 @@ from ioe.zomes.currency.ledger import (
     party_problem,
     replay,
 )
+from ioe.zomes.currency.value import Verification
 
 A, B, C = (KeyPair(bytes([i + 70]) * 32).agent for i in range(3))
 H1, H2 = ActionHash(b"\x01" * 32), ActionHash(b"\x02" * 32)
@@ -177,3 +179,64 @@ def test_issuance_settings_and_roles_come_from_the_dna() -> None:
         None,
         frozenset(),
     )
+
+
+HISTORY = {"credit_limits": {"default_mc": 5_000, "history_pm": 500, "history_max_mc": 2_000}}
+
+
+def test_history_raises_a_limit_up_to_its_cap_but_not_a_reserves_or_pools() -> None:
+    given_rules = rules({**HISTORY, "device_types": {B.to_text(): "reserve", C.to_text(): "pool"}})
+    assert credit_limit_mc(given_rules, A) == credit_limit_mc(given_rules, A, 0) == 5_000
+    assert credit_limit_mc(given_rules, A, 1_000) == 5_500
+    assert credit_limit_mc(given_rules, A, 10**12) == 7_000
+    assert credit_limit_mc(given_rules, B, 10**6) == 0
+    assert credit_limit_mc(given_rules, C, 10**6) == 0
+    assert credit_limit_mc(CurrencyRules(), A, 4_000) == DEFAULT_LIMIT_MC + 1_000  # 250 pm
+
+
+@given(st.integers(0, 10**15), st.integers(0, 10**15), st.integers(0, 1000), st.integers(0, 10**9))
+def test_more_history_never_lowers_a_limit(first: int, second: int, pm: int, cap: int) -> None:
+    given_rules = rules({"credit_limits": {"history_pm": pm, "history_max_mc": cap}})
+    low, high = sorted((first, second))
+    base = credit_limit_mc(given_rules, A)
+    assert base <= credit_limit_mc(given_rules, A, low) <= credit_limit_mc(given_rules, A, high)
+    assert credit_limit_mc(given_rules, A, high) <= base + cap
+
+
+def _backed_trade(spender_at: Position, receiver_at: Position, amount: int) -> Transfer:
+    provenance = Provenance(
+        100, Source.SOLAR, True, "au/nsw/newtown", Verification.METER_ATTESTED, H1, H2
+    )
+    return next_transfer(
+        B, spender_at, A, receiver_at, amount_mc=amount, kind=Kind.TRADE, provenance=provenance
+    )
+
+
+def test_only_backed_transfers_received_count_as_earned() -> None:
+    trade = _backed_trade(START, START, 700)
+    assert trade.backed and trade.earned_by(A) == 700 and trade.earned_by(B) == 0
+    plain = next_transfer(B, START, A, START, amount_mc=700, kind=Kind.TRANSFER)
+    uncited_fee = next_transfer(B, START, A, START, amount_mc=700, kind=Kind.FEE)
+    cited_fee = next_transfer(
+        B, START, A, START, amount_mc=700, kind=Kind.FEE, terms=Terms(cites=H1)
+    )
+    assert (plain.earned_by(A), uncited_fee.earned_by(A), cited_fee.earned_by(A)) == (0, 0, 700)
+    # Carried forward: after the trade, A's next transfer starts from what it earned.
+    at = advance(START, A, H1, trade)
+    assert at == Position(H1, 700, 700)
+    spend = next_transfer(A, at, C, START, amount_mc=5_000, kind=Kind.TRANSFER)
+    assert spend.spender.earned_mc == 700
+    assert advance(at, A, H2, spend) == Position(H2, -4_300, 700)
+
+
+def test_a_party_cannot_claim_history_it_does_not_have() -> None:
+    at = Position(H1, 700, 700)
+    honest = next_transfer(A, at, C, START, amount_mc=5_800, kind=Kind.TRANSFER)
+    given_rules = rules(HISTORY)
+    assert limit_problem(given_rules, honest) is None  # 5 000 + 350 of history
+    over = next_transfer(A, at, C, START, amount_mc=6_100, kind=Kind.TRANSFER)
+    assert "credit limit" in (limit_problem(given_rules, over) or "")
+    inflated = Party(A, H1, 700, -5_400, 10**9)
+    assert "earned" in (follows(at, inflated) or "")
+    assert "history" in (party_problem(Party(A, None, 0, -5, 1), -5) or "")
+    assert "not negative" in (party_problem(Party(A, H1, 0, -5, -1), -5) or "")

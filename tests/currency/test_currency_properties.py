@@ -12,6 +12,7 @@ app rules) equals the running balances of a model.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
@@ -30,9 +31,16 @@ from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import PROVENANCE_REQUIRED, Kind, Provenance, Source, Transfer
-from ioe.zomes.currency.ledger import CurrencyRules, Position, credit_limit_mc, next_transfer
+from ioe.zomes.currency.ledger import (
+    START,
+    CurrencyRules,
+    Position,
+    credit_limit_mc,
+    next_transfer,
+)
 from ioe.zomes.currency.value import Verification
 
 NOW = 1_700_000_000_000_000
@@ -47,6 +55,7 @@ FREE_KINDS = (Kind.TRANSFER, Kind.DONATION, Kind.FEE)
 class Model:
     balances: dict[AgentPubKey, int]
     heads: dict[AgentPubKey, ActionHash | None]
+    earned: dict[AgentPubKey, int] = field(default_factory=dict)
     done: list[tuple[Transfer, ActionHash, ActionHash]] = field(default_factory=list)
     refused: int = 0
 
@@ -104,7 +113,7 @@ def setup(agents: int, types: list[str | None]) -> tuple[DnaDef, list[Cell], Cur
     db = MemoryDatabase()
     cells = [Cell(dna, keys, db.chain(dna.hash, keys.agent)) for keys in KEYS[:agents]]
     for cell in cells:
-        cell.genesis(None, now_us=NOW)
+        cell.genesis(membrane_proof_for(cell.keys), now_us=NOW)
     return dna, cells, CurrencyRules.from_properties(properties)
 
 
@@ -139,7 +148,8 @@ def expected_problem(
         return "cash_in"
     if kind is Kind.CASH_OUT and types.get(receiver.agent.to_text()) != "reserve":
         return "cash_out"
-    if model.balances[spender.agent] - amount < -credit_limit_mc(rules, spender.agent):
+    limit = credit_limit_mc(rules, spender.agent, model.earned.get(spender.agent, 0))
+    if model.balances[spender.agent] - amount < -limit:
         return "credit limit"
     return None
 
@@ -150,10 +160,12 @@ def check_invariants(dna: DnaDef, cells: list[Cell], rules: CurrencyRules, model
     for cell in cells:
         balance = balances[cell.agent]
         assert balance.balance_mc == model.balances[cell.agent]
-        assert balance.balance_mc >= -credit_limit_mc(rules, cell.agent)
+        earned = model.earned.get(cell.agent, 0)
+        assert balance.credit_limit_mc == credit_limit_mc(rules, cell.agent, earned)
+        assert balance.balance_mc >= -balance.credit_limit_mc
         assert balance.available_mc >= 0
         assert cell.call("currency", "ledger_head", None, now_us=NOW) == Position(
-            model.heads[cell.agent], model.balances[cell.agent]
+            model.heads[cell.agent], model.balances[cell.agent], earned
         )
         # The chain re-verifies from genesis with every app rule.
         verifier = ChainVerifier(dna, app_host=SourceHost(dna, cell.store))
@@ -211,9 +223,17 @@ def test_random_payments_keep_the_ledger_whole(
             # Forced anyway, past the payer's own checks: neither chain takes it.
             forced = next_transfer(
                 spender.agent,
-                Position(model.heads[spender.agent], model.balances[spender.agent]),
+                Position(
+                    model.heads[spender.agent],
+                    model.balances[spender.agent],
+                    model.earned.get(spender.agent, 0),
+                ),
                 receiver.agent,
-                Position(model.heads[receiver.agent], model.balances[receiver.agent]),
+                Position(
+                    model.heads[receiver.agent],
+                    model.balances[receiver.agent],
+                    model.earned.get(receiver.agent, 0),
+                ),
                 amount_mc=amount,
                 kind=kind,
                 provenance=provenance,
@@ -232,7 +252,36 @@ def test_random_payments_keep_the_ledger_whole(
         model.balances[spender.agent] -= amount
         model.balances[receiver.agent] += amount
         model.heads[spender.agent], model.heads[receiver.agent] = spent, received
+        model.earned[receiver.agent] = model.earned.get(receiver.agent, 0) + transfer.earned_by(
+            receiver.agent
+        )
         model.done.append((transfer, spent, received))
         after = spender.call("currency", "balance", None, now_us=now)
         assert after.balance_mc == model.balances[spender.agent] >= -after.credit_limit_mc
     check_invariants(dna, cells, rules, model)
+
+
+def test_a_spender_claiming_history_it_has_not_earned_is_refused_by_both_chains() -> None:
+    """History raises a limit, so a spender might claim some: its side must carry exactly
+    what its earlier transfers add up to, and each chain checks its own author's side."""
+    dna, cells, rules = setup(2, [None, None, None, None])
+    spender, receiver = cells
+    limit = credit_limit_mc(rules, spender.agent)
+    inflated = Position(None, 0, 0)
+    forged = next_transfer(
+        spender.agent,
+        inflated,
+        receiver.agent,
+        START,
+        amount_mc=limit + 1_000,
+        kind=Kind.TRANSFER,
+    )
+    # The limit the forger wants (10 000 credits earned) is not the one its chain gives.
+    forged = dataclasses.replace(
+        forged, spender=dataclasses.replace(forged.spender, earned_mc=10_000_000)
+    )
+    entry = forced_set(dna, spender, receiver, forged)
+    for cell in (spender, receiver):
+        with pytest.raises(ValidationError, match=r"history|earned"):
+            commit_session(cell, entry)
+    assert spender.call("currency", "balance", None, now_us=NOW).balance_mc == 0

@@ -19,6 +19,7 @@ from ioe.errors import ValidationError
 from ioe.hashing import ActionHash
 from ioe.identity.authority import Keyset, single_owner
 from ioe.identity.certificate import DeviceType, EnrollmentCertificate, issue
+from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency.rewards import demand_reduction_reward_mc, need_index_from_cents
 from ioe.zomes.currency.value import ValueRules, Verification
 
@@ -64,7 +65,8 @@ def join(w: World, name: str, keys: KeyPair, proof: bytes | None) -> Cell:
 @pytest.fixture
 def site() -> World:
     """Household 1's plug and meter; household 2's plug and meter; a monitor certificate
-    that claims household 1 but is signed by household 2; an unenrolled meter."""
+    that claims household 1 but is signed by household 2 (the core DNA's membrane refuses it);
+    a member with no certificate."""
     w = world()
     ours, theirs = Household(1), Household(2)
     for house, tag in ((ours, ""), (theirs, "2")):
@@ -73,8 +75,10 @@ def site() -> World:
         join(w, f"meter{tag}", meter, house.certificate(meter, DeviceType.MONITOR).to_bytes())
     forged_keys = ours.device(3)
     forged = replace(theirs.certificate(forged_keys, DeviceType.MONITOR), keyset=ours.keyset)
-    join(w, "forged", forged_keys, forged.to_bytes())
-    join(w, "bare", ours.device(4), None)
+    with pytest.raises(ValidationError, match="did not bind"):  # the membrane keeps it out
+        join(w, "forged", forged_keys, forged.to_bytes())
+    bare = ours.device(4)
+    join(w, "bare", bare, membrane_proof_for(bare))  # a member, but with no certificate
     return w
 
 
@@ -137,8 +141,7 @@ def test_a_site_meter_does_not_attest_another_owner_s_devices(site: World) -> No
     ("by", "match"),
     [
         ("plug2", "only a distributor validator"),  # enrolled, but not as a monitor
-        ("bare", "only a distributor validator"),  # not enrolled at all
-        ("forged", "only a distributor validator"),  # a certificate its keyset never signed
+        ("bare", "only a distributor validator"),  # an owner membership, no certificate
         ("home", "only a distributor validator"),  # the kit's unnamed agent
     ],
 )

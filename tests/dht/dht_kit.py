@@ -14,6 +14,7 @@ from ioe.dnas import core_dna
 from ioe.engine.cell import Cell
 from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.store.sqlite import SqliteDatabase
+from ioe.testing.membership import membrane_proof_for
 
 DNA = core_dna()
 FAST = DhtConfig(
@@ -61,11 +62,11 @@ async def start_node(
     db = SqliteDatabase.open(directory / f"n{index}.sqlite", dnas=[DNA])
     cell = Cell(DNA, keys, db.chain(DNA.hash, keys.agent))
     if cell.store.head() is None:
-        cell.genesis(None, now_us=clock())
+        cell.genesis(membrane_proof_for(cell.keys), now_us=clock())
     net = MemoryNetwork(hub, name) if name is not None else MemoryNetwork(hub)
     await net.start()
     dht = DnaNetwork(DNA, db, net, clock=clock, config=config)
-    dht.add_cell(cell)
+    dht.add_cell(cell, membrane_proof_for(keys))
     await dht.start()
     return Node(cell, net, dht, db)
 

@@ -22,6 +22,7 @@ from ioe.engine.warrants import MAX_WARRANT_BYTES, Warrant, WarrantKind
 from ioe.net.interface import PeerUnreachable, RequestRefused
 from ioe.net.memory import MemoryHub
 from ioe.store.dht import blocked_agents
+from ioe.testing.membership import membrane_proof_for
 
 pytestmark = pytest.mark.anyio
 
@@ -224,7 +225,7 @@ async def test_late_joiners_learn_warrants_by_gossip_and_blocks_survive_restart(
     node = nodes[1]
     await node.dht.close()
     again = DnaNetwork(DNA, node.db, node.net, clock=node.dht.clock, config=FAST)
-    again.add_cell(node.cell)
+    again.add_cell(node.cell, membrane_proof_for(node.cell.keys))
     assert again.is_blocked(forker.cell.agent)
     assert again.blocked_peer(forker.net.peer_id)
     node.dht = again

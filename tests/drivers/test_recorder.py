@@ -26,6 +26,7 @@ from ioe.drivers.sim import FakeClock, SimDriver, SimPlug
 from ioe.engine.cell import Cell
 from ioe.errors import StoreError, ValidationError
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.telemetry.entries import MAX_SAMPLES_PER_BATCH, ReadingBatch
 
 T0 = 1_700_000_000_000_000
@@ -42,7 +43,7 @@ def make_cell() -> Cell:
     dna = core_dna()
     keys = KeyPair(bytes([3]) * 32)
     cell = Cell(dna, keys, MemoryDatabase().chain(dna.hash, keys.agent))
-    cell.genesis(None, now_us=T0 - 1)
+    cell.genesis(membrane_proof_for(cell.keys), now_us=T0 - 1)
     return cell
 
 

@@ -15,6 +15,7 @@ from ioe.engine.cell import Cell
 from ioe.errors import Unauthorized, ValidationError, ZomeCallError
 from ioe.hashing import AgentPubKey
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 
 DNA = core_dna()
 T0 = 1_800_000_000_000_000
@@ -25,7 +26,7 @@ BOB = KeyPair(b"\x03" * 32).agent
 
 def new_cell() -> Cell:
     cell = Cell(DNA, OWNER, MemoryDatabase().chain(DNA.hash, OWNER.agent))
-    cell.genesis(None, now_us=T0)
+    cell.genesis(membrane_proof_for(cell.keys), now_us=T0)
     return cell
 
 

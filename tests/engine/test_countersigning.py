@@ -22,6 +22,7 @@ from ioe.engine.schema import to_value
 from ioe.engine.validation import SourceHost
 from ioe.errors import ChainError, ChainLocked, ValidationError
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.profile.entries import Profile
 
 DNA = core_dna()
@@ -33,7 +34,7 @@ def new_cells(db: MemoryDatabase | None = None) -> list[Cell]:
     db = db or MemoryDatabase()
     cells = [Cell(DNA, keys, db.chain(DNA.hash, keys.agent)) for keys in KEYS]
     for cell in cells:
-        cell.genesis(None, now_us=NOW)
+        cell.genesis(membrane_proof_for(cell.keys), now_us=NOW)
     return cells
 
 

@@ -10,6 +10,7 @@ from ioe.engine.cell import Cell
 from ioe.engine.signals import MAX_SIGNAL_BYTES, RemoteSignal, Signal
 from ioe.errors import ZomeCallError
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 
 DNA = core_dna()
 T0 = 1_800_000_000_000_000
@@ -20,7 +21,7 @@ OTHER = KeyPair(b"\x06" * 32).agent
 @pytest.fixture
 def cell() -> Cell:
     cell = Cell(DNA, KEYS, MemoryDatabase().chain(DNA.hash, KEYS.agent))
-    cell.genesis(None, now_us=T0)
+    cell.genesis(membrane_proof_for(cell.keys), now_us=T0)
     return cell
 
 

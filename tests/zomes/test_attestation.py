@@ -28,6 +28,7 @@ from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.hashing import ActionHash
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 from ioe.zomes import telemetry
 from ioe.zomes.telemetry.api import AttestationRecord
 from ioe.zomes.telemetry.entries import Attestation, Sample
@@ -71,7 +72,7 @@ class Site:
     def cell(self, n: int) -> Cell:
         keys = KeyPair(bytes([n]) * 32)
         cell = Cell(self.dna, keys, self.db.chain(self.dna.hash, keys.agent))
-        cell.genesis(None, now_us=NOW - 3600 * S)
+        cell.genesis(membrane_proof_for(cell.keys), now_us=NOW - 3600 * S)
         return cell
 
 

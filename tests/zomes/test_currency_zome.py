@@ -21,6 +21,7 @@ from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import ChainError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import Kind, Provenance, Source, Transfer
 from ioe.zomes.currency.ledger import START, Position
@@ -41,7 +42,7 @@ def new_cells(properties: Mapping[str, Value] | None = None) -> tuple[DnaDef, li
     db = MemoryDatabase()
     cells = [Cell(dna, keys, db.chain(dna.hash, keys.agent)) for keys in KEYS]
     for cell in cells:
-        cell.genesis(None, now_us=NOW)
+        cell.genesis(membrane_proof_for(cell.keys), now_us=NOW)
     return dna, cells
 
 

@@ -12,6 +12,7 @@ from ioe.engine.cell import Cell
 from ioe.engine.integrity import Invalid, Valid
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.telemetry.entries import MAX_SAMPLES_PER_BATCH, ReadingBatch, Sample
 from ioe.zomes.telemetry.validation import check_batch
 
@@ -61,7 +62,7 @@ def make_cell() -> Cell:
     dna = core_dna()
     keys = KeyPair(bytes(32))
     cell = Cell(dna, keys, MemoryDatabase().chain(dna.hash, keys.agent))
-    cell.genesis(None, now_us=NOW)
+    cell.genesis(membrane_proof_for(cell.keys), now_us=NOW)
     return cell
 
 

@@ -58,6 +58,14 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
         metavar="TYPE",
         help="an entry type this node co-signs when another agent asks (repeatable; default none)",
     )
+    parser.add_argument(
+        "--liveness-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="report a watched member absent once its node has been silent this long "
+        "(within 1.5 times this; default 30)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log at INFO level")
 
 
@@ -65,12 +73,15 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
     """The network options shared by ``node run`` and ``device run``. mDNS speaks only on the
     interface the node listens on (all of them only when it listens on all of them)."""
     # libp2p takes most of a second to import: only the commands that run a node pay for it.
+    from ioe.dht.service import DhtConfig  # noqa: PLC0415
     from ioe.node.runtime import NodeConfig, listen_multiaddr  # noqa: PLC0415
 
     api_host, _, api_port = args.api.rpartition(":")
     if not api_port.isdigit() or not api_host:
         raise ValueError(f"--api takes HOST:PORT, not {args.api!r}")
     listen_host = args.listen.rpartition(":")[0].strip("[]")
+    if not args.liveness_timeout > 0:
+        raise ValueError("--liveness-timeout must be a positive number of seconds")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -83,6 +94,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         api_host=api_host.strip("[]"),
         api_port=int(api_port),
         countersign_accept=tuple(args.countersign_accept),
+        dht=DhtConfig(liveness_timeout_s=args.liveness_timeout),
     )
 
 

@@ -26,8 +26,10 @@ from ioe.cli.common import emit_json as _emit_json
 from ioe.cli.common import node_config as _node_config
 from ioe.cli.common import provisional_identity
 from ioe.cli.demand import add_demand_options, add_report_command, demand_setup
+from ioe.cli.directory import add_directory_command
 from ioe.cli.grants import add_commands as add_grant_commands
 from ioe.cli.grants import remote_call
+from ioe.cli.keys import add_commands as add_key_commands
 from ioe.cli.owner import add_commands as add_owner_commands
 from ioe.cli.owner import add_plug_in_command
 from ioe.cli.plug import add_plug_commands
@@ -99,12 +101,16 @@ def cmd_recover(args: argparse.Namespace) -> int:
         print("Enter the 24-word recovery phrase:", file=sys.stderr)
     mnemonic = sys.stdin.readline()
     unlock = _unlock(args, creating=True)
-    with Conductor.recover(data_dir, mnemonic, unlock) as conductor:
+    restore = not args.fresh
+    with Conductor.recover(data_dir, mnemonic, unlock, restore=restore) as conductor:
         owner = conductor.account.agent_key().agent.to_text()
     if args.json:
-        _emit_json({"owner": owner})
+        _emit_json({"owner": owner})  # a stable shape scripts rely on
     else:
         print(f"Owner account {owner} restored in {data_dir}")
+        if restore:
+            print("Its chain and devices are fetched from the network when the node first runs:")
+            print(f"    ioe node run --data-dir {data_dir} --bootstrap MULTIADDR")
     return 0
 
 
@@ -167,8 +173,29 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         return 2
     unlock = _unlock_existing(args)
     with Conductor.open(data_dir, unlock) as conductor:
+        _restore_first(conductor, config, args)
         asyncio.run(_serve(conductor, config))
     return 0
+
+
+def _restore_first(conductor: Conductor, config: NodeConfig, args: argparse.Namespace) -> None:
+    """A recovered owner's chains and devices come back from the network before the node
+    serves or writes anything (``docs/identity.md``, "Recovering an owner")."""
+    from ioe.node.recovery import restore_over_network, restore_pending  # noqa: PLC0415
+
+    if not restore_pending(conductor):
+        return
+    print("restoring the owner's chain and devices from the network…", file=sys.stderr)
+    report = asyncio.run(
+        restore_over_network(conductor, config, timeout_s=args.restore_timeout, fresh=args.fresh)
+    )
+    restored = sum(report.chains.values())
+    how = "started fresh" if report.fresh else f"restored {restored} record(s)"
+    print(
+        f"{how}; {len(report.devices)} device(s) known; next device index "
+        f"{report.next_device_index}",
+        file=sys.stderr,
+    )
 
 
 async def _serve(
@@ -394,11 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     recover = commands.add_parser(
         "recover",
         help="restore the owner account from its recovery phrase (read from stdin)",
-        description="Restore the owner account from the 24-word phrase read from stdin.",
+        description="Restore the owner account from the 24-word phrase read from stdin. Its "
+        "chain and devices come back from the network on the first `ioe node run` (see "
+        "--restore-timeout, --fresh) before the node writes or serves anything.",
     )
     _data_dir_arg(recover)
     _unlock_args(recover)
-    recover.add_argument("--json", action="store_true", help="last line: owner as JSON")
+    _recover_args(recover)
     recover.set_defaults(handler=cmd_recover)
 
     chain = commands.add_parser(
@@ -459,12 +488,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_commands(commands)
     add_grant_commands(commands)
     add_owner_commands(commands)
+    add_key_commands(commands)
     add_wallet_commands(commands)
     add_sim_commands(commands)
     add_report_command(add_plug_commands(commands))
 
     _add_demo_command(commands)
     return parser
+
+
+def _recover_args(recover: argparse.ArgumentParser) -> None:
+    recover.add_argument(
+        "--fresh",
+        action="store_true",
+        help="the account never ran a node: start a new chain now instead of restoring it "
+        "from the network on the first `ioe node run`",
+    )
+    recover.add_argument("--json", action="store_true", help="last line: owner as JSON")
 
 
 def _add_demo_command(commands: Any) -> None:
@@ -500,6 +540,19 @@ def _add_node_commands(commands: Any) -> None:
     _data_dir_arg(run)
     _unlock_args(run)
     _add_network_options(run)
+    run.add_argument(
+        "--restore-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="after `ioe recover`: seconds to look for the owner's chain on the network before "
+        "giving up (default 60)",
+    )
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="after `ioe recover`: if no chain is found in time, start a new one",
+    )
     run.set_defaults(handler=cmd_node_run)
     for name, handler, text in (
         ("info", cmd_node_info, "the running node's identity, addresses and agents"),
@@ -510,6 +563,7 @@ def _add_node_commands(commands: Any) -> None:
         _data_dir_arg(sub)
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(handler=handler)
+    add_directory_command(node_commands)
 
 
 def _remote_device_args(parser: argparse.ArgumentParser) -> None:

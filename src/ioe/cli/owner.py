@@ -43,12 +43,15 @@ def cmd_owner_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_owner_devices(args: argparse.Namespace) -> int:
+    if args.refresh:  # look for this owner's devices on the network (after a recovery)
+        call_api(data_dir(args), "POST", "/v1/owner/rescan", {}, timeout=120)
     devices = call_api(data_dir(args), "GET", "/v1/owner/devices")
     if args.json:
         emit_json(devices)
     else:
         for item in devices:
-            print(f"{item['index']:4} {item['agent']}  {item['type']:12} {item['name']}")
+            state = "present" if item.get("present") else "absent"
+            print(f"{item['index']:4} {item['agent']}  {item['type']:12} {state:8} {item['name']}")
     return 0
 
 
@@ -117,8 +120,17 @@ def add_commands(commands: Any) -> None:
     enroll.add_argument("--json", action="store_true", help="print JSON")
     enroll.set_defaults(handler=cmd_owner_enroll)
     devices = owner_commands.add_parser(
-        "devices", help="the devices you enrolled", description="Devices enrolled by this owner."
+        "devices",
+        help="the devices you enrolled",
+        description="Devices enrolled by this owner, and whether each is present (its node "
+        "answers this one) with when it was last heard from.",
     )
     data_dir_arg(devices)
+    devices.add_argument(
+        "--refresh",
+        action="store_true",
+        help="first look on the network for devices enrolled by this owner (agent 0 of device "
+        "seeds 1, 2, … until 5 in a row are unknown), as a recovery does",
+    )
     devices.add_argument("--json", action="store_true", help="print JSON")
     devices.set_defaults(handler=cmd_owner_devices)

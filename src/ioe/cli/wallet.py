@@ -1,9 +1,9 @@
-"""``ioe wallet balance|history|pay``: the currency wallet of a running node's agent.
+"""``ioe wallet balance|history|pay|receipt``: the currency wallet of a running node's agent.
 
 Amounts are integer milli-credits on the wire and on the command line (``1500`` is 1.500 of
 the unit); the human output shows them with the unit's symbol. With ``--json`` the last line is
 one JSON object (the node API's answer: ``/v1/wallet``, ``/v1/wallet/history``,
-``/v1/wallet/pay``).
+``/v1/wallet/pay``, ``/v1/wallet/receipt``).
 """
 
 from __future__ import annotations
@@ -58,26 +58,57 @@ def cmd_wallet_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_option(text: str | None, option: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"error: {option} is not JSON: {exc}") from None
+
+
 def cmd_wallet_pay(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
         "to": args.agent,
-        "amount_mc": args.amount_mc,
         "kind": args.kind,
         "memo": args.memo,
         "timeout_s": args.timeout,
     }
-    if args.provenance is not None:
-        try:
-            body["provenance"] = json.loads(args.provenance)
-        except ValueError as exc:
-            print(f"error: --provenance is not JSON: {exc}", file=sys.stderr)
-            return 2
+    if args.amount_mc is not None:
+        body["amount_mc"] = args.amount_mc
+    elif args.terms is None:
+        print("error: give AMOUNT_MC, or --terms to let the rules set it", file=sys.stderr)
+        return 2
+    for option, key in (("--provenance", "provenance"), ("--terms", "terms")):
+        value = _json_option(getattr(args, key), option)
+        if value is not None:
+            body[key] = value
     paid = call_api(_data_dir(args), "POST", "/v1/wallet/pay", body, timeout=args.timeout + 30)
     if args.json:
         _emit(paid)
     else:
         print(f"paid {format_mc(paid['amount_mc'], paid['unit'])} to {paid['to']} ({paid['kind']})")
         print(f"balance {paid['balance']}   record {paid['hash']}")
+    return 0
+
+
+def cmd_wallet_receipt(args: argparse.Namespace) -> int:
+    body = {
+        "consumer": args.consumer,
+        "attestation": args.attestation,
+        "energy_wh": args.energy_wh,
+        "consumer_zone": args.zone,
+        "need_index": args.need_index,
+        "timeout_s": args.timeout,
+    }
+    signed = call_api(
+        _data_dir(args), "POST", "/v1/wallet/receipt", body, timeout=args.timeout + 30
+    )
+    if args.json:
+        _emit(signed)
+    else:
+        receipt = signed["receipt"]
+        print(f"receipt of {receipt['energy_wh']} Wh to {receipt['consumer']}: {signed['hash']}")
     return 0
 
 
@@ -111,7 +142,14 @@ def add_commands(commands: Any) -> None:
         "limit, a stale ledger head).",
     )
     pay.add_argument("agent", help="the receiver's agent key (uagnt…)")
-    pay.add_argument("amount_mc", type=_amount, metavar="AMOUNT_MC", help="milli-credits")
+    pay.add_argument(
+        "amount_mc",
+        type=_amount,
+        metavar="AMOUNT_MC",
+        nargs="?",
+        help="milli-credits (leave out with --terms: the rules set a trade's, fee's, reward's "
+        "or cash transfer's amount from what it cites)",
+    )
     pay.add_argument(
         "--kind", default=str(Kind.TRANSFER), choices=[str(k) for k in Kind], help="why"
     )
@@ -121,11 +159,31 @@ def add_commands(commands: Any) -> None:
         help='the energy paid for, as JSON: {"energy_wh", "source", "origin_zone", "trust", '
         '"clean"?} (required for trade and reward)',
     )
+    pay.add_argument(
+        "--terms",
+        help='what the transfer cites, as JSON (docs/currency.md): e.g. {"fee": "distributor", '
+        '"cites": TRADE_HASH} or {"reputation_pm": 1000} for a trade',
+    )
     pay.add_argument("--timeout", type=float, default=10.0, help="session timeout, seconds")
+    receipt = sub.add_parser(
+        "receipt",
+        help="as a distributor, countersign a consumption receipt with its consumer",
+        description="As the distributor that attested a generation claim, countersign the "
+        "receipt of energy delivered to a consumer with the consumer's node. The consumer "
+        "then pays the trade (`ioe wallet pay PRODUCER --kind trade --provenance ... --terms "
+        "...`).",
+    )
+    receipt.add_argument("consumer", help="the consumer's agent key")
+    receipt.add_argument("--attestation", required=True, help="your attestation's action hash")
+    receipt.add_argument("--energy-wh", type=int, required=True, help="energy delivered, Wh")
+    receipt.add_argument("--zone", required=True, help="the consumer's zone")
+    receipt.add_argument("--need-index", type=int, default=0, help="the zone's need, -1000..1000")
+    receipt.add_argument("--timeout", type=float, default=10.0, help="session timeout, seconds")
     for parser, handler in (
         (balance, cmd_wallet_balance),
         (history, cmd_wallet_history),
         (pay, cmd_wallet_pay),
+        (receipt, cmd_wallet_receipt),
     ):
         _data_dir_arg(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")

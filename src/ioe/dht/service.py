@@ -23,6 +23,11 @@ Gossip
     Every few seconds a node compares the ops it holds with a random member's and each sends the
     other what it lacks — this repairs whatever publishing missed (restarts, partitions).
 
+Presence and liveness
+    Joins and departures come from agents' own signed infos; a member node that vanishes
+    without a word is reported absent by this node's own liveness probes
+    (:mod:`ioe.dht.liveness`), within 1.5 × ``liveness_timeout_s``.
+
 Warrants and blocking
     An authority that judges an op invalid, or holds two agent-activity ops of one author at the
     same sequence number (a fork), signs a :class:`~ioe.engine.warrants.Warrant` and sends it to
@@ -37,10 +42,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ioe.dht.liveness import PING, LivenessWatch
+from ioe.dht.revocations import RevocationRegistry
 from ioe.encoding import Value, decode, encode
 from ioe.engine.cell import Cell
 from ioe.engine.dht import (
@@ -115,6 +122,12 @@ class DhtConfig:
     max_backoff_s: float = 30.0
     gossip_fanout: int = 2
     max_ops_per_request: int = 256
+    liveness_timeout_s: float = 30.0
+    """A watched member's node silent this long (and not answering a probe) is reported
+    absent: within 1.5 × this after it vanishes (see :mod:`ioe.dht.liveness`)."""
+    liveness_neighbours: int = 32
+    """Members nearest the local agents whose nodes are watched (besides :meth:`watch`)."""
+    liveness_max_probes: int = 8
 
 
 @dataclass
@@ -161,7 +174,10 @@ class DnaNetwork:
         self.stats = DhtStats()
         self.on_presence: Callable[[AgentPubKey, bool], None] | None = None
         """Told when another agent joins (True) or leaves (False) this network, as its own
-        signed infos say (a node's presence alerts)."""
+        signed infos say, or when its node stops or starts answering again (liveness): a
+        node's presence alerts."""
+        self._reported: set[AgentPubKey] = set()  # agents last reported present
+        self._watched: set[AgentPubKey] = set()
         self._local: dict[AgentPubKey, _LocalAgent] = {}
         self._down_until: dict[PeerId, float] = {}
         self._failures: dict[PeerId, int] = {}
@@ -174,7 +190,19 @@ class DnaNetwork:
         self.protocol_get = f"{prefix}/get/1"
         self.protocol_gossip = f"{prefix}/gossip/1"
         self.protocol_warrant = f"{prefix}/warrant/1"
+        self.protocol_ping = f"{prefix}/ping/1"
+        self.liveness = LivenessWatch(
+            network,
+            self.protocol_ping,
+            timeout_s=self.config.liveness_timeout_s,
+            max_probes=self.config.liveness_max_probes,
+            peers_to_watch=self._liveness_peers,
+            on_change=self._sync_presence,
+            clock_us=clock,
+        )
         self._blocked: dict[AgentPubKey, BlockedAgent] = self.store.blocked()
+        self.revocations = RevocationRegistry(db, dna)
+        """Known revocations: their keys' later ops and infos are refused (``revocations``)."""
         self._deferred: list[Callable[[], None]] | None = None
         self._warrant_window: dict[PeerId, tuple[float, int]] = {}
         self._blocked_peers: set[PeerId] = set()
@@ -199,7 +227,9 @@ class DnaNetwork:
         self.net.set_handler(self.protocol_get, self._on_get)
         self.net.set_handler(self.protocol_gossip, self._on_gossip)
         self.net.set_handler(self.protocol_warrant, self._on_warrant)
+        self.net.set_handler(self.protocol_ping, self._on_ping)
         self.announce()
+        self._reported = self._present_now()  # known from an earlier run: no alerts for them
         events = self.net.peer_events()
         for name, job in (
             ("publisher", self._publisher()),
@@ -207,6 +237,7 @@ class DnaNetwork:
             ("announcer", self._announcer()),
             ("peer-events", self._watch_peers(events)),
             ("discovery", self._discover_members()),
+            ("liveness", self.liveness.run(self.config.request_timeout_s)),
         ):
             self._tasks.append(asyncio.create_task(job, name=f"dht-{name}"))
         for peer in self.net.connected_peers():
@@ -288,7 +319,9 @@ class DnaNetwork:
         return {
             info.agent: info
             for info in self.store.agent_infos(self.clock())
-            if info.agent not in self._blocked and not info.departed
+            if info.agent not in self._blocked
+            and not info.departed
+            and (info.agent in self._local or not self.revocations.revoked(info.agent))
         }
 
     def live_members(self) -> dict[AgentPubKey, AgentInfo]:
@@ -311,6 +344,7 @@ class DnaNetwork:
     def _note_success(self, peer: PeerId) -> None:
         self._failures.pop(peer, None)
         self._down_until.pop(peer, None)
+        self.liveness.heard(peer)
 
     def _member_peers(self) -> set[PeerId]:
         return {PeerId(info.peer_id) for info in self.members().values()}
@@ -326,7 +360,6 @@ class DnaNetwork:
             raise RequestRefused("agent infos must be a list")
         now = self.clock()
         accepted = []
-        present = set(self.members())  # for presence: who was a member before this exchange
         for item in raw:
             if type(item) is not bytes:
                 continue
@@ -336,23 +369,18 @@ class DnaNetwork:
                 continue
             if info.agent in self._blocked:
                 continue
-            problem = info.check(self.dna, now)
+            problem = info.check(self.dna, now) or self.revocations.info_refusal(info)
             if problem is not None:
                 log.info("refused agent info of %s: %s", info.agent.short(), problem)
                 continue
             if info.agent in self._local and info.peer_id != self.net.peer_id:
                 continue  # nobody else speaks for our own agents
-            if self.store.put_agent_info(info) and info.peer_id != self.net.peer_id:
-                if not info.departed:
-                    self.net.add_peer_addrs(PeerId(info.peer_id), list(info.addrs))
-                was_member = info.agent in present
-                if self.on_presence is not None and was_member == info.departed:
-                    self.on_presence(info.agent, not info.departed)
-                if info.departed:
-                    present.discard(info.agent)
-                else:
-                    present.add(info.agent)
+            stored = self.store.put_agent_info(info)
+            if stored and info.peer_id != self.net.peer_id and not info.departed:
+                self.net.add_peer_addrs(PeerId(info.peer_id), list(info.addrs))
+                self.liveness.announced(PeerId(info.peer_id), info.signed_at_us)
             accepted.append(info)
+        self._sync_presence()
         return accepted
 
     def _known_infos_payload(self) -> list[bytes]:
@@ -442,6 +470,64 @@ class DnaNetwork:
             self.announce()
             for peer in self._member_peers() - {self.net.peer_id}:
                 self._spawn(self.exchange_agent_infos(peer))
+
+    # ------------------------------------------------------------------ presence, liveness
+
+    def watch(self, agents: Collection[AgentPubKey]) -> None:
+        """Also watch the nodes of these agents (e.g. an owner's own devices), however far
+        they are from the local agents. Replaces the previous list."""
+        self._watched = set(agents)
+
+    def present(self, agent: AgentPubKey) -> bool:
+        """Whether ``agent`` counts as present here: a member (by its signed infos) whose node
+        is not known to be silent (liveness). Local agents are always present."""
+        return agent in self._local or agent in self._reported
+
+    def last_seen_us(self, agent: AgentPubKey) -> int | None:
+        """When this node last heard from ``agent``'s node (watched nodes only), by its clock."""
+        info = self.members().get(agent)
+        if info is None:
+            return None
+        return self.liveness.last_seen_us.get(PeerId(info.peer_id))
+
+    def _present_now(self) -> set[AgentPubKey]:
+        return {
+            agent
+            for agent, info in self.members().items()
+            if info.peer_id != self.net.peer_id
+            and not self.liveness.is_absent(PeerId(info.peer_id))
+        }
+
+    def _sync_presence(self) -> None:
+        """Tell ``on_presence`` whoever joined or left since the last report (signed infos,
+        departures, expiry, blocking and liveness all come down to this one difference)."""
+        now = self._present_now()
+        joined, left = now - self._reported, self._reported - now
+        self._reported = now
+        if self.on_presence is None:
+            return
+        for agent in sorted(left):
+            self.on_presence(agent, False)
+        for agent in sorted(joined):
+            self.on_presence(agent, True)
+
+    def _liveness_peers(self) -> set[PeerId]:
+        """The nodes watched: those of explicitly watched agents, and of the members nearest
+        the local agents (``liveness_neighbours``; all of them in small networks)."""
+        members = {a: i for a, i in self.members().items() if i.peer_id != self.net.peer_id}
+        chosen = {members[a] for a in self._watched if a in members}
+        chosen |= {i for i in members.values() if self.liveness.is_absent(PeerId(i.peer_id))}
+        for local in self._local:
+            for agent in authorities(local, members, self.config.liveness_neighbours):
+                chosen.add(members[agent])
+        self._sync_presence()  # expiries and blocks are noticed here too, once per tick
+        return {PeerId(info.peer_id) for info in chosen}
+
+    async def _on_ping(self, peer: PeerId, payload: bytes) -> bytes:
+        """A liveness probe: a member asks whether this node is there (so it is, too)."""
+        self._require_member(peer)
+        self.liveness.heard(peer)
+        return PING
 
     def authorities_of(self, basis: HoloHash) -> list[AgentInfo]:
         """The ``r`` live members nearest ``basis``."""
@@ -668,6 +754,11 @@ class DnaNetwork:
             self.stats.rejected_ops += 1
             log.info("refused an op with a forged signature (%s)", op.hash.short())
             return []
+        revoked = self.revocations.refusal(op.signed_action)
+        if revoked is not None:  # not warranted: validation cannot see revocations
+            self.stats.rejected_ops += 1
+            log.info("refused op %s: %s", op.hash.short(), revoked)
+            return []
         status = self.store.op_status(op.hash)
         if status not in (OpStatus.VALID, OpStatus.INVALID):
             outcome = validate_op(op, self.dna, self.host)
@@ -686,6 +777,8 @@ class DnaNetwork:
                     self._warrant_invalid_op(op, outcome.reason, agents)
                 elif op.op_type is OpType.REGISTER_AGENT_ACTIVITY:
                     self._detect_fork(op, agents)
+            if status is OpStatus.VALID:
+                self.revocations.observe(op, self.host)
         now = self.clock()
         return [
             ValidationReceipt.sign(
@@ -722,10 +815,17 @@ class DnaNetwork:
 
     # -------------------------------------------------------------------------------- gets
 
-    async def _ask_authorities(self, basis: HoloHash, kind: str) -> list[DhtOp]:
+    async def _ask_authorities(
+        self, basis: HoloHash, kind: str, *, widest: int | None = None
+    ) -> list[DhtOp]:
         """Ops of ``kind`` at ``basis`` from its authorities (the first useful answer per
-        authority; all answers merged)."""
-        infos = [i for i in self.authorities_of(basis) if i.peer_id != self.net.peer_id]
+        authority; all answers merged); with ``widest``, from that many members nearest it."""
+        if widest is None:
+            nearest = self.authorities_of(basis)
+        else:
+            members = self.live_members()
+            nearest = [members[a] for a in authorities(basis, members, widest)]
+        infos = [i for i in nearest if i.peer_id != self.net.peer_id]
         payload = encode({"kind": kind, "basis": to_typed_bytes(basis)})
 
         async def ask(info: AgentInfo) -> list[DhtOp]:
@@ -748,6 +848,7 @@ class DnaNetwork:
                 if (
                     op.basis() == basis
                     and not self.is_blocked(op.signed_action.action.author)
+                    and self.revocations.refusal(op.signed_action) is None
                     and op.signed_action.signature_valid()
                 ):
                     found.append(op)
@@ -760,13 +861,22 @@ class DnaNetwork:
                 merged.setdefault(op.hash, op)
         return list(merged.values())
 
+    async def ask_widely(self, basis: HoloHash, kind: str, members: int = 32) -> list[DhtOp]:
+        """Every op of ``kind`` (record, entry, links, activity) at ``basis`` held by the
+        ``members`` live members nearest it (not only its ``r`` authorities: gossip may not
+        have handed them everything yet), signatures checked, nothing validated or kept: for
+        a caller that judges all answers itself (a chain restore must see a fork, not one side
+        of it, and the whole chain, not what one authority has so far)."""
+        return await self._ask_authorities(basis, kind, widest=members)
+
     async def get_record(self, action_hash: ActionHash) -> Record | None:
         local = self.store.get_record(action_hash)
         complete = local is not None and (
             local.entry is not None or local.action.entry_hash is None or local.is_private()
         )
         if local is not None and complete:  # (an action known without its entry is fetched)
-            return None if self.is_blocked(local.action.author) else local
+            voided = self.revocations.refusal(local.signed_action) is not None
+            return None if self.is_blocked(local.action.author) or voided else local
         for op in await self._ask_authorities(action_hash, "record"):
             if op.op_type is OpType.STORE_RECORD and op.signed_action.hash == action_hash:
                 if isinstance(validate_op(op, self.dna, self.host), Invalid):
@@ -832,7 +942,7 @@ class DnaNetwork:
     async def get_agent_activity(self, agent: AgentPubKey) -> list[SignedAction]:
         if self.is_blocked(agent):
             return []
-        activity = self.store.ops_at(agent, [OpType.REGISTER_AGENT_ACTIVITY])
+        activity = self._unblocked(self.store.ops_at(agent, [OpType.REGISTER_AGENT_ACTIVITY]))
         ops = {op.hash: op for op in activity}
         fetched = [
             op for op in await self._ask_authorities(agent, "activity") if op.hash not in ops
@@ -1029,11 +1139,14 @@ class DnaNetwork:
         self._blocked_peers = peers
 
     def _unblocked(self, ops: Sequence[DhtOp | None]) -> list[DhtOp]:
-        return [
-            op
-            for op in ops
-            if op is not None and op.signed_action.action.author not in self._blocked
-        ]
+        """``ops`` without those of blocked agents or voided by a known revocation."""
+        return self.revocations.filter(
+            [
+                op
+                for op in ops
+                if op is not None and op.signed_action.action.author not in self._blocked
+            ]
+        )
 
     async def _hang_up(self, peers: Sequence[PeerId]) -> None:
         for peer in peers:

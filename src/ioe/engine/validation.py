@@ -314,7 +314,7 @@ class ChainVerifier:
     With an ``app_host`` the DNA's app rules run too.
     """
 
-    __slots__ = ("_app_host", "_dna", "_prev", "count")
+    __slots__ = ("_app_host", "_dna", "_forgotten", "_prev", "count")
 
     def __init__(
         self,
@@ -322,10 +322,14 @@ class ChainVerifier:
         *,
         after: SignedAction | None = None,
         app_host: SourceHost | None = None,
+        forgotten: frozenset[ActionHash] = frozenset(),
     ) -> None:
         self._dna = dna
         self._prev = after
         self._app_host = app_host
+        self._forgotten = forgotten
+        """Records whose private entry is known to be lost (a chain restored from the network,
+        where private entries never travel): only their entry may be missing."""
         self.count = 0
 
     @property
@@ -335,8 +339,19 @@ class ChainVerifier:
     def feed(self, record: Record, *, check_signature: bool = True) -> None:
         """Check ``record`` after the last one fed. ``check_signature=False`` is for callers that
         verify signatures separately (in a batch, on another core) before trusting the result."""
-        reason = check_record(record, self._prev, self._dna, check_signature=check_signature)
-        if reason is None and self._app_host is not None and self._dna is not None:
+        forgotten = (
+            record.entry is None
+            and record.is_private()
+            and record.signed_action.hash in self._forgotten
+        )
+        reason = check_record(
+            record,
+            self._prev,
+            self._dna,
+            check_signature=check_signature,
+            require_entry=not forgotten,
+        )
+        if reason is None and not forgotten and self._app_host and self._dna is not None:
             outcome = validate_app(record, self._dna, self._app_host)
             if isinstance(outcome, Invalid):
                 reason = f"invalid: {outcome.reason}"

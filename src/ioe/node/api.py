@@ -9,6 +9,8 @@ cannot drive the node.
     POST /v1/profile             {"name", "zone"} → {"agent", "hash"}
     GET  /v1/profile/{agent}     → {"agent", "name", "zone", "hash"} (from the network)
     GET  /v1/dht                 → DHT counters per DNA
+    GET  /v1/directory[?zone=Z]  → the core network's members by their certificates (private
+                                 devices only on their owner's node): ``ioe.node.directory``
     GET  /v1/device              → the bridged device's description (device nodes only)
     GET  /v1/device/values       → its current values by canonical name
     POST /v1/device/values       {"point", "value"} → 204 (checked by the driver first)
@@ -21,6 +23,8 @@ cannot drive the node.
     DELETE /v1/grants/{grant}    → revoke: calls under it are refused from now on
     GET  /v1/wallet, GET /v1/wallet/history, POST /v1/wallet/pay: see ``wallet_api``
     GET  /v1/owner/pending, POST /v1/owner/enroll, GET /v1/owner/devices: ``enrollment_api``
+    POST /v1/owner/rescan (devices found again on the network): ``recovery``
+    POST /v1/owner/revoke, GET /v1/revocations/{agent}: ``revocations`` (key revocation)
     GET  /v1/signals             WebSocket: one JSON text message per signal (the token may
                                  also be given as ``?token=``, as browsers cannot set headers)
 """
@@ -43,7 +47,8 @@ from ioe.engine.schema import decode_as
 from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import NetworkError
-from ioe.node import countersign_api, demand, enrollment_api, wallet_api
+from ioe.node import countersign_api, demand, enrollment_api, recovery, revocations, wallet_api
+from ioe.node.directory import directory
 from ioe.node.jsonvalue import json_ready, secret_from_text, secret_to_text
 from ioe.node.remote import RemoteCallError, RemoteUnauthorized
 from ioe.zomes.profile.entries import Profile
@@ -67,6 +72,7 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     app.router.add_post("/v1/profile", set_profile)
     app.router.add_get("/v1/profile/{agent}", get_profile)
     app.router.add_get("/v1/dht", dht_stats)
+    app.router.add_get("/v1/directory", list_directory)
     app.router.add_get("/v1/device", device_describe)
     app.router.add_get("/v1/device/values", device_read)
     app.router.add_post("/v1/device/values", device_write)
@@ -78,6 +84,8 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     app.router.add_get("/v1/signals", signal_stream)
     countersign_api.add_routes(app)
     enrollment_api.add_routes(app)
+    recovery.add_routes(app)
+    revocations.add_routes(app)
     wallet_api.add_routes(app)
     app.router.add_get("/app/demand/", demand.page)
     app.router.add_get("/app/demand/{file}", demand.page)
@@ -226,6 +234,15 @@ async def dht_stats(request: web.Request) -> web.Response:
             "blocked_drops": dht.stats.blocked_drops,
         }
     return web.json_response(out)
+
+
+async def list_directory(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    dht = node.dht_for(_core(node))
+    viewers = {cell.agent for cell in node.conductor.cells()}  # this node's own agents only
+    zone = request.query.get("zone") or None
+    entries = directory(dht.members().values(), viewers, zone=zone, present=dht.present)
+    return web.json_response([entry.to_json() for entry in entries])
 
 
 def _device(node: Node) -> Any:

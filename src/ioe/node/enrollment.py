@@ -24,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ioe.conductor import owner_keyset
 from ioe.crypto.derivation import OwnerAccount, device_agent_key
 from ioe.device_account import DeviceAccount
 from ioe.dnas import CORE_DNA_NAME
 from ioe.encoding import decode, encode
 from ioe.errors import EncodingError, IoEError
 from ioe.hashing import AgentPubKey
-from ioe.identity.authority import Keyset, single_owner
 from ioe.identity.certificate import (
     DeviceType,
     DeviceVisibility,
@@ -127,9 +127,8 @@ def owner_certificate(  # noqa: PLR0917 - the certificate's fields
 ) -> EnrollmentCertificate:
     """The certificate a single owner issues for agent ``agent`` of its device ``index``: the
     keyset is the owner's authorization key with its revocation key as revoker."""
-    keyset = Keyset(single_owner(account.authorization_key().agent, account.revocation_key().agent))
     return issue(
-        keyset=keyset,
+        keyset=owner_keyset(account),
         owner_agent=account.agent_key(),
         device=agent,
         device_type=DeviceType(pending.device_type),
@@ -152,6 +151,7 @@ class OwnerEnrollment:
         self.pending: dict[AgentPubKey, PendingDevice] = {}
         self._node: Node | None = None
         self._lock = asyncio.Lock()
+        self._alerted: dict[AgentPubKey, bool] = {}  # last device_presence sent per device
 
     @property
     def node(self) -> Node:
@@ -162,12 +162,66 @@ class OwnerEnrollment:
     async def start(self, node: Node) -> None:
         self._node = node
         node.network.set_handler(m.PROTOCOL, self._handle)
+        self._watch_devices()
 
     async def close(self) -> None:
         self._node = None
 
     def _now(self) -> int:
         return self.node.conductor.clock()
+
+    # -------------------------------------------------------------- the owner's device alerts
+
+    def device_agents(self) -> dict[AgentPubKey, str]:
+        """This owner's enrolled devices: agent → name."""
+        found = {}
+        for item in self.devices():
+            with contextlib.suppress(EncodingError, ValueError, KeyError, TypeError):
+                found[AgentPubKey.from_text(item["agent"])] = str(item.get("name", ""))
+        return found
+
+    def _watch_devices(self) -> None:
+        """Have every DNA network watch this owner's devices' nodes (liveness), even those
+        far from the owner's agents, so that their presence is always known here."""
+        agents = set(self.device_agents())
+        for dht in self.node.dnas.values():
+            dht.watch(agents)
+
+    def _present(self, agent: AgentPubKey) -> bool:
+        return any(dht.present(agent) for dht in self.node.dnas.values())
+
+    def device_presence(self, agent: AgentPubKey) -> None:
+        """A member joined or left: if it is one of this owner's devices and its presence
+        changed, emit ``{"type": "device_presence", "device", "name", "present"}``."""
+        if self._node is None:  # not started yet, or closing
+            return
+        name = self.device_agents().get(agent)
+        if name is None:
+            return
+        present = self._present(agent)
+        if self._alerted.get(agent) == present:
+            return
+        self._alerted[agent] = present
+        self.node.signals.publish(
+            {"type": "device_presence", "device": agent.to_text(), "name": name, "present": present}
+        )
+
+    def device_status(self) -> list[dict[str, Any]]:
+        """The enrolled devices with ``present`` (as this node sees it) and ``last_seen_us``
+        (when this node last heard from the device's node, or None)."""
+        out = []
+        for item in self.devices():
+            try:
+                agent = AgentPubKey.from_text(item["agent"])
+            except (EncodingError, ValueError, KeyError, TypeError):
+                out.append({**item, "present": False, "last_seen_us": None})
+                continue
+            seen = [dht.last_seen_us(agent) for dht in self.node.dnas.values()]
+            known = [s for s in seen if s is not None]
+            out.append(
+                {**item, "present": self._present(agent), "last_seen_us": max(known, default=None)}
+            )
+        return out
 
     async def _handle(self, peer: PeerId, data: bytes) -> bytes:
         try:
@@ -260,6 +314,7 @@ class OwnerEnrollment:
             db = self.node.conductor.db
             db.put_setting(DEVICES_SETTING, [*self.devices(), record])
             self.pending.pop(device, None)
+            self._watch_devices()
             self.node.signals.publish(
                 {**record, "type": "device_enrolled", "device_type": pending.device_type}
             )

@@ -2,7 +2,7 @@
 
 GET  /v1/owner/pending   → [{"device", "name", "type", "zone"}] (devices asking to enroll)
 POST /v1/owner/enroll    {"device", "code", "zone"?, "private"?} → {"agent", "index", "name"}
-GET  /v1/owner/devices   → the devices this owner enrolled
+GET  /v1/owner/devices   → the devices this owner enrolled, with "present" and "last_seen_us"
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ async def pending(request: web.Request) -> web.Response:
 
 
 async def devices(request: web.Request) -> web.Response:
-    return web.json_response(_owner(request).devices())
+    return web.json_response(_owner(request).device_status())
 
 
 async def enroll(request: web.Request) -> web.Response:

@@ -3,9 +3,10 @@
 The data directory starts with a provisional identity (an owner-style keystore unlocked by the
 0600 device key file, as ``ioe device run`` makes) and a pairing code in ``DIR/pairing-code``
 (0600, made on first start from the OS's random bytes, reused after). The node runs
-:class:`~ioe.node.enrollment.DeviceEnrollment` until an owner provisions it; the device seed and
-certificate then replace the provisional keystore, and the node restarts in-process as the
-enrolled device (its agent joins the core DNA with the certificate as membrane proof).
+:class:`~ioe.node.enrollment.DeviceEnrollment` until an owner provisions it: it speaks only the
+enrollment protocol and is a member of no DNA network (no certificate, no membership). The device
+seed and certificate then replace the provisional keystore, and the node restarts in-process as
+the enrolled device (its agent joins the core DNA with the certificate as membrane proof).
 """
 
 from __future__ import annotations

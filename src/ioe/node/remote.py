@@ -207,6 +207,9 @@ class RemoteCalls:
         self.clock = clock
         self.hub = hub
         self.services: dict[str, Service] = {}
+        self.controllers: Callable[[AgentPubKey], bool] | None = None
+        """Who may command the ``device`` service without a grant: an enrolled device's
+        certificate policy (``may_control``; e.g. its owner, also once recovered elsewhere)."""
         self._dnas: dict[bytes, DnaNetwork] = {}
         self._cells: dict[tuple[bytes, AgentPubKey], Cell] = {}
         self._nonces = NonceCache()
@@ -304,6 +307,9 @@ class RemoteCalls:
         return await self._answer(dht, peer, open_signed_call(payload))
 
     async def _answer(self, dht: DnaNetwork, peer: PeerId, call: CallRequest) -> bytes:
+        revoked = dht.revocations.member_refusal(call.caller)
+        if revoked is not None:
+            raise RequestRefused(f"the caller is refused: {revoked}")
         info = dht.members().get(call.caller)
         if info is None or PeerId(info.peer_id) != peer:
             raise RequestRefused("the caller is not a member of this network at this peer")
@@ -320,7 +326,11 @@ class RemoteCalls:
         try:
             # The grant first (it has no side effects), so a caller without one cannot fill the
             # nonce cache; then the nonce, so an allowed call runs once.
-            authorize = call.caller != cell.agent
+            authorize = call.caller != cell.agent and not (
+                call.zome == "device"
+                and self.controllers is not None
+                and self.controllers(call.caller)
+            )
             if authorize:
                 authorize_call(cell, call.caller, call.zome, call.fn, call.secret)
             if not self._nonces.admit(call.caller, call.nonce, call.expires_us, now):

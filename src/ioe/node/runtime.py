@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ioe.conductor import Conductor
+from ioe.device_account import DeviceAccount
 from ioe.dht.service import DhtConfig, DnaNetwork
 from ioe.engine.cell import Cell
 from ioe.hashing import AgentPubKey, DnaHash
+from ioe.identity.certificate import may_control
 from ioe.net.interface import Network, NetworkError
-from ioe.net.mdns import IoeServiceRecord, MdnsDiscovery, dial_discovered
+from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, dial_discovered
 from ioe.net.p2p import P2PConfig, P2PNetwork
 from ioe.node.api import start_api
 from ioe.node.countersign import Countersigner
@@ -89,6 +91,9 @@ class Node:
         self.stopping = asyncio.Event()
         self.signals = SignalHub()
         self.remote = RemoteCalls(conductor.clock, self.signals)
+        if isinstance(conductor.account, DeviceAccount):  # its certificate says who commands it
+            cert = conductor.account.certificate
+            self.remote.controllers = lambda caller: may_control(cert.policy, caller, cert.owner)
         self.enrollment = enrollment if enrollment is not None else OwnerEnrollment()
         self.wallet = Wallet(self)
         self.demand = DemandService(self, demand) if demand is not None else None
@@ -99,7 +104,10 @@ class Node:
 
     async def start(self) -> None:
         await self.network.start()
-        for cell in self.conductor.cells():
+        # A provisional (unenrolled) device is no member of any DNA network: it only speaks the
+        # enrollment protocol until its owner provisions it.
+        member = self.enrollment.enrollment is not Enrollment.UNENROLLED
+        for cell in self.conductor.cells() if member else ():
             dht = self.dnas.get(cell.dna.hash)
             if dht is None:
                 dht = DnaNetwork(
@@ -111,7 +119,7 @@ class Node:
                 )
                 dht.on_presence = self._presence
                 self.dnas[cell.dna.hash] = dht
-            dht.add_cell(cell)
+            dht.add_cell(cell, self.conductor.membrane_proof(cell))
             cell.reader = dht.store  # what the cell cites from others: held or fetched here
         for dht in self.dnas.values():
             cells = [c for c in self.conductor.cells() if c.dna.hash == dht.dna.hash]
@@ -212,16 +220,19 @@ class Node:
 
     def call(self, cell: Cell, zome: str, function: str, payload: object = None) -> object:
         result = self.conductor.call(cell, zome, function, payload)
-        self.dht_for(cell).notify_commit()
+        if cell.dna.hash in self.dnas:  # a provisional device's chain is not published
+            self.dht_for(cell).notify_commit()
         return result
 
     def agents(self) -> Sequence[Cell]:
         return self.conductor.cells()
 
     def _presence(self, agent: AgentPubKey, present: bool) -> None:
-        """A member joined or left (its own signed word): a ``presence`` event on the signal
-        stream, for the owner's apps and pages."""
+        """A member joined or left (its own signed word, or its node stopped or started
+        answering): a ``presence`` event on the signal stream, for the owner's apps and pages."""
         self.signals.publish({"type": "presence", "agent": agent.to_text(), "present": present})
+        if isinstance(self.enrollment, OwnerEnrollment):  # the owner's own devices, singled out
+            self.enrollment.device_presence(agent)
 
     def _device_written(self, point: str, value: object, caller: AgentPubKey) -> None:
         self.signals.publish(

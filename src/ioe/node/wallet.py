@@ -18,8 +18,15 @@ Every node does two things at start (:meth:`Wallet.start`) so that it can be pai
   publishes anyway. An owner who revokes the grant can no longer be paid. If the chain is
   locked by a session restored at start, the grant is made at the next wallet call.
 - It installs :func:`wallet_policy` as each countersigner's policy: transfers go to the
-  currency's ``accept_payment``; every other entry type keeps the default rule (only the types
-  named by ``--countersign-accept``).
+  currency's ``accept_payment``, consumption receipts that name this node's agent as the
+  consumer to ``accept_receipt``; every other entry type keeps the default rule (only the
+  types named by ``--countersign-accept``).
+
+A **consumption receipt** closes the delivery of energy before its trade
+(:meth:`Wallet.deliver`): the distributor that attested a generation claim starts a session
+with the consumer's node, which co-signs it only as the consumer. A distributor's node never
+co-signs a receipt someone else started: a distributor vouches only for deliveries it
+measured itself. The consumer then pays the trade with ``pay(kind="trade", terms=...)``.
 
 A refusal because the receiver's head moved (another payment landed between reading it and the
 preflight) or its chain was in another session is retried a few times with a fresh head.
@@ -50,7 +57,7 @@ from ioe.node.countersign import Countersigner, CountersignError, Policy
 from ioe.node.open_grant import ensure_open_grant
 from ioe.node.resolve import resolving
 from ioe.zomes.currency import api as currency
-from ioe.zomes.currency.entries import Kind, Transfer
+from ioe.zomes.currency.entries import ConsumptionReceipt, Kind, Transfer
 from ioe.zomes.currency.ledger import (
     CurrencyRules,
     LedgerError,
@@ -90,6 +97,16 @@ class Payment:
     elapsed_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A consumption receipt committed on the distributor's and the consumer's chains."""
+
+    action_hash: ActionHash
+    session_id: bytes
+    receipt: ConsumptionReceipt
+    elapsed_ms: float
+
+
 def wallet_policy(signer: Countersigner) -> Policy:
     """The countersigning policy of a node with a wallet: a transfer is co-signed only by its
     receiver, and only if ``currency.accept_payment`` accepts it; any other entry type goes to
@@ -99,6 +116,10 @@ def wallet_policy(signer: Countersigner) -> Policy:
         if isinstance(value, Transfer):
             if value.receiver.agent != cell.agent:
                 return "this node co-signs only transfers that pay its own agent"
+            return currency.policy(cell, preflight, value)
+        if isinstance(value, ConsumptionReceipt):
+            if value.consumer != cell.agent:
+                return "this node co-signs only receipts of energy its own agent consumed"
             return currency.policy(cell, preflight, value)
         return signer.default_policy(preflight)  # the node's accept-types rule
 
@@ -248,6 +269,51 @@ class Wallet:
                 round((time.perf_counter() - started) * 1000, 3),
             )
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def deliver(
+        self,
+        consumer: AgentPubKey,
+        attestation: ActionHash,
+        energy_wh: int,
+        consumer_zone: str,
+        *,
+        need_index: int = 0,
+        timeout_s: float = 10.0,
+    ) -> Delivery:
+        """As the distributor that made ``attestation``, countersign the receipt of
+        ``energy_wh`` delivered to ``consumer`` with the consumer's node. Raises
+        ``ZomeCallError`` when this node's rules refuse the receipt (not its attestation, more
+        than attested, not a distributor validator), :class:`PaymentError` when the consumer
+        refuses or the session is abandoned, ``ChainLocked`` when this chain is busy."""
+        cell = self.cell()
+        if consumer == cell.agent:
+            raise ZomeCallError("a distributor does not deliver to itself")
+        started = time.perf_counter()
+        payload = {
+            "attestation": attestation,
+            "consumer": consumer,
+            "energy_wh": energy_wh,
+            "consumer_zone": consumer_zone,
+            "need_index": need_index,
+        }
+
+        def prepare() -> ConsumptionReceipt:
+            found = self.node.conductor.call(cell, CURRENCY_ZOME, "prepare_receipt", payload)
+            assert isinstance(found, ConsumptionReceipt)
+            return found
+
+        # The claim the attestation is of may be known here only by its hash: fetch it.
+        await resolving(self.node.dnas[cell.dna.hash], prepare)
+        await self._until_unlocked(cell, timeout_s)
+        receipt = prepare()
+        try:
+            action, entry = await self.signer().start_session(
+                cell, [consumer], receipt, timeout_s=timeout_s
+            )
+        except CountersignError as exc:
+            raise PaymentError(f"the receipt was refused: {exc}") from None
+        elapsed = round((time.perf_counter() - started) * 1000, 3)
+        return Delivery(action, entry.session_id, receipt, elapsed)
 
     @staticmethod
     async def _until_unlocked(cell: Cell, timeout_s: float) -> None:

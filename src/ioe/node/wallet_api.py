@@ -17,6 +17,13 @@
                                  cites: ``docs/currency.md``) lets ``amount_mc`` be left to
                                  the rules; cited records are fetched from the network.
 
+    POST /v1/wallet/receipt      {"consumer", "attestation", "energy_wh", "consumer_zone",
+                                  "need_index"?, "timeout_s"?} → {"hash", "session",
+                                  "receipt": {...}, "elapsed_ms"}: as the distributor that
+                                 made the attestation, countersign the receipt of energy
+                                 delivered to the consumer; 400 refused by this node's rules,
+                                 409 refused by the consumer's node or this chain is busy
+
 Amounts are integer milli-credits; ``unit`` is the currency's symbol.
 """
 
@@ -28,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ioe.errors import ChainLocked
-from ioe.hashing import AgentPubKey
+from ioe.hashing import ActionHash, AgentPubKey
 from ioe.node.jsonvalue import json_ready
 from ioe.node.wallet import PaymentError, Wallet, describe
 from ioe.zomes.currency.ledger import format_mc
@@ -44,6 +51,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/wallet", balance)
     app.router.add_get("/v1/wallet/history", history)
     app.router.add_post("/v1/wallet/pay", pay)
+    app.router.add_post("/v1/wallet/receipt", receipt)
 
 
 def _wallet(request: web.Request) -> Wallet:
@@ -126,5 +134,47 @@ async def pay(request: web.Request) -> web.Response:
             "balance": format_mc(transfer.spender.balance_mc, symbol),
             "attempts": payment.attempts,
             "elapsed_ms": payment.elapsed_ms,
+        }
+    )
+
+
+async def receipt(request: web.Request) -> web.Response:
+    wallet = _wallet(request)
+    try:
+        body: Any = await request.json()
+    except json.JSONDecodeError:
+        return _error(400, "the body must be JSON")
+    usage = (
+        'receipt takes {"consumer", "attestation", "energy_wh", "consumer_zone",'
+        ' "need_index"?, "timeout_s"?}'
+    )
+    if not isinstance(body, dict):
+        return _error(400, usage)
+    consumer, attestation = body.get("consumer"), body.get("attestation")
+    energy, zone, need = body.get("energy_wh"), body.get("consumer_zone"), body.get("need_index", 0)
+    if not (isinstance(consumer, str) and isinstance(attestation, str) and isinstance(zone, str)):
+        return _error(400, usage)
+    if type(energy) is not int or type(need) is not int:
+        return _error(400, "energy_wh and need_index are integers")
+    timeout_s = body.get("timeout_s", 10.0)
+    if type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S:
+        return _error(400, f"timeout_s is a number of seconds in (0, {MAX_TIMEOUT_S:.0f}]")
+    try:
+        delivery = await wallet.deliver(
+            AgentPubKey.from_text(consumer),  # EncodingError → 400
+            ActionHash.from_text(attestation),
+            energy,
+            zone,
+            need_index=need,
+            timeout_s=float(timeout_s),
+        )
+    except (PaymentError, ChainLocked) as exc:
+        return _error(409, str(exc))
+    return web.json_response(
+        {
+            "hash": delivery.action_hash.to_text(),
+            "session": delivery.session_id.hex(),
+            "receipt": json_ready(delivery.receipt),
+            "elapsed_ms": delivery.elapsed_ms,
         }
     )

@@ -472,6 +472,29 @@ class SqliteChainStore:
             except sqlite3.IntegrityError as exc:
                 raise ChainError(f"append refused by the store: {exc}") from exc
 
+    @property
+    def _forgotten_key(self) -> str:
+        return f"forgotten_entries:{self._cell_id}"
+
+    def forgotten_entries(self) -> frozenset[ActionHash]:
+        """Records of this chain whose private entry is lost (see :meth:`append_restored`)."""
+        stored = self.db.get_setting(self._forgotten_key)
+        return (
+            frozenset(ActionHash(h) for h in stored if type(h) is bytes) if stored else frozenset()
+        )
+
+    def append_restored(self, records: Sequence[Record], expected_head: ActionHash | None) -> None:
+        """Append records fetched back from the network by a recovery (already verified by the
+        caller). Private entries never leave their author, so those records come back without
+        them: they are remembered, in the same transaction, as *forgotten*, and verification
+        accepts exactly those entries as missing."""
+        lost = [r.action_hash for r in records if r.entry is None and r.is_private()]
+        with self.db.transaction():
+            self.append(records, expected_head)
+            if lost:
+                known = self.forgotten_entries() | frozenset(lost)
+                self.db.put_setting(self._forgotten_key, sorted(bytes(h) for h in known))
+
     def _insert(self, conn: sqlite3.Connection, records: Sequence[Record]) -> None:
         conn.executemany(
             "INSERT INTO actions (cell_id, seq, hash, type, timestamp, entry_hash, "
@@ -589,7 +612,9 @@ class SqliteChainStore:
             from ioe.store.dht import SqliteDhtStore  # noqa: PLC0415
 
             host = SourceHost(dna, SqliteDhtStore(self.db, dna.hash))
-        verifier = ChainVerifier(dna, after=after, app_host=host)
+        verifier = ChainVerifier(
+            dna, after=after, app_host=host, forgotten=self.forgotten_entries()
+        )
         workers = self.db.signature_workers() if parallel else None
         seq = start
         with _mapped("verify chain"):

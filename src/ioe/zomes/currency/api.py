@@ -169,7 +169,7 @@ def ledger_head(ctx: CallContext, payload: Any = None) -> Position:
 def balance(ctx: CallContext, payload: Any = None) -> Balance:
     rules = rules_of(ctx)
     position = position_of(ctx)
-    limit = credit_limit_mc(rules, ctx.agent)
+    limit = credit_limit_mc(rules, ctx.agent, position.earned_mc)
     return Balance(
         name=rules.name,
         symbol=rules.symbol,
@@ -665,17 +665,20 @@ def _kind(value: Any) -> Kind:
 
 
 def parse_position(value: Any) -> Position:
-    """A ledger head: a :class:`Position` or ``{"previous": hash | None, "balance_mc": int}``."""
+    """A ledger head: a :class:`Position` or ``{"previous": hash | None, "balance_mc": int,
+    "earned_mc": int}``."""
     if isinstance(value, Position):
         return value
     if not isinstance(value, dict):
         raise ZomeCallError(
-            "receiver_head is the receiver's ledger head: {previous: hash | null, balance_mc: int}"
+            "receiver_head is the receiver's ledger head:"
+            " {previous: hash | null, balance_mc: int, earned_mc: int}"
         )
-    balance_mc = value.get("balance_mc")
-    if type(balance_mc) is not int:
-        raise ZomeCallError("receiver_head.balance_mc is an integer")
-    return Position(_action_hash(value.get("previous"), "receiver_head.previous"), balance_mc)
+    balance_mc, earned_mc = value.get("balance_mc"), value.get("earned_mc")
+    if type(balance_mc) is not int or type(earned_mc) is not int:
+        raise ZomeCallError("receiver_head.balance_mc and receiver_head.earned_mc are integers")
+    previous = _action_hash(value.get("previous"), "receiver_head.previous")
+    return Position(previous, balance_mc, earned_mc)
 
 
 def parse_provenance(value: Any) -> Provenance:

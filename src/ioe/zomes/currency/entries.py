@@ -84,12 +84,16 @@ class Provenance:
 @dataclass(frozen=True, slots=True)
 class Party:
     """One side of a transfer: its agent, the action hash of its previous transfer record on
-    its own chain (None for its first), its balance before and after this transfer."""
+    its own chain (None for its first), its balance before and after this transfer, and what
+    it had earned before this transfer (its **history**: the sum of the backed trades, rewards
+    and fees it received, which raises its credit limit; see ``Transfer.earned_by`` and
+    :func:`ledger.credit_limit_mc`)."""
 
     agent: AgentPubKey
     previous: ActionHash | None
     previous_balance_mc: int
     balance_mc: int
+    earned_mc: int = 0
 
 
 class FeeKind(StrEnum):
@@ -158,6 +162,26 @@ class Transfer:
         if agent == self.spender.agent:
             return -self.amount_mc
         if agent == self.receiver.agent:
+            return self.amount_mc
+        return 0
+
+    @property
+    def backed(self) -> bool:
+        """Whether the amount is backed by verified energy or work: a trade settling a
+        consumption receipt, or a fee or reward citing its basis (the rules then fix the
+        amount from what is cited). Plain transfers, donations, uncited fees and cash are
+        not."""
+        if self.kind is Kind.TRADE:
+            return self.provenance is not None and self.provenance.receipt is not None
+        if self.kind in (Kind.FEE, Kind.REWARD):
+            return self.terms is not None and self.terms.cites is not None
+        return False
+
+    def earned_by(self, agent: AgentPubKey) -> int:
+        """What this transfer adds to ``agent``'s history (what it has **earned**): the
+        amount, when ``agent`` receives a backed transfer; else 0. So history cannot be made
+        by plain transfers between friends."""
+        if agent == self.receiver.agent and self.backed:
             return self.amount_mc
         return 0
 

@@ -3,8 +3,10 @@
 Mutual credit: every agent starts at 0; a transfer lowers the spender's balance and raises the
 receiver's by the same amount, so balances always sum to zero. An agent may go negative down to
 its **credit limit**, which comes from the DNA's rules (HoloFuel-style: by the kind of device the
-agent is, with a default). Validation (:mod:`ioe.zomes.currency.validation`) and the zome
-functions (:mod:`ioe.zomes.currency.api`) both build on these functions.
+agent is, with a default, raised by its **history**: a share of what it has earned in trades,
+rewards and fees, carried forward transfer by transfer like its balance). Validation
+(:mod:`ioe.zomes.currency.validation`) and the zome functions (:mod:`ioe.zomes.currency.api`)
+both build on these functions.
 
 DNA properties, all optional (defaults in brackets)::
 
@@ -14,6 +16,8 @@ DNA properties, all optional (defaults in brackets)::
       credit_limits:
         default_mc: 100000                 # 100 credits
         by_device_type: {storage: 200000, reserve: 0}
+        history_pm: 250                    # + this share of what the agent has earned ...
+        history_max_mc: 400000             # ... up to this much (400 credits)
       device_types: {<agent key text>: <device type>}
       oracles: [<agent key text>, ...]     # price oracles ([])
       fees: {boundary_pm: 0, market_pm: null, app_pm: null}
@@ -55,9 +59,15 @@ PRODUCERS = frozenset({"generator", "storage"})
 DEFAULT_LIMITS_BY_DEVICE_TYPE: Mapping[str, int] = MappingProxyType(
     {"storage": 200 * MC_PER_CREDIT, RESERVE: 0, POOL: 0}
 )
+DEFAULT_HISTORY_PM = 250
+DEFAULT_HISTORY_MAX_MC = 400 * MC_PER_CREDIT
+NO_HISTORY = frozenset({RESERVE, POOL})
+"""Device types whose limit history does not raise: reserves issue credit only against money,
+and pools pay out only what was paid in."""
 DEFAULT_CLEAN_CONSUMPTION_PM = 50
 DEFAULT_STORAGE_RELEASE_PM = 100
 MAX_RATE_PM = 1000
+PER_MILLE = 1000
 MAX_ORACLES = 64
 MAX_LIMIT_MC = 10**15
 MAX_NAME = 64
@@ -66,7 +76,7 @@ MAX_DEVICE_TYPE = 32
 _KNOWN = frozenset(
     {"name", "symbol", "credit_limits", "device_types", "oracles", "fees", "rewards"}
 )
-_KNOWN_LIMITS = frozenset({"default_mc", "by_device_type"})
+_KNOWN_LIMITS = frozenset({"default_mc", "by_device_type", "history_pm", "history_max_mc"})
 _KNOWN_FEES = frozenset({"boundary_pm", "market_pm", "app_pm"})
 _KNOWN_REWARDS = frozenset({"clean_consumption_pm", "storage_release_pm"})
 
@@ -113,6 +123,10 @@ class CurrencyRules:
     limits_by_device_type: Mapping[str, int] = field(
         default_factory=lambda: DEFAULT_LIMITS_BY_DEVICE_TYPE
     )
+    history_pm: int = DEFAULT_HISTORY_PM
+    """Per mille of what an agent has earned that is added to its limit."""
+    history_max_mc: int = DEFAULT_HISTORY_MAX_MC
+    """The most history adds to a limit."""
     device_types: Mapping[str, str] = field(default_factory=dict)
     """Agent key text → device type (until identity supplies it)."""
     oracles: frozenset[str] = frozenset()
@@ -162,6 +176,13 @@ class CurrencyRules:
             symbol=symbol,
             default_limit_mc=default,
             limits_by_device_type=MappingProxyType(by_type),
+            history_pm=_rate(
+                limits.get("history_pm", DEFAULT_HISTORY_PM), "credit_limits.history_pm"
+            ),
+            history_max_mc=_limit(
+                limits.get("history_max_mc", DEFAULT_HISTORY_MAX_MC),
+                "credit_limits.history_max_mc",
+            ),
             device_types=device_types,
             oracles=frozenset(str(o) for o in oracles),
             boundary_fee_pm=_rate(fees.get("boundary_pm", 0), "fees.boundary_pm"),
@@ -192,13 +213,19 @@ def is_oracle(rules: CurrencyRules, agent: AgentPubKey) -> bool:
     return agent.to_text() in rules.oracles
 
 
-def credit_limit_mc(rules: CurrencyRules, agent: AgentPubKey) -> int:
-    """How far below zero ``agent``'s balance may go: its device type's limit, else the
-    default."""
+def credit_limit_mc(rules: CurrencyRules, agent: AgentPubKey, earned_mc: int = 0) -> int:
+    """How far below zero ``agent``'s balance may go: its device type's limit (else the
+    default) plus ``history_pm`` per mille of what it has ``earned_mc`` (trades, rewards and
+    fees received), at most ``history_max_mc`` more. Reserves and pools get no history bonus.
+    Never lower with more history (property-tested)."""
     device_type = device_type_of(rules, agent)
     if device_type is None:
-        return rules.default_limit_mc
-    return rules.limits_by_device_type.get(device_type, rules.default_limit_mc)
+        base = rules.default_limit_mc
+    else:
+        base = rules.limits_by_device_type.get(device_type, rules.default_limit_mc)
+    if device_type in NO_HISTORY or earned_mc <= 0:
+        return base
+    return base + min(rules.history_max_mc, earned_mc * rules.history_pm // PER_MILLE)
 
 
 def format_mc(amount_mc: int, symbol: str = DEFAULT_SYMBOL) -> str:
@@ -213,11 +240,12 @@ def format_mc(amount_mc: int, symbol: str = DEFAULT_SYMBOL) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where an agent's ledger stands: its latest transfer record (None: none yet) and the
-    balance after it."""
+    """Where an agent's ledger stands: its latest transfer record (None: none yet), the
+    balance after it, and what it had earned by then (its history)."""
 
     previous: ActionHash | None = None
     balance_mc: int = 0
+    earned_mc: int = 0
 
 
 START = Position()
@@ -230,8 +258,10 @@ class LedgerError(ValueError):
 def party_problem(party: Party, delta_mc: int) -> str | None:
     """Whether a party's balances follow from each other: a first transfer starts at 0, and
     the resulting balance is the previous one changed by exactly ``delta_mc``."""
-    if party.previous is None and party.previous_balance_mc != 0:
-        return "a first transfer starts from a zero balance"
+    if party.previous is None and (party.previous_balance_mc != 0 or party.earned_mc != 0):
+        return "a first transfer starts from a zero balance and no history"
+    if party.earned_mc < 0:
+        return "what an agent has earned is not negative"
     if party.balance_mc != party.previous_balance_mc + delta_mc:
         return (
             f"the resulting balance {party.balance_mc} is not {party.previous_balance_mc}"
@@ -242,7 +272,7 @@ def party_problem(party: Party, delta_mc: int) -> str | None:
 
 def limit_problem(rules: CurrencyRules, transfer: Transfer) -> str | None:
     """Whether the spender ends below its credit limit."""
-    limit = credit_limit_mc(rules, transfer.spender.agent)
+    limit = credit_limit_mc(rules, transfer.spender.agent, transfer.spender.earned_mc)
     if transfer.spender.balance_mc < -limit:
         return (
             f"the spender's balance {transfer.spender.balance_mc} would go below its credit limit"
@@ -257,7 +287,18 @@ def follows(position: Position, party: Party) -> str | None:
         return "the previous transfer is not the agent's latest (a replay, or a stale state)"
     if party.previous_balance_mc != position.balance_mc:
         return "the previous balance is not the balance after the agent's latest transfer"
+    if party.earned_mc != position.earned_mc:
+        return "what the agent has earned is not what its earlier transfers add up to"
     return None
+
+
+def after(action_hash: ActionHash, transfer: Transfer, agent: AgentPubKey) -> Position:
+    """``agent``'s position right after ``transfer`` (its record ``action_hash``), as the
+    transfer itself states it."""
+    party = transfer.party(agent)
+    if party is None:
+        raise LedgerError("the agent is not a party to the transfer")
+    return Position(action_hash, party.balance_mc, party.earned_mc + transfer.earned_by(agent))
 
 
 def advance(
@@ -270,7 +311,7 @@ def advance(
     problem = follows(position, party) or party_problem(party, transfer.delta_mc(agent))
     if problem:
         raise LedgerError(problem)
-    return Position(action_hash, party.balance_mc)
+    return after(action_hash, transfer, agent)
 
 
 def replay(agent: AgentPubKey, transfers: Iterable[tuple[ActionHash, Transfer]]) -> Position:
@@ -301,13 +342,18 @@ def next_transfer(
         amount_mc=amount_mc,
         kind=Kind(kind),
         spender=Party(
-            spender, spender_at.previous, spender_at.balance_mc, spender_at.balance_mc - amount_mc
+            spender,
+            spender_at.previous,
+            spender_at.balance_mc,
+            spender_at.balance_mc - amount_mc,
+            spender_at.earned_mc,
         ),
         receiver=Party(
             receiver,
             receiver_at.previous,
             receiver_at.balance_mc,
             receiver_at.balance_mc + amount_mc,
+            receiver_at.earned_mc,
         ),
         provenance=provenance,
         memo=memo,

@@ -59,7 +59,7 @@ from ioe.zomes.currency.ledger import (
     RESERVE,
     START,
     CurrencyRules,
-    Position,
+    after,
     device_type_of,
     follows,
     limit_problem,
@@ -285,10 +285,9 @@ def chain_outcome(
     position = START
     if latest is not None:
         previous_hash, previous = latest
-        previous_party = previous.party(action.author)
-        if previous_party is None:
+        if previous.party(action.author) is None:
             return Invalid("the author's previous transfer record does not name it")
-        position = Position(previous_hash, previous_party.balance_mc)
+        position = after(previous_hash, previous, action.author)
     problem = follows(position, party)
     if problem:
         return Invalid(problem)
@@ -299,7 +298,8 @@ integrity = IntegrityZome(
     name=CURRENCY_ZOME,
     # 3: site meters (monitor certificates) attest their owner's devices' claims. A change of
     # what validation accepts is a new network: nodes on other rules would warrant each other.
-    version="3",
+    # 4: a party carries what it has earned, and history raises the credit limit.
+    version="4",
     entry_defs=ENTRY_DEFS,
     validate=validate,
 )

@@ -1,0 +1,94 @@
+"""Integrity rules of the ownership zome (pure: no clock, no I/O).
+
+A ``key_revocation`` entry is valid when its documents verify (:meth:`KeyRevocationEntry.checked`:
+the owner's keyset authorized the revocation of a key its certificate enrolled), its author is
+that certificate's owner agent, the revoked key is the certified *device* (revoking an owner
+agent is left to keyset changes), and ``enrolled_at`` is the revoked key's own
+``AgentValidationPkg`` carrying exactly that certificate. The last rule is what stops an owner
+from certifying someone else's key after the fact in order to revoke it: the certificate must be
+the one the key itself joined with.
+
+A ``revocation`` link goes from the revoked key to the author's revocation of it.
+"""
+
+from __future__ import annotations
+
+from ioe.engine.integrity import VALID, IntegrityHost, Invalid, Op, OpType, Outcome
+from ioe.engine.records import AgentValidationPkg, Create, CreateLink, Visibility
+from ioe.engine.schema import decode_as
+from ioe.engine.zome import EntryDef, IntegrityZome
+from ioe.errors import EncodingError
+from ioe.hashing import ActionHash, AgentPubKey
+from ioe.zomes.ownership.entries import (
+    KEY_REVOCATION_ENTRY,
+    REVOCATION_LINK,
+    Checked,
+    KeyRevocationEntry,
+)
+
+OWNERSHIP_ZOME = "ownership"
+
+
+def revocation_entry_problem(
+    entry: KeyRevocationEntry, author: AgentPubKey, host: IntegrityHost
+) -> str | None:
+    """Why ``entry`` committed by ``author`` is not a valid revocation, or None."""
+    checked = entry.checked()
+    if isinstance(checked, str):
+        return checked
+    revocation, certificate = checked.revocation, checked.certificate
+    if author != certificate.owner:
+        return "only the owner agent named in the certificate may publish its revocations"
+    if revocation.revoked != certificate.device:
+        return "a revocation entry revokes a device key (owner agents change by keyset changes)"
+    enrolled = host.must_get_action(entry.enrolled_at)
+    action = enrolled.action
+    if (
+        not isinstance(action, AgentValidationPkg)
+        or action.author != revocation.revoked
+        or action.membrane_proof != entry.certificate
+    ):
+        return "enrolled_at is not the revoked key's membrane proof with this certificate"
+    return None
+
+
+def _validate_link(action: CreateLink, host: IntegrityHost) -> Outcome:
+    if not isinstance(action.base, AgentPubKey) or not isinstance(action.target, ActionHash):
+        return Invalid("a revocation link goes from the revoked agent key to a revocation")
+    record = host.must_get_valid_record(action.target)
+    target = record.action
+    if not isinstance(target, Create) or target.author != action.author or record.entry is None:
+        return Invalid("a revocation link points at the author's own revocation entry")
+    try:
+        entry = decode_as(KeyRevocationEntry, record.entry.payload)
+    except EncodingError:
+        return Invalid("a revocation link points at a revocation entry")
+    checked = entry.checked()
+    if isinstance(checked, str) or checked.revocation.revoked != action.base:
+        return Invalid("a revocation link goes from the key its target revokes")
+    return VALID
+
+
+def validate(op: Op, host: IntegrityHost) -> Outcome:
+    action = op.action
+    if isinstance(op.app_entry, KeyRevocationEntry):
+        problem = revocation_entry_problem(op.app_entry, action.author, host)
+        if problem:
+            return Invalid(problem)
+    if isinstance(action, CreateLink) and op.type in (
+        OpType.STORE_RECORD,
+        OpType.REGISTER_ADD_LINK,
+    ):
+        return _validate_link(action, host)
+    return VALID
+
+
+integrity = IntegrityZome(
+    name=OWNERSHIP_ZOME,
+    version="1",
+    entry_defs=(EntryDef(KEY_REVOCATION_ENTRY, KeyRevocationEntry, Visibility.PUBLIC),),
+    link_types=(REVOCATION_LINK,),
+    validate=validate,
+)
+
+__all__ = ["OWNERSHIP_ZOME", "Checked", "integrity", "revocation_entry_problem", "validate"]
