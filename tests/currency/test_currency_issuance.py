@@ -19,6 +19,7 @@ from ioe.engine.integrity import OpType, Unresolved, Valid
 from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import (
     ClaimAttestation,
@@ -175,7 +176,7 @@ def test_a_claim_citing_readings_that_are_not_here_waits_for_them() -> None:
     w = world()
     stranger = KeyPair(b"\x07" * 32)  # a chain nobody here holds
     far = Cell(w.dna, stranger, MemoryDatabase().chain(w.dna.hash, stranger.agent))
-    far.genesis(None, now_us=w.now)
+    far.genesis(membrane_proof_for(far.keys), now_us=w.now)
     head = far.head()
     assert head is not None
     with pytest.raises(ValidationError, match="missing dependencies"):
@@ -394,6 +395,28 @@ def test_a_receipt_is_settled_once() -> None:
     again = w.trade("home", "pv", receipt)
     with pytest.raises(ValidationError, match="already settled this trade"):
         w.commit(again)
+
+
+def test_a_receipt_and_a_trade_are_each_cited_by_one_record_only() -> None:
+    """A countersigned entry lives on both chains, as two records with two action hashes.
+    Settling "once per chain" by the cited hash would let the second copy settle it again, so
+    a trade or reward cites the consumer's own record of its receipt, and a fee its payer's
+    own record of the trade."""
+    w = world()
+    claim = w.claim("pv", 5_000)
+    receipt = w.receipt(w.attest(claim, fee_pm=30), "home", 2_000)
+    grid_copy, home_copy = api.countersign_in_process(
+        w["grid"], w["home"], receipt, session_id=session_id(), now_us=w.tick()
+    )
+    trade = w.trade("home", "pv", home_copy)
+    paid, sold = w.commit(trade)
+    assert trade.provenance is not None
+    twice = dataclasses.replace(trade.provenance, receipt=grid_copy)
+    with pytest.raises(ZomeCallError, match="consumer's own record"):
+        w.prepare("home", "pv", kind="trade", provenance=twice, terms=trade.terms)
+    w.pay("pv", "grid", kind="fee", terms={"fee": "distributor", "cites": sold})
+    with pytest.raises(ZomeCallError, match="own record of the trade"):
+        w.prepare("pv", "grid", kind="fee", terms={"fee": "distributor", "cites": paid})
 
 
 # ---------------------------------------------------------------------------------- fees

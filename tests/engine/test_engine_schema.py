@@ -302,3 +302,26 @@ def test_decode_as_on_mutated_maps_never_accepts_non_canonical(raw: dict[str, An
     except EncodingError:
         return
     assert encode(to_value(value)) == data
+
+
+@dataclass(frozen=True)
+class Phased:
+    phase: Phase
+    mode: Mode
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"mode": "import", "phase": cbor2.CBORSimpleValue(1)},  # equal to 1, but not an int
+        {"mode": "import", "phase": True},
+        {"mode": "import", "phase": "1"},
+        {"mode": 1, "phase": 1},
+    ],
+)
+def test_an_enum_field_takes_only_its_members_wire_type(raw: dict[str, Any]) -> None:
+    with pytest.raises(EncodingError, match="expected a"):
+        decode_as(Phased, cbor2.dumps(raw))
+    assert decode_as(Phased, encode({"mode": "import", "phase": 1})) == Phased(
+        Phase.ONE, Mode.IMPORT
+    )

@@ -226,9 +226,13 @@ def _hash(kind: type[HoloHash]) -> Converter:
 
 
 def _enum(kind: type[enum.Enum]) -> Converter:
+    wire_types = {type(member.value) for member in kind}
+
     def convert(value: Any) -> Any:
-        if type(value) is bool:
-            raise EncodingError(f"expected a {kind.__name__} value, got a bool")
+        # Exactly the members' wire type: not a bool, nor a CBOR simple value that compares
+        # equal to an integer (either would decode from bytes that do not re-encode the same).
+        if type(value) not in wire_types:
+            raise EncodingError(f"expected a {kind.__name__} value, got {type(value).__name__}")
         try:
             return kind(value)
         except ValueError as exc:

@@ -489,8 +489,12 @@ def _same_energy(provenance: Provenance, claim: GenerationClaim, level: Verifica
 def _trade_evidence(
     at: Citing, receipt_hash: ActionHash
 ) -> tuple[ConsumptionReceipt, SignedAction, ClaimAttestation, SignedAction, GenerationClaim]:
-    """The receipt, its attestation (with its action) and the claim (with its action)."""
-    _, _, receipt = cited_in_session(
+    """The receipt, its attestation (with its action) and the claim (with its action).
+
+    A receipt is cited by its **consumer's own record** of it: the same countersigned entry is
+    also on the distributor's chain under another action hash, and a second hash for one
+    receipt would let it be settled (or rewarded) twice under "once per chain"."""
+    receipt_by, _, receipt = cited_in_session(
         at.host,
         receipt_hash,
         session_type=at.session_type,
@@ -498,6 +502,8 @@ def _trade_evidence(
         cls=ConsumptionReceipt,
         what="consumption receipt",
     )
+    if receipt_by.action.author != receipt.consumer:
+        raise Refused("a receipt is cited by its consumer's own record of it")
     attested_by, attestation = cited(
         at.host, receipt.attestation, at.zome_index, ClaimAttestation, "attestation"
     )
@@ -551,7 +557,7 @@ def _fee(transfer: Transfer, terms: Terms, at: Citing) -> int | None:
         return None
     if terms.fee is None:
         raise Refused("a fee citing a trade says which fee it is (terms.fee)")
-    _, _, trade = cited_in_session(
+    trade_by, _, trade = cited_in_session(
         at.host,
         terms.cites,
         session_type=at.session_type,
@@ -563,6 +569,9 @@ def _fee(transfer: Transfer, terms: Terms, at: Citing) -> int | None:
         raise Refused("a fee cites a trade")
     if transfer.spender.agent not in (trade.spender.agent, trade.receiver.agent):
         raise Refused("a fee is paid by a party to the trade it cites")
+    if trade_by.action.author != transfer.spender.agent:
+        # one hash per trade and payer, or "once per chain" could be dodged with the copy
+        raise Refused("a fee cites its payer's own record of the trade")
     rules = at.rules
     if terms.fee is FeeKind.MARKET:
         pm = rules.market_fee_pm
