@@ -84,3 +84,56 @@ def test_recover_refuses_a_directory_of_another_owner(tmp_path: Path) -> None:
     with pytest.raises(AlreadyInitialised):
         Conductor.recover(tmp_path, stranger, UNLOCK)
     assert not (tmp_path / "keystore.json").exists()
+
+
+NETWORK = {
+    "network_seed": "a test network",
+    "properties": {"currency": {"symbol": "NRG", "credit_limits": {"default_mc": 5_000}}},
+}
+
+
+def test_an_owner_joins_the_network_it_is_given(tmp_path: Path) -> None:
+    unlock = UNLOCK
+    conductor, _ = Conductor.init(tmp_path / "a", unlock, clock=ticking(), network=NETWORK)
+    with conductor:
+        core = conductor.owner_cell.dna
+        assert core.hash == conductor.core_dna.hash != core_dna().hash
+        assert core.properties["currency"] == NETWORK["properties"]["currency"]  # type: ignore[index]
+        balance = conductor.call(conductor.owner_cell, "currency", "balance")
+        assert (balance.symbol, balance.credit_limit_mc) == ("NRG", 5_000)  # type: ignore[attr-defined]
+    with Conductor.open(tmp_path / "a", unlock, clock=ticking()) as reopened:
+        assert reopened.owner_cell.dna.hash == core.hash
+        assert [c.dna.hash for c in reopened.cells()] == [core.hash]
+
+
+def test_an_owner_moves_to_another_network_keeping_its_old_chain(tmp_path: Path) -> None:
+    unlock = UNLOCK
+    conductor, _ = Conductor.init(tmp_path / "a", unlock, clock=ticking())
+    with conductor:
+        old = conductor.owner_cell
+        moved = conductor.use_network(NETWORK)
+        assert conductor.owner_cell.dna.hash == moved.hash != old.dna.hash
+        assert conductor.owner_cell.agent == old.agent  # the same agent key on both networks
+        assert [c.dna.hash for c in conductor.cells()] == [moved.hash]
+        assert conductor.membrane_proof(conductor.owner_cell) is not None  # a full genesis
+        assert {h for h, _ in conductor.db.cells()} == {old.dna.hash, moved.hash}
+    with Conductor.open(tmp_path / "a", unlock, clock=ticking()) as reopened:
+        assert [c.dna.hash for c in reopened.cells()] == [moved.hash]
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"properties": {"currency": {"bogus": 1}}}, "unknown settings"),
+        ({"properties": {"x": 1.5}}, "not canonical"),
+        ({"properties": {}, "colour": "red"}, "at most the keys"),
+        ({"network_seed": 7}, "network seed is text"),
+        ({"properties": {"value": {"colour": 1}}}, "value rules"),
+    ],
+)
+def test_a_network_the_zomes_would_refuse_is_refused_before_anything_is_written(
+    tmp_path: Path, spec: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        Conductor.init(tmp_path / "a", UNLOCK, network=spec)  # type: ignore[arg-type]
+    assert not (tmp_path / "a" / "keystore.json").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,8 @@ from ioe.crypto.derivation import OWNER_DEVICE_INDEX, OwnerAccount, device_agent
 from ioe.crypto.keys import KeyPair
 from ioe.crypto.keystore import Unlock, read_keystore, write_keystore
 from ioe.device_account import DEVICE_SEED_SECRET, DeviceAccount
-from ioe.dnas import build_dna, core_dna
+from ioe.dnas import build_dna, core_network, network_spec
+from ioe.encoding import Value
 from ioe.engine.cell import Cell
 from ioe.engine.dna import DnaDef
 from ioe.engine.ports import ChainQuery
@@ -34,6 +35,10 @@ from ioe.store.sqlite import SqliteDatabase
 DB_FILE = "ioe.sqlite"
 KEYSTORE_FILE = "keystore.json"
 ROOT_SEED_SECRET = "root_seed"
+NETWORK_SETTING = "core_network"
+"""The network this directory's agent belongs to (``ioe.dnas.network_spec``; absent: the
+default network). Set by ``ioe init --network``, ``ioe network use``, or, on a device, by the
+owner that enrolls it."""
 RESTORE_SETTING = "chain_restore_pending"
 """Set by ``ioe recover`` until the owner's chains are fetched back from the network
 (``ioe.node.recovery``): no genesis is written meanwhile, or the old chain would be forked."""
@@ -103,6 +108,8 @@ class Conductor:
         self.db = db
         self.account = account
         self.clock = clock
+        spec = db.get_setting(NETWORK_SETTING)
+        self._core = core_network(spec if isinstance(spec, Mapping) else None)
         self._cells: dict[tuple[DnaHash, int, int], Cell] = {}
         for dna_hash, dna in known_dnas(db).items():
             for slot in self._slots():
@@ -113,12 +120,18 @@ class Conductor:
 
     @classmethod
     def init(
-        cls, data_dir: Path, unlock: Unlock, *, clock: Clock = system_clock_us
+        cls,
+        data_dir: Path,
+        unlock: Unlock,
+        *,
+        clock: Clock = system_clock_us,
+        network: Mapping[str, Value] | None = None,
     ) -> tuple[Conductor, str]:
-        """Create an owner account in ``data_dir``. Returns the conductor and the mnemonic,
-        which is shown once and never stored in clear."""
+        """Create an owner account in ``data_dir``, a member of ``network`` (a network spec,
+        ``ioe.dnas.load_network``; None: the default network). Returns the conductor and the
+        mnemonic, which is shown once and never stored in clear."""
         account = OwnerAccount.generate()
-        conductor = cls._create(data_dir, account, unlock, clock)
+        conductor = cls._create(data_dir, account, unlock, clock, network=network)
         return conductor, account.mnemonic()
 
     @classmethod
@@ -130,12 +143,13 @@ class Conductor:
         *,
         clock: Clock = system_clock_us,
         restore: bool = False,
+        network: Mapping[str, Value] | None = None,
     ) -> Conductor:
         """Restore the owner account from its mnemonic (into a new or keystore-less directory).
         With ``restore``, the chains are to be fetched from the network before anything is
         written (:data:`RESTORE_SETTING`)."""
         account = OwnerAccount.from_mnemonic(mnemonic)
-        return cls._create(data_dir, account, unlock, clock, restore=restore)
+        return cls._create(data_dir, account, unlock, clock, restore=restore, network=network)
 
     @classmethod
     def _create(
@@ -146,7 +160,9 @@ class Conductor:
         clock: Clock,
         *,
         restore: bool = False,
+        network: Mapping[str, Value] | None = None,
     ) -> Conductor:
+        core = core_network(network)  # ValueError before anything is written
         keystore = data_dir / KEYSTORE_FILE
         if keystore.exists():
             raise AlreadyInitialised(f"{data_dir} already holds an owner account ({keystore})")
@@ -158,6 +174,8 @@ class Conductor:
                 raise AlreadyInitialised(f"{data_dir} belongs to another owner")
             if restore:  # before the keystore: a directory with keys never lacks the mark
                 db.put_setting(RESTORE_SETTING, True)
+            if network is not None:
+                db.put_setting(NETWORK_SETTING, network_spec(core))
             write_keystore(
                 keystore, {ROOT_SEED_SECRET: account.root_seed()}, unlock, overwrite=False
             )
@@ -193,14 +211,43 @@ class Conductor:
     def _install_owner_cell(self) -> None:
         """The owner agent's core cell, whose genesis carries its owner membership."""
         assert isinstance(self.account, OwnerAccount)
+        core = self.core_dna
         if self.db.get_setting(RESTORE_SETTING):  # the chain comes back from the network first
-            self.install_cell(core_dna(), device=OWNER_DEVICE_INDEX, agent=0, genesis=False)
+            self.install_cell(core, device=OWNER_DEVICE_INDEX, agent=0, genesis=False)
             return
-        key = (core_dna().hash, OWNER_DEVICE_INDEX, 0)
+        key = (core.hash, OWNER_DEVICE_INDEX, 0)
         if key in self._cells and self._cells[key].has_genesis():
             return
         proof = owner_membership_for(self.account, self.clock()).to_bytes()
-        self.install_cell(core_dna(), device=OWNER_DEVICE_INDEX, agent=0, membrane_proof=proof)
+        self.install_cell(core, device=OWNER_DEVICE_INDEX, agent=0, membrane_proof=proof)
+
+    def use_network(self, network: Mapping[str, Value]) -> DnaDef:
+        """Make ``network`` this owner's core network: its cell is installed (genesis with the
+        owner membership) and the previous core network's cells no longer run (their chains
+        stay in the database). For a founder who had to know its own agent key before writing
+        the network file that names it. Devices follow their owner: they are enrolled into a
+        network, not moved."""
+        if not isinstance(self.account, OwnerAccount):
+            raise IoEError("an enrolled device belongs to the network its owner enrolled it in")
+        core = core_network(network)
+        self.db.put_setting(NETWORK_SETTING, network_spec(core))
+        self._core = core
+        self._cells = {
+            key: cell
+            for key, cell in self._cells.items()
+            if cell.dna.name != core.name or key[0] == core.hash
+        }
+        self.db.put_setting("cells", [s.to_value() for s in self._slots() if self._runs(s)])
+        self._install_owner_cell()
+        return core
+
+    def _runs(self, slot: CellSlot) -> bool:
+        return (slot.dna_hash, slot.device, slot.agent) in self._cells
+
+    @property
+    def core_dna(self) -> DnaDef:
+        """The core DNA of this directory's network (:data:`NETWORK_SETTING`)."""
+        return self._core
 
     @classmethod
     def adopt_device(
@@ -224,7 +271,9 @@ class Conductor:
             db.put_setting("owner", bytes(account.owner))
             conductor = cls(data_dir, db, account, clock)
             proof = account.certificate.to_bytes()
-            conductor.install_cell(core_dna(), device=account.index, agent=0, membrane_proof=proof)
+            conductor.install_cell(
+                conductor.core_dna, device=account.index, agent=0, membrane_proof=proof
+            )
         except BaseException:
             db.close()
             raise
@@ -308,7 +357,7 @@ class Conductor:
 
     @property
     def owner_cell(self) -> Cell:
-        return self._cells[(core_dna().hash, self.home_device, 0)]
+        return self._cells[(self.core_dna.hash, self.home_device, 0)]
 
     def call(self, cell: Cell, zome: str, function: str, payload: object = None) -> object:
         """A zome call at the conductor's current time."""

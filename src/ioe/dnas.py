@@ -8,13 +8,18 @@ starts a new network.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
-from ioe.encoding import Value
+from ioe.encoding import Value, encode
 from ioe.engine import capability, countersigning
 from ioe.engine.dna import DnaDef
+from ioe.errors import EncodingError
 from ioe.identity.certificate import NETWORK_PROPERTY
-from ioe.zomes import currency, identity, notify, ownership, profile, telemetry
+from ioe.zomes import currency, identity, notify, ownership, profile, reputation, telemetry
+from ioe.zomes.currency.ledger import CurrencyRules
+from ioe.zomes.currency.value import ValueRules
 
 CORE_DNA_NAME = "ioe-core"
 
@@ -33,6 +38,7 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
             currency.integrity,
             ownership.integrity,
             identity.integrity,
+            reputation.integrity,
         ),
         coordinator_zomes=(
             profile.coordinator,
@@ -41,6 +47,7 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
             notify.coordinator,
             currency.coordinator,
             ownership.coordinator,
+            reputation.coordinator,
         ),
         properties={NETWORK_PROPERTY: CORE_DNA_NAME, **(properties or {})},
         network_seed=network_seed,
@@ -48,6 +55,56 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
 
 
 _BUILDERS = {CORE_DNA_NAME: core_dna}
+
+NETWORK_KEYS = frozenset({"properties", "network_seed"})
+MAX_NETWORK_SEED = 128
+
+
+def network_spec(dna: DnaDef) -> dict[str, Value]:
+    """What makes ``dna`` one network rather than another (``{"properties",
+    "network_seed"}``): the shape of a network file, and what an owner hands the devices it
+    enrolls so they join the same network."""
+    return {"properties": dict(dna.properties), "network_seed": dna.network_seed}
+
+
+def core_network(spec: Mapping[str, Value] | None) -> DnaDef:
+    """The core DNA of a network spec (None: the default network). ``ValueError`` saying what
+    is wrong: unknown keys, a value that is not canonical (floats), currency or value settings
+    the zomes would refuse (every transfer would be invalid on such a network)."""
+    if spec is None:
+        return core_dna()
+    if not isinstance(spec, Mapping) or not set(spec) <= NETWORK_KEYS:
+        raise ValueError(f"a network is a map with at most the keys {sorted(NETWORK_KEYS)}")
+    properties = spec.get("properties", {})
+    seed = spec.get("network_seed", "")
+    if not isinstance(properties, Mapping):
+        raise ValueError("a network's properties are a map")
+    if not isinstance(seed, str) or len(seed) > MAX_NETWORK_SEED:
+        raise ValueError(f"a network seed is text of at most {MAX_NETWORK_SEED} characters")
+    try:
+        encode(dict(properties))
+    except (EncodingError, TypeError, ValueError) as exc:
+        raise ValueError(f"the network's properties are not canonical values: {exc}") from None
+    CurrencyRules.from_properties(properties)  # ValueError naming the setting
+    ValueRules.from_properties(properties)
+    return core_dna(properties, seed)
+
+
+def load_network(path: Path) -> dict[str, Value]:
+    """A network file: JSON ``{"properties": {...}, "network_seed": "..."}`` (integers only:
+    amounts are milli-credits, rates per mille). ``ValueError`` with the reason."""
+    try:
+        spec = json.loads(path.read_text(), parse_float=_no_float)
+    except OSError as exc:
+        raise ValueError(f"cannot read the network file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the network file {path} is not JSON: {exc}") from None
+    dna = core_network(spec)
+    return network_spec(dna)
+
+
+def _no_float(text: str) -> Value:
+    raise ValueError(f"numbers in a network file are integers, not {text}")
 
 
 def build_dna(spec: Mapping[str, Value]) -> DnaDef | None:

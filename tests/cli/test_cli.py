@@ -207,3 +207,36 @@ def test_bench_chain_prints_ratio_json() -> None:
         float(result["entries_per_s"]) / float(result["raw_verify_per_s"]),
         rel=0.01,  # type: ignore[arg-type]
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{not json", "not JSON"),
+        ('{"properties": {"currency": {"credit_limits": {"default_mc": 1.5}}}}', "integers"),
+        ('{"properties": {"currency": {"symbol": ""}}}', "symbol"),
+    ],
+)
+def test_init_with_a_bad_network_file_fails_clearly(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    network = tmp_path / "network.json"
+    network.write_text(text)
+    done = ioe("init", "--data-dir", str(tmp_path / "x"), "--network", str(network), "--json")
+    assert done.returncode == 1
+    assert "error:" in done.stderr and problem in done.stderr
+    assert not (tmp_path / "x" / "keystore.json").exists()
+
+
+def test_network_show_names_the_network_of_init(tmp_path: Path) -> None:
+    network = tmp_path / "network.json"
+    network.write_text('{"network_seed": "street", "properties": {"currency": {"symbol": "ST"}}}')
+    assert ioe("init", "--data-dir", str(tmp_path / "a"), "--network", str(network)).returncode == 0
+    assert ioe("init", "--data-dir", str(tmp_path / "b")).returncode == 0
+    shown = [
+        last_json(ioe("network", "show", "--data-dir", str(tmp_path / d), "--json").stdout)
+        for d in ("a", "b")
+    ]
+    assert shown[0]["network_seed"] == "street" and shown[1]["network_seed"] == ""
+    assert shown[0]["properties"]["currency"] == {"symbol": "ST"}  # type: ignore[index]
+    assert shown[0]["dna"] != shown[1]["dna"]

@@ -17,7 +17,8 @@ from ioe.engine.cell import Cell
 from ioe.engine.dht import publishable_ops, validate_op
 from ioe.engine.integrity import OpType, Unresolved, Valid
 from ioe.engine.validation import ChainVerifier, SourceHost
-from ioe.errors import ValidationError, ZomeCallError
+from ioe.errors import MissingDependencies, ValidationError, ZomeCallError
+from ioe.hashing import ActionHash
 from ioe.store.memory import MemoryDatabase
 from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency import api
@@ -234,6 +235,10 @@ def test_an_attestation_cites_a_claim() -> None:
     attestation = w.attest(claim)
     with pytest.raises(ZomeCallError, match="no generation or reduction claim"):
         w.attest(attestation, by="meter")  # an attestation is no claim
+    unknown = ActionHash(b"\x09" * 32)
+    with pytest.raises(MissingDependencies) as missing:  # a node fetches it and asks again
+        w.attest(unknown, by="meter")
+    assert missing.value.deps == (unknown,)
     forged = ClaimAttestation(attestation, 10, Verification.METER_ATTESTED, (ZONES["pv"],))
     with pytest.raises(ValidationError, match="not the expected claim"):
         w.create("meter", forged)

@@ -18,6 +18,7 @@ from ioe.crypto.keys import KeyPair
 from ioe.crypto.keystore import Unlock, create_device_key_file, write_keystore
 from ioe.device_account import DeviceAccount
 from ioe.dht.service import DhtConfig
+from ioe.dnas import core_dna
 from ioe.encoding import decode, encode
 from ioe.engine.integrity import VALID
 from ioe.identity.certificate import membrane_check
@@ -66,6 +67,8 @@ async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         key = tmp_path / f"{name}.key"
         create_device_key_file(key)
         conductors[name], _ = Conductor.init(tmp_path / name, Unlock(key_file=key))
+    # The owner is on a network of its own: the devices it enrolls must join that one.
+    conductors["owner"].use_network({"network_seed": "enrollment tests", "properties": {}})
     unlock = Unlock(key_file=tmp_path / "device.key")
     device_dir = tmp_path / "device"
 
@@ -270,6 +273,8 @@ async def test_enrollment_provisions_seed_and_certificate(setup: Setup) -> None:
         assert reopened.owner_cell.agent == cert.device
         assert reopened.owner_agent == cert.owner
         assert [c.agent for c in reopened.cells()] == [cert.device]
+        assert reopened.core_dna.hash == setup.owner.conductor.core_dna.hash
+        assert reopened.core_dna.hash != core_dna().hash  # the owner's network, not the default
 
 
 async def test_enrolled_device_forwards_requests_to_its_owner(setup: Setup, tmp_path: Path) -> None:

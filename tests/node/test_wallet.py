@@ -8,12 +8,12 @@ import pytest
 
 from ioe.engine.capability import CapAccess
 from ioe.errors import ZomeCallError
-from ioe.hashing import AgentPubKey
+from ioe.hashing import ActionHash, AgentPubKey
 from ioe.node.countersign import CountersignError
 from ioe.node.remote import RemoteCallError
 from ioe.node.runtime import Node
 from ioe.node.wallet import LEDGER_HEAD_TAG
-from ioe.zomes.currency.entries import Kind
+from ioe.zomes.currency.entries import ConsumptionReceipt, Kind
 from ioe.zomes.currency.ledger import DEFAULT_LIMIT_MC, START, next_transfer
 from ioe.zomes.profile.entries import Profile
 
@@ -92,6 +92,29 @@ async def test_a_node_never_co_signs_a_transfer_that_makes_it_pay(
             cell, [_agent(bob)], transfer, timeout_s=5
         )
     assert bob.wallet.history() == [] and alice.wallet.history() == []
+
+
+async def test_a_node_co_signs_receipts_only_as_their_consumer(pair: tuple[Node, Node]) -> None:
+    """A distributor vouches only for deliveries it measured: a receipt another node starts
+    naming this node's agent as the distributor is refused before any check of its records,
+    and so is a receipt for a third agent's consumption."""
+    alice, bob = pair
+    cell = alice.conductor.owner_cell
+    signer = alice.countersigners[cell.dna.hash]
+    made_up = ActionHash(bytes(32))
+    as_distributor = ConsumptionReceipt(
+        made_up, made_up, _agent(bob), cell.agent, 1_000, "au/nsw/newtown"
+    )
+    with pytest.raises(CountersignError, match="its own agent consumed"):
+        await signer.start_session(cell, [_agent(bob)], as_distributor, timeout_s=5)
+    # As the consumer, bob's node judges the receipt by the rules: alice is no distributor.
+    as_consumer = ConsumptionReceipt(
+        made_up, made_up, cell.agent, _agent(bob), 1_000, "au/nsw/newtown"
+    )
+    with pytest.raises(CountersignError, match="not a distributor validator"):
+        await signer.start_session(cell, [_agent(bob)], as_consumer, timeout_s=5)
+    assert cell.lock is None and bob.conductor.owner_cell.lock is None
+    assert bob.wallet.receipts() == [] and alice.wallet.receipts() == []
 
 
 async def test_other_entry_types_keep_the_accept_types_rule(make_pair) -> None:  # type: ignore[no-untyped-def]

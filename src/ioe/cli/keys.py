@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from ioe.cli.common import data_dir, data_dir_arg, emit_json
+from ioe.cli.transfer import add_history_command
 from ioe.node.client import call_api
 
 
@@ -69,3 +70,4 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("agent", help="the agent key")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=cmd_key_revocations)
+    add_history_command(key_commands)

@@ -30,9 +30,12 @@ from ioe.cli.directory import add_directory_command
 from ioe.cli.grants import add_commands as add_grant_commands
 from ioe.cli.grants import remote_call
 from ioe.cli.keys import add_commands as add_key_commands
+from ioe.cli.network import add_commands as add_network_commands
+from ioe.cli.network import network_arg, network_of
 from ioe.cli.owner import add_commands as add_owner_commands
 from ioe.cli.owner import add_plug_in_command
 from ioe.cli.plug import add_plug_commands
+from ioe.cli.reputation import add_commands as add_reputation_commands
 from ioe.cli.sim import add_commands as add_sim_commands
 from ioe.cli.wallet import add_bench_command as add_currency_bench
 from ioe.cli.wallet import add_commands as add_wallet_commands
@@ -79,7 +82,7 @@ def _unlock(args: argparse.Namespace, *, creating: bool) -> Unlock:
 def cmd_init(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     unlock = _unlock(args, creating=True)
-    conductor, mnemonic = Conductor.init(data_dir, unlock)
+    conductor, mnemonic = Conductor.init(data_dir, unlock, network=network_of(args))
     with conductor:
         owner = conductor.account.agent_key().agent.to_text()
     if args.json:
@@ -102,7 +105,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
     mnemonic = sys.stdin.readline()
     unlock = _unlock(args, creating=True)
     restore = not args.fresh
-    with Conductor.recover(data_dir, mnemonic, unlock, restore=restore) as conductor:
+    network = network_of(args)
+    with Conductor.recover(
+        data_dir, mnemonic, unlock, restore=restore, network=network
+    ) as conductor:
         owner = conductor.account.agent_key().agent.to_text()
     if args.json:
         _emit_json({"owner": owner})  # a stable shape scripts rely on
@@ -204,8 +210,12 @@ async def _serve(
     device: DeviceSetup | None = None,
     demand: DemandSetup | None = None,
     demand_rewards: bool = False,
-) -> None:
+    *,
+    unlock: Unlock | None = None,
+) -> bool:
+    """Run a node until stopped; True when a transfer re-keyed the device (run it again)."""
     from ioe.node.runtime import Node  # noqa: PLC0415 - see cmd_node_run
+    from ioe.node.transfer import keystore_writer, restart_on_adoption  # noqa: PLC0415
 
     enrollment = None
     if isinstance(conductor.account, DeviceAccount):  # an enrolled device, not an owner's node
@@ -241,10 +251,15 @@ async def _serve(
         ),
         flush=True,
     )
+    if unlock is not None and isinstance(conductor.account, DeviceAccount):
+        node.transfers.persist = keystore_writer(conductor.data_dir, unlock)
+    restart = asyncio.create_task(restart_on_adoption(node))
     try:
         await node.stopping.wait()
     finally:
+        restart.cancel()
         await node.close()
+    return node.transfers.adopted.is_set()
 
 
 def cmd_node_info(args: argparse.Namespace) -> int:
@@ -349,8 +364,12 @@ def cmd_device_run(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         batch_every_s=args.batch_every,
     )
-    with Conductor.open(data_dir, unlock) as conductor:
-        asyncio.run(_serve(conductor, config, setup, demand, args.demand_rewards))
+    restart = True
+    while restart:  # again, as the new agent, after an ownership transfer
+        with Conductor.open(data_dir, unlock) as conductor:
+            restart = asyncio.run(
+                _serve(conductor, config, setup, demand, args.demand_rewards, unlock=unlock)
+            )
     return 0
 
 
@@ -408,27 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ioe {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    init = commands.add_parser(
-        "init",
-        help="create the owner account and its agent",
-        description="Create the owner account (shows the 24-word recovery phrase once).",
-    )
-    _data_dir_arg(init)
-    _unlock_args(init)
-    init.add_argument("--json", action="store_true", help="last line: mnemonic and owner as JSON")
-    init.set_defaults(handler=cmd_init)
-
-    recover = commands.add_parser(
-        "recover",
-        help="restore the owner account from its recovery phrase (read from stdin)",
-        description="Restore the owner account from the 24-word phrase read from stdin. Its "
-        "chain and devices come back from the network on the first `ioe node run` (see "
-        "--restore-timeout, --fresh) before the node writes or serves anything.",
-    )
-    _data_dir_arg(recover)
-    _unlock_args(recover)
-    _recover_args(recover)
-    recover.set_defaults(handler=cmd_recover)
+    _add_account_commands(commands)
 
     chain = commands.add_parser(
         "chain", help="inspect and verify source chains", description="Source chain tools."
@@ -489,12 +488,40 @@ def build_parser() -> argparse.ArgumentParser:
     add_grant_commands(commands)
     add_owner_commands(commands)
     add_key_commands(commands)
+    add_network_commands(commands, _unlock_args, _unlock)
     add_wallet_commands(commands)
+    add_reputation_commands(commands)
     add_sim_commands(commands)
     add_report_command(add_plug_commands(commands))
 
     _add_demo_command(commands)
     return parser
+
+
+def _add_account_commands(commands: Any) -> None:
+    """``ioe init`` and ``ioe recover``."""
+    init = commands.add_parser(
+        "init",
+        help="create the owner account and its agent",
+        description="Create the owner account (shows the 24-word recovery phrase once).",
+    )
+    _data_dir_arg(init)
+    _unlock_args(init)
+    init.add_argument("--json", action="store_true", help="last line: mnemonic and owner as JSON")
+    network_arg(init)
+    init.set_defaults(handler=cmd_init)
+
+    recover = commands.add_parser(
+        "recover",
+        help="restore the owner account from its recovery phrase (read from stdin)",
+        description="Restore the owner account from the 24-word phrase read from stdin. Its "
+        "chain and devices come back from the network on the first `ioe node run` (see "
+        "--restore-timeout, --fresh) before the node writes or serves anything.",
+    )
+    _data_dir_arg(recover)
+    _unlock_args(recover)
+    _recover_args(recover)
+    recover.set_defaults(handler=cmd_recover)
 
 
 def _recover_args(recover: argparse.ArgumentParser) -> None:
@@ -505,6 +532,7 @@ def _recover_args(recover: argparse.ArgumentParser) -> None:
         "from the network on the first `ioe node run`",
     )
     recover.add_argument("--json", action="store_true", help="last line: owner as JSON")
+    network_arg(recover)
 
 
 def _add_demo_command(commands: Any) -> None:

@@ -16,6 +16,8 @@ from ioe.cli.common import (
     node_config,
     provisional_identity,
 )
+from ioe.cli.keyset import add_keyset_commands
+from ioe.cli.transfer import add_transfer_commands
 from ioe.identity.certificate import DeviceType
 from ioe.node.client import call_api
 from ioe.zones import zone_problem
@@ -33,8 +35,14 @@ def cmd_owner_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_owner_enroll(args: argparse.Namespace) -> int:
-    body = {"device": args.device, "code": args.code, "zone": args.zone, "private": args.private}
-    result = call_api(data_dir(args), "POST", "/v1/owner/enroll", body, timeout=60)
+    body = {
+        "device": args.device,
+        "code": args.code,
+        "zone": args.zone,
+        "private": args.private,
+        "timeout": args.timeout,
+    }
+    result = call_api(data_dir(args), "POST", "/v1/owner/enroll", body, timeout=args.timeout + 60)
     if args.json:
         emit_json({"agent": result["agent"], "index": result["index"]})
     else:
@@ -117,6 +125,12 @@ def add_commands(commands: Any) -> None:
     enroll.add_argument("--code", required=True, help="the pairing code on the device's label")
     enroll.add_argument("--zone", default=None, help="its zone (default: the one it asked for)")
     enroll.add_argument("--private", action="store_true", help="not listed to non-owners")
+    enroll.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the officers' approvals (M-of-N keysets; default 120)",
+    )
     enroll.add_argument("--json", action="store_true", help="print JSON")
     enroll.set_defaults(handler=cmd_owner_enroll)
     devices = owner_commands.add_parser(
@@ -134,3 +148,5 @@ def add_commands(commands: Any) -> None:
     )
     devices.add_argument("--json", action="store_true", help="print JSON")
     devices.set_defaults(handler=cmd_owner_devices)
+    add_keyset_commands(owner_commands)
+    add_transfer_commands(owner_commands)

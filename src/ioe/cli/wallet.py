@@ -1,9 +1,9 @@
-"""``ioe wallet balance|history|pay|receipt``: the currency wallet of a running node's agent.
+"""``ioe wallet balance|history|pay|receipt|receipts|settle``: a running node's currency wallet.
 
 Amounts are integer milli-credits on the wire and on the command line (``1500`` is 1.500 of
 the unit); the human output shows them with the unit's symbol. With ``--json`` the last line is
 one JSON object (the node API's answer: ``/v1/wallet``, ``/v1/wallet/history``,
-``/v1/wallet/pay``, ``/v1/wallet/receipt``).
+``/v1/wallet/pay``, ``/v1/wallet/receipt``, ``/v1/wallet/receipts``, ``/v1/wallet/settle``).
 """
 
 from __future__ import annotations
@@ -112,6 +112,34 @@ def cmd_wallet_receipt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wallet_receipts(args: argparse.Namespace) -> int:
+    found = call_api(_data_dir(args), "GET", "/v1/wallet/receipts")
+    if args.json:
+        _emit(found)
+        return 0
+    if not found["items"]:
+        print("no consumption receipts")
+    for item in found["items"]:
+        receipt = item["receipt"]
+        state = "settled" if item["settled"] else "to settle"
+        print(
+            f"{item['action_hash']}  {receipt['energy_wh']} Wh  from {receipt['distributor']}"
+            f"  {state}"
+        )
+    return 0
+
+
+def cmd_wallet_settle(args: argparse.Namespace) -> int:
+    body = {"receipt": args.receipt, "reputation_pm": args.reputation_pm, "timeout_s": args.timeout}
+    paid = call_api(_data_dir(args), "POST", "/v1/wallet/settle", body, timeout=args.timeout + 30)
+    if args.json:
+        _emit(paid)
+    else:
+        print(f"paid {format_mc(paid['amount_mc'], paid['unit'])} to {paid['to']} (trade)")
+        print(f"balance {paid['balance']}   record {paid['hash']}")
+    return 0
+
+
 def _amount(text: str) -> int:
     try:
         value = int(text)
@@ -179,8 +207,27 @@ def add_commands(commands: Any) -> None:
     receipt.add_argument("--zone", required=True, help="the consumer's zone")
     receipt.add_argument("--need-index", type=int, default=0, help="the zone's need, -1000..1000")
     receipt.add_argument("--timeout", type=float, default=10.0, help="session timeout, seconds")
+    receipts = sub.add_parser(
+        "receipts",
+        help="the consumption receipts this agent co-signed",
+        description="Consumption receipts on this chain, and whether a trade settled each.",
+    )
+    settle = sub.add_parser(
+        "settle",
+        help="as a receipt's consumer, pay its producer",
+        description="Pay the producer the trade that settles a consumption receipt: the "
+        "provenance comes from the receipt, its attestation and its claim, the amount is the "
+        "value of the energy by the network's rules.",
+    )
+    settle.add_argument("receipt", help="your record of the receipt (`ioe wallet receipts`)")
+    settle.add_argument(
+        "--reputation-pm", type=int, default=1000, help="your demand-response multiplier"
+    )
+    settle.add_argument("--timeout", type=float, default=10.0, help="session timeout, seconds")
     for parser, handler in (
         (balance, cmd_wallet_balance),
+        (receipts, cmd_wallet_receipts),
+        (settle, cmd_wallet_settle),
         (history, cmd_wallet_history),
         (pay, cmd_wallet_pay),
         (receipt, cmd_wallet_receipt),

@@ -14,6 +14,10 @@ exactly the nodes that hold them). The registry then answers, through
   the certificate of a revoked device) are refused, so its remote calls and countersigning
   sessions are refused too.
 
+Transfers (``key_transfer`` entries and ``transfer`` links) count the same way: a transfer's
+cutoff voids the old device key's actions after its ``old_last_seq`` and names the new key as its
+replacement, so :meth:`RevocationRegistry.history` links old and new keys.
+
 Refusals are not warranted: a warrant must be checkable by pure validation, which a revocation
 is not part of. Revocations are verified here before they count (the documents, by
 :meth:`KeyRevocationEntry.checked`, and the op that carried them, by the DNA's own rules).
@@ -35,7 +39,8 @@ from ioe.engine.validation import SourceHost, decode_app_entry
 from ioe.errors import EncodingError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.identity.certificate import EnrollmentCertificate
-from ioe.identity.revocation import KeyRevocation, KeyState, key_state
+from ioe.identity.revocation import KeyRevocation, KeyState, Revokes, key_history, key_state
+from ioe.identity.transfer import TransferCertificate
 from ioe.store.sqlite import SqliteDatabase
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 OWNERSHIP_ZOME = "ownership"
 REVOCATION_ENTRY = "key_revocation"
 REVOCATION_LINK = "revocation"
+TRANSFER_ENTRY = "key_transfer"
+TRANSFER_LINK = "transfer"
 """Names the ``ownership`` zome declares (not imported: the DHT layer sits below the zomes)."""
 MAX_REVOCATIONS_PER_AGENT = 16
 """Revocations kept per key: the earliest cutoff wins, so more add nothing but memory."""
@@ -65,18 +72,27 @@ class RevocationRegistry:
         self.db = db
         self.dna = dna
         self._setting = f"revocations:{dna.hash.to_text()}"
+        self._transfer_setting = f"transfers:{dna.hash.to_text()}"
         self._by_agent: dict[AgentPubKey, list[KeyRevocation]] = {}
+        self._transfers: dict[AgentPubKey, list[TransferCertificate]] = {}
         self._entry_type: AppEntryType | None = None
+        self._transfer_type: AppEntryType | None = None
         self._link: tuple[int, int] | None = None
+        self._transfer_link: tuple[int, int] | None = None
         for index, zome in enumerate(dna.integrity_zomes):
             if zome.name != OWNERSHIP_ZOME:
                 continue
             for entry_index, entry_def in enumerate(zome.entry_defs):
                 if entry_def.name == REVOCATION_ENTRY:
                     self._entry_type = AppEntryType(index, entry_index)
+                if entry_def.name == TRANSFER_ENTRY:
+                    self._transfer_type = AppEntryType(index, entry_index)
             link_index = zome.link_index(REVOCATION_LINK)
             if link_index is not None:
                 self._link = (index, link_index)
+            link_index = zome.link_index(TRANSFER_LINK)
+            if link_index is not None:
+                self._transfer_link = (index, link_index)
         self._load()
 
     def _load(self) -> None:
@@ -87,6 +103,13 @@ class RevocationRegistry:
             except (EncodingError, TypeError):
                 continue
             self._by_agent.setdefault(revocation.revoked, []).append(revocation)
+        stored = self.db.get_setting(self._transfer_setting)
+        for item in stored if isinstance(stored, list) else []:
+            try:
+                transfer = TransferCertificate.from_bytes(item)
+            except (EncodingError, TypeError):
+                continue
+            self._transfers.setdefault(transfer.old_device, []).append(transfer)
 
     # ---------------------------------------------------------------------------- queries
 
@@ -94,25 +117,44 @@ class RevocationRegistry:
         """The known revocations of ``agent``, oldest first."""
         return sorted(self._by_agent.get(agent, ()), key=lambda r: (r.issued_us, bytes(r.id)))
 
+    def transfers_of(self, agent: AgentPubKey) -> list[TransferCertificate]:
+        """The known transfers of old key ``agent``, oldest first."""
+        return sorted(self._transfers.get(agent, ()), key=lambda t: (t.issued_us, bytes(t.id)))
+
+    def _cuts(self, agent: AgentPubKey) -> list[Revokes]:
+        return [*self._by_agent.get(agent, ()), *self._transfers.get(agent, ())]
+
     def state(self, agent: AgentPubKey) -> KeyState:
-        return key_state(agent, self._by_agent.get(agent, ()))
+        return key_state(agent, self._cuts(agent))
+
+    def history(self, agent: AgentPubKey) -> tuple[AgentPubKey, ...]:
+        """``agent`` and each key that replaced it in turn, as far as known here."""
+        everything: list[Revokes] = [r for rs in self._by_agent.values() for r in rs]
+        everything += [t for ts in self._transfers.values() for t in ts]
+        return key_history(agent, everything)
 
     def revoked(self, agent: AgentPubKey) -> bool:
-        return agent in self._by_agent
+        return agent in self._by_agent or agent in self._transfers
+
+    def _any(self) -> bool:
+        return bool(self._by_agent or self._transfers)
 
     def _describe(self, agent: AgentPubKey) -> str:
         state = self.state(agent)
-        first = min(self._by_agent[agent], key=lambda r: (r.last_valid_seq, r.issued_us))
-        reason = f": {first.reason}" if first.reason else ""
-        return (
-            f"its actions after sequence number {state.last_valid_seq} are void, "
-            f"revocation {first.id.short()}{reason}"
-        )
+        cuts: list[tuple[int, int, str]] = []
+        for r in self._by_agent.get(agent, ()):
+            reason = f": {r.reason}" if r.reason else ""
+            cuts.append((r.last_valid_seq, r.issued_us, f"revocation {r.id.short()}{reason}"))
+        for t in self._transfers.get(agent, ()):
+            text = f"transfer {t.id.short()}: the device is now {t.new_device.to_text()}"
+            cuts.append((t.old_last_seq, t.issued_us, text))
+        first = min(cuts)[2]
+        return f"its actions after sequence number {state.last_valid_seq} are void, {first}"
 
     def refusal(self, signed: SignedAction) -> str | None:
         """Why ``signed`` does not stand under the known revocations of its author, or None."""
         action = signed.action
-        if action.author not in self._by_agent:
+        if not self.revoked(action.author):
             return None
         if self.state(action.author).allows(action.seq, signed.hash):
             return None
@@ -123,7 +165,7 @@ class RevocationRegistry:
 
     def member_refusal(self, agent: AgentPubKey) -> str | None:
         """Why ``agent`` is no longer a member (its key is revoked), or None."""
-        if agent not in self._by_agent:
+        if not self.revoked(agent):
             return None
         return f"the key {agent.to_text()} is revoked ({self._describe(agent)})"
 
@@ -131,7 +173,7 @@ class RevocationRegistry:
         """Why ``info`` is refused: its agent is revoked, or its membrane proof is the
         certificate of a revoked device."""
         problem = self.member_refusal(info.agent)
-        if problem or info.membrane_proof is None or not self._by_agent:
+        if problem or info.membrane_proof is None or not self._any():
             return problem
         try:
             device = EnrollmentCertificate.from_bytes(info.membrane_proof).device
@@ -142,7 +184,7 @@ class RevocationRegistry:
 
     def filter(self, ops: Sequence[DhtOp]) -> list[DhtOp]:
         """``ops`` without those a revocation voids."""
-        if not self._by_agent:
+        if not self._any():
             return list(ops)
         return [op for op in ops if self.refusal(op.signed_action) is None]
 
@@ -156,22 +198,7 @@ class RevocationRegistry:
             return False
         known.append(revocation)
         everything: list[Value] = [r.to_bytes() for rs in self._by_agent.values() for r in rs]
-        with self.db.transaction() as conn:
-            self.db.put_setting(self._setting, everything)
-            state = self.state(revocation.revoked)
-            assert state.last_valid_seq is not None
-            conn.execute(
-                "DELETE FROM dht_ops WHERE dna_hash = ? AND author = ? AND "
-                "(seq > ? OR (seq = ? AND ? IS NOT NULL AND action_hash != ?))",
-                (
-                    bytes(self.dna.hash),
-                    bytes(revocation.revoked),
-                    state.last_valid_seq,
-                    state.last_valid_seq,
-                    bytes(state.head) if state.head is not None else None,
-                    bytes(state.head) if state.head is not None else b"",
-                ),
-            )
+        self._store(self._setting, everything, revocation.revoked)
         log.warning(
             "learned the revocation of %s: %s",
             revocation.revoked.short(),
@@ -179,36 +206,78 @@ class RevocationRegistry:
         )
         return True
 
-    def learn_document(self, document: object) -> KeyRevocation | None:
-        """Learn from a revocation entry whose op was judged valid (re-checking its
-        documents); the revocation, or None if ``document`` is not one."""
+    def learn_transfer(self, transfer: TransferCertificate) -> bool:
+        """Count a *verified* transfer (:func:`~ioe.identity.transfer.transfer_problem`
+        accepted it); True if it is new. Drops what this node holds of the old key beyond it."""
+        known = self._transfers.setdefault(transfer.old_device, [])
+        if any(t.id == transfer.id for t in known) or len(known) >= MAX_REVOCATIONS_PER_AGENT:
+            return False
+        known.append(transfer)
+        everything: list[Value] = [t.to_bytes() for ts in self._transfers.values() for t in ts]
+        self._store(self._transfer_setting, everything, transfer.old_device)
+        log.warning(
+            "learned the transfer of %s: %s",
+            transfer.old_device.short(),
+            self._describe(transfer.old_device),
+        )
+        return True
+
+    def _store(self, setting: str, everything: list[Value], agent: AgentPubKey) -> None:
+        """Persist ``setting`` and drop the held ops of ``agent`` beyond its cutoff, at once."""
+        with self.db.transaction() as conn:
+            self.db.put_setting(setting, everything)
+            state = self.state(agent)
+            assert state.last_valid_seq is not None
+            conn.execute(
+                "DELETE FROM dht_ops WHERE dna_hash = ? AND author = ? AND "
+                "(seq > ? OR (seq = ? AND ? IS NOT NULL AND action_hash != ?))",
+                (
+                    bytes(self.dna.hash),
+                    bytes(agent),
+                    state.last_valid_seq,
+                    state.last_valid_seq,
+                    bytes(state.head) if state.head is not None else None,
+                    bytes(state.head) if state.head is not None else b"",
+                ),
+            )
+
+    def learn_document(self, document: object) -> KeyRevocation | TransferCertificate | None:
+        """Learn from a revocation or transfer entry whose op was judged valid (re-checking its
+        documents); the revocation or transfer, or None if ``document`` is neither."""
         checker = getattr(document, "checked", None)
         if checker is None:
             return None
         checked = checker()
         if isinstance(checked, str):
             return None
-        revocation: KeyRevocation = checked.revocation
+        transfer = getattr(checked, "transfer", None)
+        if isinstance(transfer, TransferCertificate):
+            self.learn_transfer(transfer)
+            return transfer
+        revocation = getattr(checked, "revocation", None)
+        if not isinstance(revocation, KeyRevocation):
+            return None
         self.learn(revocation)
         return revocation
 
-    def observe(self, op: DhtOp, host: SourceHost) -> KeyRevocation | None:
-        """Learn from an op judged valid: a revocation entry, or a revocation link whose
-        target record is here and valid."""
+    def observe(self, op: DhtOp, host: SourceHost) -> KeyRevocation | TransferCertificate | None:
+        """Learn from an op judged valid: a revocation or transfer entry, or a revocation or
+        transfer link whose target record is here and valid."""
         action = op.signed_action.action
         record: Record | None = None
-        if self._entry_type is None:
+        types = self._document_types()
+        if not types:
             return None
-        if op.entry is not None and action.entry_type == self._entry_type:
+        if op.entry is not None and action.entry_type in types:
             record = Record(op.signed_action, op.entry)
         elif (
             op.op_type is OpType.REGISTER_ADD_LINK
             and isinstance(action, CreateLink)
-            and (action.zome_index, action.link_type) == self._link
+            and (action.zome_index, action.link_type) in (self._link, self._transfer_link)
             and isinstance(action.target, ActionHash)
         ):
             record = self._valid_record(action.target, host)
-        if record is None or record.action.entry_type != self._entry_type:
+        if record is None or record.action.entry_type not in types:
             return None
         try:
             document = decode_app_entry(self.dna, record)
@@ -216,9 +285,15 @@ class RevocationRegistry:
             return None
         return self.learn_document(document)
 
-    def consider(self, record: Record, host: SourceHost) -> KeyRevocation | None:
-        """Learn from a record fetched from the network, if it is a valid revocation entry."""
-        if self._entry_type is None or record.action.entry_type != self._entry_type:
+    def _document_types(self) -> tuple[AppEntryType, ...]:
+        return tuple(t for t in (self._entry_type, self._transfer_type) if t is not None)
+
+    def consider(
+        self, record: Record, host: SourceHost
+    ) -> KeyRevocation | TransferCertificate | None:
+        """Learn from a record fetched from the network, if it is a valid revocation or
+        transfer entry."""
+        if record.action.entry_type not in self._document_types():
             return None
         op = DhtOp(OpType.STORE_RECORD, record.signed_action, record.entry)
         if not isinstance(validate_op(op, self.dna, host), Valid):

@@ -173,6 +173,8 @@ class DnaNetwork:
         self.host = SourceHost(dna, self.store)
         self.stats = DhtStats()
         self.on_presence: Callable[[AgentPubKey, bool], None] | None = None
+        self.on_blocked: Callable[[AgentPubKey], None] | None = None
+        """Told when another agent is first blocked for a warrant checked here (reputation)."""
         """Told when another agent joins (True) or leaves (False) this network, as its own
         signed infos say, or when its node stops or starts answering again (liveness): a
         node's presence alerts."""
@@ -1293,6 +1295,8 @@ class DnaNetwork:
                     self.dna.hash, agent, reason, warrant.hash, warrant.signer, now
                 )
                 log.warning("blocked %s: %s", agent.short(), reason)
+                if self.on_blocked is not None:
+                    self.on_blocked(agent)
             before = set(self._blocked_peers)
             self._refresh_blocked_peers()
             self._spawn(self._hang_up(sorted(self._blocked_peers - before)))

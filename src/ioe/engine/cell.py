@@ -262,6 +262,10 @@ class _Writer:
         self._prev_hash = head.hash if head else None
         self._prev_ts = head.timestamp if head else 0
 
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
     def write(self, kind: type[AnyAction], *, entry: Entry | None = None, **fields: Any) -> Record:
         timestamp = max(
             self.now_us, self._prev_ts
@@ -324,6 +328,12 @@ class CallContext:
     @property
     def now_us(self) -> int:
         return self._writer.now_us
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number of this call's next write: the chain's length so far, this
+        call's writes included (for reading a chain backwards by ``query`` windows)."""
+        return self._writer.next_seq
 
     @property
     def dna(self) -> DnaDef:

@@ -25,6 +25,8 @@ cannot drive the node.
     GET  /v1/owner/pending, POST /v1/owner/enroll, GET /v1/owner/devices: ``enrollment_api``
     POST /v1/owner/rescan (devices found again on the network): ``recovery``
     POST /v1/owner/revoke, GET /v1/revocations/{agent}: ``revocations`` (key revocation)
+    POST /v1/owner/transfer/offer|accept, GET /v1/owner/transfers, GET /v1/keys/{agent}/history:
+                                 ``transfer`` (ownership transfer)
     GET  /v1/signals             WebSocket: one JSON text message per signal (the token may
                                  also be given as ``?token=``, as browsers cannot set headers)
 """
@@ -32,6 +34,7 @@ cannot drive the node.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import secrets
@@ -47,10 +50,21 @@ from ioe.engine.schema import decode_as
 from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import NetworkError
-from ioe.node import countersign_api, demand, enrollment_api, recovery, revocations, wallet_api
+from ioe.node import (
+    countersign_api,
+    demand,
+    enrollment_api,
+    keyset_api,
+    recovery,
+    reputation_api,
+    revocations,
+    transfer,
+    wallet_api,
+)
 from ioe.node.directory import directory
 from ioe.node.jsonvalue import json_ready, secret_from_text, secret_to_text
 from ioe.node.remote import RemoteCallError, RemoteUnauthorized
+from ioe.node.resolve import resolving
 from ioe.zomes.profile.entries import Profile
 from ioe.zomes.profile.validation import PROFILE_LINK
 
@@ -84,8 +98,11 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     app.router.add_get("/v1/signals", signal_stream)
     countersign_api.add_routes(app)
     enrollment_api.add_routes(app)
+    keyset_api.add_routes(app)
     recovery.add_routes(app)
     revocations.add_routes(app)
+    transfer.add_routes(app)
+    reputation_api.add_routes(app)
     wallet_api.add_routes(app)
     app.router.add_get("/app/demand/", demand.page)
     app.router.add_get("/app/demand/{file}", demand.page)
@@ -292,7 +309,12 @@ async def zome_call(request: web.Request) -> web.Response:
     zome, fn = request.match_info["zome"], request.match_info["fn"]
     if zome == "capability":
         raise ValueError("grants are managed through /v1/grants")
-    result = node.call(_core(node), zome, fn, payload)
+    cell = _core(node)
+    dht = node.dnas.get(cell.dna.hash)
+    if dht is None:  # a provisional device: no network to fetch from
+        result = node.call(cell, zome, fn, payload)
+    else:  # what the call cites but this node lacks is fetched from the DHT, then retried
+        result = await resolving(dht, functools.partial(node.call, cell, zome, fn, payload))
     return web.json_response({"result": json_ready(result)})
 
 

@@ -144,6 +144,9 @@ class Countersigner:
         self.policy: Policy | None = None
         """An app's say on each session; None: co-sign only ``accept_types``."""
         self.accept_types: frozenset[str] = frozenset()
+        self.on_finish: Callable[[PartyState, Verdict], None] | None = None
+        self.on_response: Callable[[Preflight, AgentPubKey, Response], None] | None = None
+        """Observers (the node's reputation): a session ended here; a party answered."""
         self.sessions: dict[tuple[AgentPubKey, bytes], PartyState] = {}
         self._waiters: dict[tuple[AgentPubKey, bytes], asyncio.Future[Verdict]] = {}
         self._deliveries: dict[tuple[AgentPubKey, bytes], list[asyncio.Task[None]]] = {}
@@ -236,6 +239,8 @@ class Countersigner:
                 if isinstance(effect.message, SetMsg):
                     self._deliveries.setdefault(key, []).append(task)
             elif isinstance(effect, Finish):
+                if self.on_finish is not None:
+                    self.on_finish(state, effect.verdict)
                 waiter = self._waiters.pop(key, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(effect.verdict)
@@ -289,7 +294,10 @@ class Countersigner:
                     )
                     if type(raw) is not dict:
                         raise EncodingError("a response is a map")
-                    event: Event = GotResponse(from_value(Response, raw["r"]))
+                    response = from_value(Response, raw["r"])
+                    if self.on_response is not None:
+                        self.on_response(state.preflight, to, response)
+                    event: Event = GotResponse(response)
                 except (NetworkError, EncodingError, KeyError, IoEError) as exc:
                     event = GotRefusal(to, str(exc))
                 self._feed(cell, sid, event)

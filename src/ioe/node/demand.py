@@ -395,6 +395,7 @@ class DemandRewarder:
             raise ZomeCallError("a reward is claimed by the device that reduced")
         problem = reduction_problem(claim)
         if problem:
+            self.node.reputation.reduction_judged(caller, claim_hash, delivered=False)
             raise ZomeCallError(problem)
         if "attestation" in self._done().get(claim_hash.to_text(), {}):
             return claim, None
@@ -404,6 +405,7 @@ class DemandRewarder:
         )
         assert isinstance(attestation, ActionHash)
         self._keep(claim_hash.to_text(), attestation=attestation.to_text())
+        self.node.reputation.reduction_judged(caller, claim_hash, delivered=True)
         return claim, attestation
 
     async def _pay(

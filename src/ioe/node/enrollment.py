@@ -21,17 +21,19 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ioe.conductor import owner_keyset
+from ioe.conductor import NETWORK_SETTING, owner_keyset
 from ioe.crypto.derivation import OwnerAccount, device_agent_key
 from ioe.device_account import DeviceAccount
-from ioe.dnas import CORE_DNA_NAME
+from ioe.dnas import CORE_DNA_NAME, core_network, network_spec
 from ioe.encoding import decode, encode
 from ioe.errors import EncodingError, IoEError
 from ioe.hashing import AgentPubKey
+from ioe.identity.authority import Keyset
 from ioe.identity.certificate import (
+    CERTIFICATE_CONTEXT,
     DeviceType,
     DeviceVisibility,
     EnrollmentCertificate,
@@ -49,6 +51,8 @@ from ioe.identity.pairing import (
 from ioe.net.interface import NetworkError, PeerId
 from ioe.net.mdns import Enrollment, NodeType
 from ioe.node import enrollment_messages as m
+from ioe.node.keyset import node_keyset
+from ioe.node.keyset_signing import SigningError, sign_with_keyset
 from ioe.zones import zone_problem
 
 if TYPE_CHECKING:
@@ -124,11 +128,14 @@ def owner_certificate(  # noqa: PLR0917 - the certificate's fields
     visibility: DeviceVisibility,
     now_us: int,
     index: int,
+    keyset: Keyset | None = None,
 ) -> EnrollmentCertificate:
     """The certificate a single owner issues for agent ``agent`` of its device ``index``: the
-    keyset is the owner's authorization key with its revocation key as revoker."""
-    return issue(
-        keyset=owner_keyset(account),
+    keyset is the owner's authorization key with its revocation key as revoker. Given a
+    ``keyset`` (the node's, :func:`ioe.node.keyset.node_keyset`), it is returned unsigned:
+    :func:`ioe.node.keyset_signing.sign_with_keyset` collects the keyset's signatures."""
+    cert = issue(
+        keyset=keyset or owner_keyset(account),
         owner_agent=account.agent_key(),
         device=agent,
         device_type=DeviceType(pending.device_type),
@@ -138,7 +145,8 @@ def owner_certificate(  # noqa: PLR0917 - the certificate's fields
         issued_us=now_us,
         serial=index,
         visibility=visibility,
-    ).signed_by(account.authorization_key())
+    )
+    return cert if keyset is not None else cert.signed_by(account.authorization_key())
 
 
 class OwnerEnrollment:
@@ -262,9 +270,17 @@ class OwnerEnrollment:
         return account
 
     async def enroll(
-        self, device_text: str, code: str, *, zone: str | None = None, private: bool = False
+        self,
+        device_text: str,
+        code: str,
+        *,
+        zone: str | None = None,
+        private: bool = False,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        """Pair with the pending device by ``code``, then provision and certify it."""
+        """Have the certificate signed by the keyset (waiting up to ``timeout_s`` for officers'
+        approvals when it needs several), pair with the pending device by ``code``, then
+        provision it."""
         try:
             device = AgentPubKey.from_text(device_text)
         except (EncodingError, ValueError) as exc:
@@ -281,13 +297,37 @@ class OwnerEnrollment:
             raise m.EnrollmentError(f"bad zone: {zone_problem(zone)}")
         account = self._account()
         async with self._lock:
-            owner_nonce = await self._pair(pending, code)
             index = self._next_index()
             seed = account.device_seed(index)
             agent = device_agent_key(seed, 0).agent
             visibility = DeviceVisibility.PRIVATE if private else DeviceVisibility.PUBLIC
-            cert = owner_certificate(account, pending, agent, zone, visibility, self._now(), index)
-            payload = encode({"seed": seed, "index": index, "certificate": cert.to_bytes()})
+            keyset = node_keyset(self.node.conductor)
+            cert = owner_certificate(
+                account, pending, agent, zone, visibility, self._now(), index, keyset
+            )
+            # The keyset's signatures first (M officers may take a while to approve): pairing
+            # spends the device's code, so it comes only once the certificate is signed.
+            try:
+                signatures = await sign_with_keyset(
+                    self.node,
+                    CERTIFICATE_CONTEXT,
+                    cert.message(),
+                    keyset=keyset,
+                    what=f"enroll {pending.name} ({pending.device_type}) in {zone}",
+                    timeout_s=timeout_s,
+                )
+            except SigningError as exc:
+                raise m.EnrollmentError(f"the certificate is not signed: {exc}") from None
+            cert = replace(cert, signatures=signatures)
+            owner_nonce = await self._pair(pending, code)
+            payload = encode(
+                {
+                    "seed": seed,
+                    "index": index,
+                    "certificate": cert.to_bytes(),
+                    "network": network_spec(self.node.conductor.core_dna),
+                }
+            )
             body = {
                 "device": bytes(device),
                 "owner_nonce": owner_nonce,
@@ -373,6 +413,12 @@ class OwnerEnrollment:
         except NetworkError as exc:
             raise m.EnrollmentError(f"the device did not answer: {exc}") from None
         return m.read_reply(raw)
+
+
+PROVISIONING_FIELDS = (
+    {"seed", "index", "certificate"},
+    {"seed", "index", "certificate", "network"},  # the owner's network (ioe.dnas.network_spec)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,14 +600,18 @@ class DeviceEnrollment:
         payload = m.unseal(self.keys, m.field(message, "sealed", bytes))
         try:
             value = decode(payload, max_size=m.MAX_MESSAGE_BYTES)
-            if type(value) is not dict or set(value) != {"seed", "index", "certificate"}:
+            if type(value) is not dict or set(value) not in PROVISIONING_FIELDS:
                 raise EncodingError("not a provisioning")
             cert = EnrollmentCertificate.from_bytes(value["certificate"])
             account = DeviceAccount.of(value["seed"], value["index"], cert)
-        except (EncodingError, IoEError, TypeError) as exc:
+            network = value.get("network")
+            core = core_network(network)  # the owner's network: the device joins that one
+        except (EncodingError, IoEError, TypeError, ValueError) as exc:
             raise m.EnrollmentError(f"bad provisioning: {exc}") from None
         if cert.owner != owner:
             raise m.EnrollmentError("the certificate names another owner than the one that paired")
+        if network is not None:  # before the keystore: the enrolled device opens on this network
+            self.node.conductor.db.put_setting(NETWORK_SETTING, network_spec(core))
         self.persist(account)
         self.node.conductor.db.put_setting(OWNER_PEER_SETTING, str(peer))
         self.account = account

@@ -1,7 +1,8 @@
 """Owner routes of the node API (enrollment of devices, ``docs/identity.md``).
 
 GET  /v1/owner/pending   → [{"device", "name", "type", "zone"}] (devices asking to enroll)
-POST /v1/owner/enroll    {"device", "code", "zone"?, "private"?} → {"agent", "index", "name"}
+POST /v1/owner/enroll    {"device", "code", "zone"?, "private"?, "timeout"?}
+                         → {"agent", "index", "name"} ("timeout": for officers' approvals)
 GET  /v1/owner/devices   → the devices this owner enrolled, with "present" and "last_seen_us"
 """
 
@@ -59,8 +60,15 @@ async def enroll(request: web.Request) -> web.Response:
             {"error": "enroll takes {device, code, zone?, private?}"}, status=400
         )
     try:
+        timeout = body.get("timeout")  # seconds to wait for the keyset officers' approvals
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+            timeout = None
         result = await owner.enroll(
-            body["device"], body["code"], zone=body.get("zone"), private=bool(body.get("private"))
+            body["device"],
+            body["code"],
+            zone=body.get("zone"),
+            private=bool(body.get("private")),
+            timeout_s=None if timeout is None else max(0.0, float(timeout)),
         )
     except EnrollmentError as exc:
         return web.json_response({"error": str(exc)}, status=400)

@@ -7,6 +7,8 @@ The data directory starts with a provisional identity (an owner-style keystore u
 enrollment protocol and is a member of no DNA network (no certificate, no membership). The device
 seed and certificate then replace the provisional keystore, and the node restarts in-process as
 the enrolled device (its agent joins the core DNA with the certificate as membrane proof).
+An ownership transfer (:mod:`ioe.node.transfer`) replaces the keystore the same way, and the node
+restarts again, as the new owner's device.
 """
 
 from __future__ import annotations
@@ -71,10 +73,14 @@ async def run_plug_in(data_dir: Path, unlock: Unlock, config: NodeConfig, plug_i
             else:
                 role = DeviceEnrollment(plug_in, persist)
             node = Node(conductor, config, enrollment=role)
+            node.transfers.persist = persist  # a transfer re-keys it: restart as the new agent
             await node.start()
             try:
                 _announce(node)
-                waits = [asyncio.create_task(stop.wait())]
+                waits = [
+                    asyncio.create_task(stop.wait()),
+                    asyncio.create_task(node.transfers.adopted.wait()),
+                ]
                 if isinstance(role, DeviceEnrollment):
                     waits.append(asyncio.create_task(role.enrolled.wait()))
                 _, left = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

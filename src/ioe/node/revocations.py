@@ -13,6 +13,7 @@ and commits it through the ``ownership`` zome. Enforcement is the DHT's
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -23,13 +24,18 @@ from ioe.engine.records import AgentValidationPkg, SignedAction
 from ioe.errors import EncodingError, IoEError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.identity.certificate import EnrollmentCertificate
-from ioe.identity.revocation import NOTHING_VALID, KeyRevocation
+from ioe.identity.revocation import NOTHING_VALID, REVOCATION_CONTEXT, KeyRevocation
 from ioe.node.enrollment import DEVICES_SETTING
+from ioe.node.keyset_signing import SigningError, sign_with_keyset
 from ioe.zomes.ownership.entries import REVOCATION_LINK
 from ioe.zomes.ownership.validation import OWNERSHIP_ZOME
 
 if TYPE_CHECKING:
     from ioe.node.runtime import Node
+
+
+REVOKE_TIMEOUT_S = 50.0
+"""How long a revocation waits for officers' approvals (below `ioe key revoke`'s 60 s wait)."""
 
 
 class RevocationError(IoEError):
@@ -76,6 +82,7 @@ async def revoke_device(
     everything: bool = False,
     reason: str = "",
     replacement: str | None = None,
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Revoke the key of a device this owner enrolled: its actions after ``last_valid_seq``
     (default: the latest one known; ``everything``: all of them) are void on every node."""
@@ -107,7 +114,7 @@ async def revoke_device(
         latest = max(activity, key=lambda s: s.action.seq)
         last_valid_seq, head = latest.action.seq, latest.hash
     try:
-        revocation = KeyRevocation.new(
+        unsigned = KeyRevocation.new(
             certificate.keyset,
             agent,
             last_valid_seq=last_valid_seq,
@@ -115,10 +122,22 @@ async def revoke_device(
             reason=reason,
             head=head,
             replacement=_agent(replacement, "replacement") if replacement else None,
-        ).signed_by(account.authorization_key())
+        )
+        # M of the certificate's keyset sign (its officers, when it is an enterprise's).
+        signatures = await sign_with_keyset(
+            node,
+            REVOCATION_CONTEXT,
+            unsigned.message(),
+            keyset=certificate.keyset,
+            what=f"revoke {agent.to_text()}" + (f": {reason}" if reason else ""),
+            timeout_s=REVOKE_TIMEOUT_S if timeout_s is None else timeout_s,
+        )
+        revocation = replace(unsigned, signatures=signatures)
         revocation = KeyRevocation.from_bytes(revocation.to_bytes())  # the shape rules
     except EncodingError as exc:
         raise RevocationError(f"bad revocation: {exc}") from None
+    except SigningError as exc:
+        raise RevocationError(f"the revocation is not signed: {exc}") from None
     payload = {
         "revocation": revocation.to_bytes(),
         "certificate": proof,
@@ -193,10 +212,18 @@ async def revoke_route(request: web.Request) -> web.Response:
             everything=bool(body.get("all")),
             reason=body.get("reason", ""),
             replacement=body.get("replacement"),
+            timeout_s=_timeout(body.get("timeout")),
         )
     except IoEError as exc:
         return web.json_response({"error": str(exc)}, status=400)
     return web.json_response(result)
+
+
+def _timeout(value: object) -> float | None:
+    """An optional ``timeout`` (seconds) for the officers' approvals."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value <= 3600 else None
 
 
 async def revocations_route(request: web.Request) -> web.Response:

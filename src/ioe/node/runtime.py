@@ -29,9 +29,12 @@ from ioe.node.countersign import Countersigner
 from ioe.node.demand import DemandRewarder, DemandService, DemandSetup
 from ioe.node.device import DeviceBridge, DeviceSetup
 from ioe.node.enrollment import EnrollmentRole, OwnerEnrollment
+from ioe.node.keyset_signing import KeysetSigning
 from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
 from ioe.node.remote import RemoteCalls
+from ioe.node.reputation import NodeReputation
 from ioe.node.signals import SignalHub
+from ioe.node.transfer import TransferService
 from ioe.node.wallet import Wallet
 
 log = logging.getLogger(__name__)
@@ -91,10 +94,13 @@ class Node:
         self.stopping = asyncio.Event()
         self.signals = SignalHub()
         self.remote = RemoteCalls(conductor.clock, self.signals)
+        self.reputation = NodeReputation(conductor.db, conductor.clock)
         if isinstance(conductor.account, DeviceAccount):  # its certificate says who commands it
             cert = conductor.account.certificate
             self.remote.controllers = lambda caller: may_control(cert.policy, caller, cert.owner)
         self.enrollment = enrollment if enrollment is not None else OwnerEnrollment()
+        self.transfers = TransferService()
+        self.keyset_signing = KeysetSigning(self)  # officers' approvals (/ioe/keyset-sign/1)
         self.wallet = Wallet(self)
         self.demand = DemandService(self, demand) if demand is not None else None
         self.rewarder = DemandRewarder(self) if demand_rewards else None
@@ -118,6 +124,7 @@ class Node:
                     config=self.config.dht,
                 )
                 dht.on_presence = self._presence
+                dht.on_blocked = self.reputation.warrant_upheld
                 self.dnas[cell.dna.hash] = dht
             dht.add_cell(cell, self.conductor.membrane_proof(cell))
             cell.reader = dht.store  # what the cell cites from others: held or fetched here
@@ -131,6 +138,8 @@ class Node:
             self.countersigners[dht.dna.hash].accept_types = frozenset(
                 self.config.countersign_accept
             )
+            self.countersigners[dht.dna.hash].on_finish = self.reputation.session_finished
+            self.countersigners[dht.dna.hash].on_response = self.reputation.response_received
             await self.countersigners[dht.dna.hash].start()
             self.remote.attach(dht, cells)
             await dht.start()
@@ -143,7 +152,9 @@ class Node:
             self.rewarder.start()
         if self.demand is not None:
             await self.demand.start()
+        self.keyset_signing.start()
         await self.enrollment.start(self)
+        await self.transfers.start(self)
         if self.config.mdns:
             self.mdns = MdnsDiscovery(
                 self.network.peer_id,
@@ -186,6 +197,7 @@ class Node:
             await self.demand.close()
         if self.device is not None:
             await self.device.close()
+        await self.transfers.close()
         await self.enrollment.close()
         await self.remote.close()
         for signer in self.countersigners.values():

@@ -45,6 +45,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -107,12 +108,17 @@ class Delivery:
     elapsed_ms: float
 
 
-def wallet_policy(signer: Countersigner) -> Policy:
+def wallet_policy(
+    signer: Countersigner, vet: Callable[[AgentPubKey], str | None] | None = None
+) -> Policy:
     """The countersigning policy of a node with a wallet: a transfer is co-signed only by its
     receiver, and only if ``currency.accept_payment`` accepts it; any other entry type goes to
-    the countersigner's default rule (the accepted types)."""
+    the countersigner's default rule (the accepted types). ``vet`` (the owner's reputation
+    minimum) may refuse any session with another party first."""
 
     def judge(cell: Cell, preflight: Preflight, value: object) -> str | None:
+        if vet is not None and (refused := _vetted(vet, cell, preflight)):
+            return refused
         if isinstance(value, Transfer):
             if value.receiver.agent != cell.agent:
                 return "this node co-signs only transfers that pay its own agent"
@@ -124,6 +130,12 @@ def wallet_policy(signer: Countersigner) -> Policy:
         return signer.default_policy(preflight)  # the node's accept-types rule
 
     return judge
+
+
+def _vetted(
+    vet: Callable[[AgentPubKey], str | None], cell: Cell, preflight: Preflight
+) -> str | None:
+    return next((r for a in preflight.parties if a != cell.agent and (r := vet(a))), None)
 
 
 def has_currency(cell: Cell) -> bool:
@@ -162,7 +174,7 @@ class Wallet:
         their locks)."""
         for signer in self.node.countersigners.values():
             if any(z.name == CURRENCY_ZOME for z in signer.dna.integrity_zomes):
-                signer.policy = wallet_policy(signer)
+                signer.policy = wallet_policy(signer, self.node.reputation.refusal)
         self.ensure_grant()
 
     def ensure_grant(self) -> None:
@@ -314,6 +326,38 @@ class Wallet:
             raise PaymentError(f"the receipt was refused: {exc}") from None
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         return Delivery(action, entry.session_id, receipt, elapsed)
+
+    def receipts(self) -> list[currency.ReceiptItem]:
+        found = self.node.conductor.call(self.cell(), CURRENCY_ZOME, "receipts")
+        assert isinstance(found, list)
+        return found
+
+    async def settle(
+        self, receipt: ActionHash, *, reputation_pm: int = 1000, timeout_s: float = 10.0
+    ) -> Payment:
+        """As a receipt's consumer, pay its producer the trade that settles it: the provenance
+        is read from the receipt, its attestation and its claim (fetched when not here), and
+        the amount is the value the rules give."""
+        cell = self.cell()
+        offer = await resolving(
+            self.node.dnas[cell.dna.hash],
+            functools.partial(
+                self.node.conductor.call,
+                cell,
+                CURRENCY_ZOME,
+                "trade_for",
+                {"receipt": receipt, "reputation_pm": reputation_pm},
+            ),
+        )
+        assert isinstance(offer, currency.TradeOffer)
+        return await self.pay(
+            offer.to,
+            None,
+            kind=Kind.TRADE,
+            provenance=offer.provenance,
+            terms=offer.terms,
+            timeout_s=timeout_s,
+        )
 
     @staticmethod
     async def _until_unlocked(cell: Cell, timeout_s: float) -> None:

@@ -24,6 +24,12 @@
                                  delivered to the consumer; 400 refused by this node's rules,
                                  409 refused by the consumer's node or this chain is busy
 
+    GET  /v1/wallet/receipts     → {"agent", "items": [{"action_hash", "at_us", "receipt":
+                                    {...}, "settled"}]}: receipts this agent co-signed
+    POST /v1/wallet/settle       {"receipt", "reputation_pm"?, "timeout_s"?} → as /pay: as the
+                                 receipt's consumer, pay its producer the trade (provenance
+                                 and amount from the receipt, attestation and claim)
+
 Amounts are integer milli-credits; ``unit`` is the currency's symbol.
 """
 
@@ -37,7 +43,7 @@ from aiohttp import web
 from ioe.errors import ChainLocked
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.node.jsonvalue import json_ready
-from ioe.node.wallet import PaymentError, Wallet, describe
+from ioe.node.wallet import Payment, PaymentError, Wallet, describe
 from ioe.zomes.currency.ledger import format_mc
 from ioe.zomes.currency.value import Verification
 
@@ -52,6 +58,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/wallet/history", history)
     app.router.add_post("/v1/wallet/pay", pay)
     app.router.add_post("/v1/wallet/receipt", receipt)
+    app.router.add_get("/v1/wallet/receipts", receipts)
+    app.router.add_post("/v1/wallet/settle", settle)
 
 
 def _wallet(request: web.Request) -> Wallet:
@@ -120,22 +128,24 @@ async def pay(request: web.Request) -> web.Response:
         )
     except (PaymentError, ChainLocked) as exc:
         return _error(409, str(exc))
+    return web.json_response(_paid(wallet, payment))
+
+
+def _paid(wallet: Wallet, payment: Payment) -> dict[str, Any]:
     transfer = payment.transfer
     symbol = wallet.symbol()
-    return web.json_response(
-        {
-            "hash": payment.action_hash.to_text(),
-            "session": payment.session_id.hex(),
-            "to": to.to_text(),
-            "amount_mc": transfer.amount_mc,
-            "kind": str(transfer.kind),
-            "balance_mc": transfer.spender.balance_mc,
-            "unit": symbol,
-            "balance": format_mc(transfer.spender.balance_mc, symbol),
-            "attempts": payment.attempts,
-            "elapsed_ms": payment.elapsed_ms,
-        }
-    )
+    return {
+        "hash": payment.action_hash.to_text(),
+        "session": payment.session_id.hex(),
+        "to": transfer.receiver.agent.to_text(),
+        "amount_mc": transfer.amount_mc,
+        "kind": str(transfer.kind),
+        "balance_mc": transfer.spender.balance_mc,
+        "unit": symbol,
+        "balance": format_mc(transfer.spender.balance_mc, symbol),
+        "attempts": payment.attempts,
+        "elapsed_ms": payment.elapsed_ms,
+    }
 
 
 async def receipt(request: web.Request) -> web.Response:
@@ -178,3 +188,34 @@ async def receipt(request: web.Request) -> web.Response:
             "elapsed_ms": delivery.elapsed_ms,
         }
     )
+
+
+async def receipts(request: web.Request) -> web.Response:
+    wallet = _wallet(request)
+    items = [json_ready(item) for item in wallet.receipts()]
+    return web.json_response({"agent": wallet.cell().agent.to_text(), "items": items})
+
+
+async def settle(request: web.Request) -> web.Response:
+    wallet = _wallet(request)
+    try:
+        body: Any = await request.json()
+    except json.JSONDecodeError:
+        return _error(400, "the body must be JSON")
+    if not isinstance(body, dict) or not isinstance(body.get("receipt"), str):
+        return _error(400, 'settle takes {"receipt", "reputation_pm"?, "timeout_s"?}')
+    reputation = body.get("reputation_pm", 1000)
+    timeout_s = body.get("timeout_s", 10.0)
+    if type(reputation) is not int:
+        return _error(400, "reputation_pm is an integer per mille")
+    if type(timeout_s) not in (int, float) or not 0 < timeout_s <= MAX_TIMEOUT_S:
+        return _error(400, f"timeout_s is a number of seconds in (0, {MAX_TIMEOUT_S:.0f}]")
+    try:
+        payment = await wallet.settle(
+            ActionHash.from_text(body["receipt"]),
+            reputation_pm=reputation,
+            timeout_s=float(timeout_s),
+        )
+    except (PaymentError, ChainLocked) as exc:
+        return _error(409, str(exc))
+    return web.json_response(_paid(wallet, payment))

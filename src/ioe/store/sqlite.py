@@ -159,6 +159,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (dna_hash, agent)
     ) WITHOUT ROWID;
     """,
+    # 4: reputation: per agent, kind and day, how many events this node validated (and the
+    # references of events that must count once)
+    """
+    CREATE TABLE reputation_events (
+        subject BLOB NOT NULL,
+        kind TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        last_us INTEGER NOT NULL,
+        PRIMARY KEY (subject, kind, day)
+    ) WITHOUT ROWID;
+    CREATE TABLE reputation_refs (
+        ref BLOB PRIMARY KEY,
+        at_us INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 _RECORD_COLUMNS = "a.seq, a.hash, a.signed, e.content"

@@ -28,6 +28,7 @@ from ioe.engine.countersigning import (
     commit_session,
 )
 from ioe.engine.integrity import UnresolvedDependency
+from ioe.engine.records import Record
 from ioe.engine.schema import decode_as, from_value, to_value
 from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ChainError, EncodingError, MissingDependencies, ZomeCallError
@@ -50,13 +51,14 @@ from ioe.zomes.currency.entries import (
     Transfer,
 )
 from ioe.zomes.currency.ledger import (
+    START,
     CurrencyRules,
     LedgerError,
     Position,
+    after,
     credit_limit_mc,
     follows,
     next_transfer,
-    replay,
 )
 from ioe.zomes.currency.rewards import price_cents
 from ioe.zomes.currency.validation import session_problem, transfer_problem
@@ -65,6 +67,8 @@ from ioe.zomes.currency.value import ValueRules, Verification
 coordinator = CoordinatorZome("currency")
 
 DEFAULT_SESSION_TIMEOUT_US = 10_000_000
+POSITION_WINDOW = 64
+"""Records read at a time when looking back for the latest transfer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,33 +122,51 @@ def rules_of(ctx: CallContext) -> CurrencyRules:
         raise ZomeCallError(str(exc)) from exc
 
 
+def _transfer_record(ctx: CallContext, record: Record) -> TransferRecord | None:
+    """``record`` as a transfer record, or None if it is another countersigned entry."""
+    transfer_type, _ = ctx.dna.entry_type_for(Transfer)
+    session = ctx.cell.entry_value(record)
+    if not isinstance(session, CountersignedEntry):
+        return None
+    preflight = session.preflight
+    if (preflight.entry_zome, preflight.entry_index) != (
+        transfer_type.zome_index,
+        transfer_type.entry_index,
+    ):
+        return None
+    transfer = decode_as(Transfer, preflight.entry)
+    return TransferRecord(record.action_hash, record.action.timestamp, session.session_id, transfer)
+
+
 def chain_transfers(ctx: CallContext) -> list[TransferRecord]:
     """Every transfer on this chain (this call's writes included), oldest first."""
-    transfer_type, _ = ctx.dna.entry_type_for(Transfer)
-    found: list[TransferRecord] = []
-    for record in ctx.query(CountersignedEntry):
-        session = ctx.cell.entry_value(record)
-        if not isinstance(session, CountersignedEntry):
-            continue
-        preflight = session.preflight
-        if (preflight.entry_zome, preflight.entry_index) != (
-            transfer_type.zome_index,
-            transfer_type.entry_index,
-        ):
-            continue
-        transfer = decode_as(Transfer, preflight.entry)
-        found.append(
-            TransferRecord(
-                record.action_hash, record.action.timestamp, session.session_id, transfer
-            )
-        )
-    return found
+    found = (_transfer_record(ctx, record) for record in ctx.query(CountersignedEntry))
+    return [t for t in found if t is not None]
+
+
+def latest_transfer(ctx: CallContext) -> TransferRecord | None:
+    """The last transfer on this chain, read backwards a window of records at a time (so a
+    payment costs the same on a long chain as on a short one)."""
+    until = ctx.next_seq - 1
+    while until >= 0:
+        start = max(0, until - POSITION_WINDOW + 1)
+        for record in reversed(ctx.query(CountersignedEntry, from_seq=start, until_seq=until)):
+            found = _transfer_record(ctx, record)
+            if found is not None:
+                return found
+        until = start - 1
+    return None
 
 
 def position_of(ctx: CallContext) -> Position:
-    """This chain's ledger position, recomputed from its transfers."""
+    """This chain's ledger position: where its latest transfer left it (its balance and its
+    history). Validation checked that every transfer continues the one before it, so the
+    latest says it all; ``replay`` over ``chain_transfers`` recomputes it from the start."""
+    latest = latest_transfer(ctx)
+    if latest is None:
+        return START
     try:
-        return replay(ctx.agent, ((t.action_hash, t.transfer) for t in chain_transfers(ctx)))
+        return after(latest.action_hash, latest.transfer, ctx.agent)
     except LedgerError as exc:  # validation keeps this from happening on a valid chain
         raise ChainError(f"this chain's ledger does not add up: {exc}") from exc
 
@@ -204,6 +226,101 @@ def history(ctx: CallContext, payload: Any = None) -> list[HistoryItem]:
             )
         )
     return items
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptItem:
+    """A consumption receipt on this chain (this agent's own record of it)."""
+
+    action_hash: ActionHash
+    at_us: int
+    receipt: ConsumptionReceipt
+    settled: bool
+    """Whether this chain holds the trade that settles it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TradeOffer:
+    """What a consumer pays for a receipt: to whom, the provenance the rules expect, and
+    the terms; ``prepare_payment`` sets the amount (the value of the kWh)."""
+
+    to: AgentPubKey
+    provenance: Provenance
+    terms: Terms
+
+
+@coordinator.function
+def receipts(ctx: CallContext, payload: Any = None) -> list[ReceiptItem]:
+    """The consumption receipts this agent co-signed, as distributor or consumer, oldest
+    first, each with whether a trade on this chain settled it."""
+    receipt_type, _ = ctx.dna.entry_type_for(ConsumptionReceipt)
+    settled = {
+        t.transfer.provenance.receipt
+        for t in chain_transfers(ctx)
+        if t.transfer.kind is Kind.TRADE and t.transfer.provenance is not None
+    }
+    found = []
+    for record in ctx.query(CountersignedEntry):
+        session = ctx.cell.entry_value(record)
+        if not isinstance(session, CountersignedEntry):
+            continue
+        preflight = session.preflight
+        if (preflight.entry_zome, preflight.entry_index) != (
+            receipt_type.zome_index,
+            receipt_type.entry_index,
+        ):
+            continue
+        found.append(
+            ReceiptItem(
+                record.action_hash,
+                record.action.timestamp,
+                decode_as(ConsumptionReceipt, preflight.entry),
+                record.action_hash in settled,
+            )
+        )
+    return found
+
+
+@coordinator.function
+def trade_for(ctx: CallContext, payload: Any) -> TradeOffer:
+    """As a receipt's consumer, what settling it takes: ``{"receipt": this agent's record of
+    the receipt, "reputation_pm"?: int (1000)}`` → the producer to pay, the provenance (the
+    claim's source, clean flag and zone, the attestation's trust, the receipt's energy) and
+    the terms. ``MissingDependencies`` while the attestation or claim is not here (a node
+    fetches them)."""
+    payload = _map(payload, "trade_for")
+    receipt_hash = _required_hash(payload.get("receipt"), "receipt")
+    record = ctx.get(receipt_hash)
+    session = None if record is None else ctx.cell.entry_value(record)
+    if record is None or not isinstance(session, CountersignedEntry):
+        raise ZomeCallError(f"no consumption receipt {receipt_hash.short()} on this chain")
+    try:
+        receipt = decode_as(ConsumptionReceipt, session.preflight.entry)
+    except EncodingError:
+        raise ZomeCallError(f"{receipt_hash.short()} is not a consumption receipt") from None
+    if record.action.author != ctx.agent or receipt.consumer != ctx.agent:
+        raise ZomeCallError("a receipt is settled by its consumer, citing its own record")
+    attested = ctx.get(receipt.attestation)
+    claimed = ctx.get(receipt.claim)
+    missing = [h for h, r in ((receipt.attestation, attested), (receipt.claim, claimed)) if not r]
+    if missing:
+        raise MissingDependencies(missing)
+    assert attested is not None and claimed is not None
+    attestation = ctx.cell.entry_value(attested)
+    claim = ctx.cell.entry_value(claimed)
+    if not isinstance(attestation, ClaimAttestation) or not isinstance(claim, GenerationClaim):
+        raise ZomeCallError("the receipt does not cite an attestation of a generation claim")
+    provenance = Provenance(
+        energy_wh=receipt.energy_wh,
+        source=claim.source,
+        clean=claim.clean,
+        origin_zone=claim.zone,
+        trust=attestation.level,
+        claim=receipt.claim,
+        receipt=receipt_hash,
+    )
+    terms = Terms(reputation_pm=_int(payload, "reputation_pm", 1000))
+    return TradeOffer(claimed.action.author, provenance, terms)
 
 
 @coordinator.function
@@ -450,11 +567,14 @@ def attest(ctx: CallContext, payload: Any) -> ActionHash:
     """As a distributor validator, attest a claim: ``{"claim": action hash, "energy_wh"?:
     int (default: all that was claimed), "level"?: "meter_attested" |
     "substation_attested" (default meter), "path"?: [zone, ...] (default: the claim's zone),
-    "fee_mc"?: int, "fee_pm"?: int}``. The claim must be readable by this cell."""
+    "fee_mc"?: int, "fee_pm"?: int}``. The claim must be readable by this cell
+    (``MissingDependencies`` until it is: a node fetches it from the DHT)."""
     payload = _map(payload, "attest")
     claim_hash = _required_hash(payload.get("claim"), "claim")
     record = ctx.get(claim_hash)
-    claim = None if record is None else ctx.cell.entry_value(record)
+    if record is None:  # not here yet: a node fetches it and calls again (ioe.node.resolve)
+        raise MissingDependencies((claim_hash,))
+    claim = ctx.cell.entry_value(record)
     if isinstance(claim, GenerationClaim):
         claimed, zone = claim.energy_wh, claim.zone
     elif isinstance(claim, ReductionClaim):

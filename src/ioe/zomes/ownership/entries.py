@@ -9,6 +9,7 @@ from ioe.hashing import ActionHash
 from ioe.identity.authority import MAX_KEYSET_CHANGES, Keyset, KeysetChange
 from ioe.identity.certificate import EnrollmentCertificate, certificate_problem
 from ioe.identity.revocation import KeyRevocation, revocation_problem
+from ioe.identity.transfer import TransferCertificate, transfer_problem
 
 KEY_REVOCATION_ENTRY = "key_revocation"
 REVOCATION_LINK = "revocation"
@@ -58,3 +59,54 @@ class KeyRevocationEntry:
         if problem:
             return problem
         return Checked(revocation, certificate)
+
+
+# ------------------------------------------------------------------------------ transfers
+
+KEY_TRANSFER_ENTRY = "key_transfer"
+TRANSFER_LINK = "transfer"
+"""Link type: from a transferred device's old key to the action that committed the transfer."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedTransfer:
+    """A transfer entry whose documents verify: the transfer and both certificates."""
+
+    transfer: TransferCertificate
+    old_certificate: EnrollmentCertificate
+    new_certificate: EnrollmentCertificate
+
+
+@dataclass(frozen=True, slots=True)
+class KeyTransferEntry:
+    """Public: a device moved from one owner to another and was re-keyed.
+
+    ``transfer`` is the :class:`TransferCertificate` wire form (signed by both keysets);
+    ``old_certificate`` the old key's certificate byte for byte as it joined with it (the
+    membrane proof of its ``AgentValidationPkg``, the action ``old_enrolled_at``: as for
+    revocations, nobody transfers a key it did not really enroll); ``new_certificate`` the one
+    the device now holds; ``old_keyset_changes`` the old owner's keyset changes since its
+    certificate, so that the old keyset's spec in force now signed."""
+
+    transfer: bytes
+    old_certificate: bytes
+    new_certificate: bytes
+    old_enrolled_at: ActionHash
+    old_keyset_changes: tuple[bytes, ...] = ()
+
+    def checked(self) -> CheckedTransfer | str:
+        """The decoded documents if :func:`transfer_problem` accepts them, else why not."""
+        if len(self.old_keyset_changes) > MAX_KEYSET_CHANGES:
+            return f"at most {MAX_KEYSET_CHANGES} keyset changes"
+        try:
+            transfer = TransferCertificate.from_bytes(self.transfer)
+            old = EnrollmentCertificate.from_bytes(self.old_certificate)
+            new = EnrollmentCertificate.from_bytes(self.new_certificate)
+            changes = [KeysetChange.from_bytes(c) for c in self.old_keyset_changes]
+        except EncodingError as exc:
+            return f"malformed transfer documents: {exc}"
+        keyset = Keyset(old.keyset.genesis, (*old.keyset.changes, *changes))
+        problem = transfer_problem(transfer, old, new, keyset)
+        if problem:
+            return problem
+        return CheckedTransfer(transfer, old, new)

@@ -9,6 +9,13 @@ from certifying someone else's key after the fact in order to revoke it: the cer
 the one the key itself joined with.
 
 A ``revocation`` link goes from the revoked key to the author's revocation of it.
+
+A ``key_transfer`` entry (:class:`KeyTransferEntry`) is valid when its transfer certificate
+verifies against both certificates (:func:`ioe.identity.transfer.transfer_problem`: both keysets
+signed), its author is the owner agent of the old *or* the new certificate (either may publish a
+transfer both signed; the new owner does, as it finishes the transfer), and ``old_enrolled_at``
+is the old key's own ``AgentValidationPkg`` carrying exactly the old certificate (as for
+revocations). A ``transfer`` link goes from the old key to the author's transfer entry.
 """
 
 from __future__ import annotations
@@ -21,9 +28,13 @@ from ioe.errors import EncodingError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.zomes.ownership.entries import (
     KEY_REVOCATION_ENTRY,
+    KEY_TRANSFER_ENTRY,
     REVOCATION_LINK,
+    TRANSFER_LINK,
     Checked,
+    CheckedTransfer,
     KeyRevocationEntry,
+    KeyTransferEntry,
 )
 
 OWNERSHIP_ZOME = "ownership"
@@ -52,7 +63,46 @@ def revocation_entry_problem(
     return None
 
 
+def transfer_entry_problem(
+    entry: KeyTransferEntry, author: AgentPubKey, host: IntegrityHost
+) -> str | None:
+    """Why ``entry`` committed by ``author`` is not a valid transfer, or None."""
+    checked = entry.checked()
+    if isinstance(checked, str):
+        return checked
+    if author not in (checked.old_certificate.owner, checked.new_certificate.owner):
+        return "only the old or the new owner agent may publish a transfer"
+    enrolled = host.must_get_action(entry.old_enrolled_at)
+    action = enrolled.action
+    if (
+        not isinstance(action, AgentValidationPkg)
+        or action.author != checked.transfer.old_device
+        or action.membrane_proof != entry.old_certificate
+    ):
+        return "old_enrolled_at is not the old key's membrane proof with the old certificate"
+    return None
+
+
+def _validate_transfer_link(action: CreateLink, host: IntegrityHost) -> Outcome:
+    if not isinstance(action.base, AgentPubKey) or not isinstance(action.target, ActionHash):
+        return Invalid("a transfer link goes from the old agent key to a transfer")
+    record = host.must_get_valid_record(action.target)
+    target = record.action
+    if not isinstance(target, Create) or target.author != action.author or record.entry is None:
+        return Invalid("a transfer link points at the author's own transfer entry")
+    try:
+        entry = decode_as(KeyTransferEntry, record.entry.payload)
+    except EncodingError:
+        return Invalid("a transfer link points at a transfer entry")
+    checked = entry.checked()
+    if isinstance(checked, str) or checked.transfer.old_device != action.base:
+        return Invalid("a transfer link goes from the key its target transfers")
+    return VALID
+
+
 def _validate_link(action: CreateLink, host: IntegrityHost) -> Outcome:
+    if action.link_type == integrity.link_index(TRANSFER_LINK):
+        return _validate_transfer_link(action, host)
     if not isinstance(action.base, AgentPubKey) or not isinstance(action.target, ActionHash):
         return Invalid("a revocation link goes from the revoked agent key to a revocation")
     record = host.must_get_valid_record(action.target)
@@ -75,6 +125,10 @@ def validate(op: Op, host: IntegrityHost) -> Outcome:
         problem = revocation_entry_problem(op.app_entry, action.author, host)
         if problem:
             return Invalid(problem)
+    if isinstance(op.app_entry, KeyTransferEntry):
+        problem = transfer_entry_problem(op.app_entry, action.author, host)
+        if problem:
+            return Invalid(problem)
     if isinstance(action, CreateLink) and op.type in (
         OpType.STORE_RECORD,
         OpType.REGISTER_ADD_LINK,
@@ -86,9 +140,20 @@ def validate(op: Op, host: IntegrityHost) -> Outcome:
 integrity = IntegrityZome(
     name=OWNERSHIP_ZOME,
     version="1",
-    entry_defs=(EntryDef(KEY_REVOCATION_ENTRY, KeyRevocationEntry, Visibility.PUBLIC),),
-    link_types=(REVOCATION_LINK,),
+    entry_defs=(
+        EntryDef(KEY_REVOCATION_ENTRY, KeyRevocationEntry, Visibility.PUBLIC),
+        EntryDef(KEY_TRANSFER_ENTRY, KeyTransferEntry, Visibility.PUBLIC),
+    ),
+    link_types=(REVOCATION_LINK, TRANSFER_LINK),
     validate=validate,
 )
 
-__all__ = ["OWNERSHIP_ZOME", "Checked", "integrity", "revocation_entry_problem", "validate"]
+__all__ = [
+    "OWNERSHIP_ZOME",
+    "Checked",
+    "CheckedTransfer",
+    "integrity",
+    "revocation_entry_problem",
+    "transfer_entry_problem",
+    "validate",
+]
