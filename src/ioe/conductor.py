@@ -272,7 +272,7 @@ class Conductor:
             conductor = cls(data_dir, db, account, clock)
             proof = account.certificate.to_bytes()
             conductor.install_cell(
-                conductor.core_dna, device=account.index, agent=0, membrane_proof=proof
+                conductor.core_dna, device=account.index, agent=account.agent, membrane_proof=proof
             )
         except BaseException:
             db.close()
@@ -297,8 +297,11 @@ class Conductor:
 
     def _derivable(self, slot: CellSlot) -> bool:
         """An enrolled device holds only its own device seed: the cells of the provisional
-        identity it had before enrollment are left in the database but no longer run."""
-        return not isinstance(self.account, DeviceAccount) or slot.device == self.account.index
+        identity it had before enrollment are left in the database but no longer run, nor do
+        the cells of its agents before a key rotation."""
+        if not isinstance(self.account, DeviceAccount):
+            return True
+        return (slot.device, slot.agent) == (self.account.index, self.account.agent)
 
     @property
     def home_device(self) -> int:
@@ -357,7 +360,8 @@ class Conductor:
 
     @property
     def owner_cell(self) -> Cell:
-        return self._cells[(self.core_dna.hash, self.home_device, 0)]
+        agent = self.account.agent if isinstance(self.account, DeviceAccount) else 0
+        return self._cells[(self.core_dna.hash, self.home_device, agent)]
 
     def call(self, cell: Cell, zome: str, function: str, payload: object = None) -> object:
         """A zome call at the conductor's current time."""

@@ -1,5 +1,5 @@
-"""``ioe key revoke|revocations``: revoke an enrolled device's key (an owner's running node) and
-list the revocations of a key known to a node."""
+"""``ioe key revoke|rotate|revocations``: revoke or rotate an enrolled device's key (an owner's
+running node) and list the revocations of a key known to a node."""
 
 from __future__ import annotations
 
@@ -24,6 +24,20 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
         print(
             f"revoked {result['revoked']}: its actions after sequence number "
             f"{result['last_valid_seq']} are void (revocation {result['id']})"
+        )
+    return 0
+
+
+def cmd_key_rotate(args: argparse.Namespace) -> int:
+    body = {"agent": args.agent, "reason": args.reason}
+    result = call_api(data_dir(args), "POST", "/v1/owner/rotate", body, timeout=120)
+    if args.json:
+        emit_json(result)
+    else:
+        print(
+            f"{result['name']} now runs as {result['agent']} (agent {result['agent_index']} of "
+            f"device {result['index']}); {result['previous']} is revoked after sequence number "
+            f"{result['revocation']['last_valid_seq']}"
         )
     return 0
 
@@ -61,6 +75,18 @@ def add_commands(commands: Any) -> None:
     revoke.add_argument("--replacement", default=None, help="the agent key replacing it")
     revoke.add_argument("--json", action="store_true", help="print JSON")
     revoke.set_defaults(handler=cmd_key_revoke)
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="move a device you enrolled to its next agent key",
+        description="Derive the device's next agent key, certify it, send the device its new "
+        "certificate and the revocation of its current key, and once it confirms (it restarts "
+        "as the new agent) publish the revocation: the old key's later actions are void.",
+    )
+    data_dir_arg(rotate)
+    rotate.add_argument("agent", help="the device's current agent key (see `ioe owner devices`)")
+    rotate.add_argument("--reason", default="", help="why (default: key rotation)")
+    rotate.add_argument("--json", action="store_true", help="print JSON")
+    rotate.set_defaults(handler=cmd_key_rotate)
     listing = key_commands.add_parser(
         "revocations",
         help="known revocations of a key",

@@ -21,12 +21,16 @@ replacement, so :meth:`RevocationRegistry.history` links old and new keys.
 Refusals are not warranted: a warrant must be checkable by pure validation, which a revocation
 is not part of. Revocations are verified here before they count (the documents, by
 :meth:`KeyRevocationEntry.checked`, and the op that carried them, by the DNA's own rules).
+
+A registry does not spread what it learns by itself: :attr:`RevocationRegistry.on_record` tells
+:mod:`ioe.dht.revocation_gossip` of each revocation or transfer *record* judged valid here, and
+that module passes it on to every member (the revoked key's authorities are only a few nodes).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ioe.encoding import Value
@@ -79,6 +83,9 @@ class RevocationRegistry:
         self._transfer_type: AppEntryType | None = None
         self._link: tuple[int, int] | None = None
         self._transfer_link: tuple[int, int] | None = None
+        self.on_record: Callable[[Record], None] | None = None
+        """Told of each revocation or transfer record judged valid here whose documents this
+        registry took (new or not): what :mod:`ioe.dht.revocation_gossip` passes on."""
         for index, zome in enumerate(dna.integrity_zomes):
             if zome.name != OWNERSHIP_ZOME:
                 continue
@@ -283,10 +290,19 @@ class RevocationRegistry:
             document = decode_app_entry(self.dna, record)
         except EncodingError:
             return None
-        return self.learn_document(document)
+        learned = self.learn_document(document)
+        if learned is not None and self.on_record is not None:
+            self.on_record(record)
+        return learned
 
     def _document_types(self) -> tuple[AppEntryType, ...]:
         return tuple(t for t in (self._entry_type, self._transfer_type) if t is not None)
+
+    def is_document(self, record: Record) -> bool:
+        """Whether ``record`` is a ``key_revocation`` or ``key_transfer`` entry of this DNA
+        (by its entry type; whether it is *valid* is the DNA's rules' to say)."""
+        types = self._document_types()
+        return bool(types) and record.action.entry_type in types
 
     def consider(
         self, record: Record, host: SourceHost

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ioe.dht.liveness import PING, LivenessWatch
+from ioe.dht.revocation_gossip import RevocationGossip
 from ioe.dht.revocations import RevocationRegistry
 from ioe.encoding import Value, decode, encode
 from ioe.engine.cell import Cell
@@ -205,6 +206,8 @@ class DnaNetwork:
         self._blocked: dict[AgentPubKey, BlockedAgent] = self.store.blocked()
         self.revocations = RevocationRegistry(db, dna)
         """Known revocations: their keys' later ops and infos are refused (``revocations``)."""
+        self.revocation_gossip = RevocationGossip(self, self._spawn)
+        """Passes each revocation or transfer learned here on to every member."""
         self._deferred: list[Callable[[], None]] | None = None
         self._warrant_window: dict[PeerId, tuple[float, int]] = {}
         self._blocked_peers: set[PeerId] = set()
@@ -230,6 +233,7 @@ class DnaNetwork:
         self.net.set_handler(self.protocol_gossip, self._on_gossip)
         self.net.set_handler(self.protocol_warrant, self._on_warrant)
         self.net.set_handler(self.protocol_ping, self._on_ping)
+        self.net.set_handler(self.revocation_gossip.protocol, self.revocation_gossip.handle)
         self.announce()
         self._reported = self._present_now()  # known from an earlier run: no alerts for them
         events = self.net.peer_events()
@@ -1007,6 +1011,7 @@ class DnaNetwork:
             return
         chosen = self._rng.sample(peers, min(self.config.gossip_fanout, len(peers)))
         await asyncio.gather(*(self._gossip_with(peer) for peer in chosen))
+        await asyncio.gather(*(self.revocation_gossip.exchange(peer) for peer in chosen))
         # Ops waiting for dependencies get another chance each round.
         for op in self.store.pending_ops(limit=64):
             targets = [

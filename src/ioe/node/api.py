@@ -25,6 +25,7 @@ cannot drive the node.
     GET  /v1/owner/pending, POST /v1/owner/enroll, GET /v1/owner/devices: ``enrollment_api``
     POST /v1/owner/rescan (devices found again on the network): ``recovery``
     POST /v1/owner/revoke, GET /v1/revocations/{agent}: ``revocations`` (key revocation)
+    POST /v1/owner/rotate: ``rotation`` (a device moves to its next agent key)
     POST /v1/owner/transfer/offer|accept, GET /v1/owner/transfers, GET /v1/keys/{agent}/history:
                                  ``transfer`` (ownership transfer)
     GET  /v1/signals             WebSocket: one JSON text message per signal (the token may
@@ -58,6 +59,7 @@ from ioe.node import (
     recovery,
     reputation_api,
     revocations,
+    rotation,
     transfer,
     wallet_api,
 )
@@ -102,6 +104,7 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     recovery.add_routes(app)
     revocations.add_routes(app)
     transfer.add_routes(app)
+    rotation.add_routes(app)
     reputation_api.add_routes(app)
     wallet_api.add_routes(app)
     app.router.add_get("/app/demand/", demand.page)

@@ -345,6 +345,7 @@ class OwnerEnrollment:
                 "agent": agent.to_text(),
                 "provisional": device.to_text(),
                 "index": index,
+                "agent_index": 0,  # moved on by a key rotation (ioe.node.rotation)
                 "name": pending.name,
                 "type": pending.device_type,
                 "zone": zone,

@@ -33,6 +33,7 @@ from ioe.node.keyset_signing import KeysetSigning
 from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
 from ioe.node.remote import RemoteCalls
 from ioe.node.reputation import NodeReputation
+from ioe.node.rotation import RotationService
 from ioe.node.signals import SignalHub
 from ioe.node.transfer import TransferService
 from ioe.node.wallet import Wallet
@@ -100,6 +101,7 @@ class Node:
             self.remote.controllers = lambda caller: may_control(cert.policy, caller, cert.owner)
         self.enrollment = enrollment if enrollment is not None else OwnerEnrollment()
         self.transfers = TransferService()
+        self.rotation = RotationService()  # key rotation; restarts through self.transfers
         self.keyset_signing = KeysetSigning(self)  # officers' approvals (/ioe/keyset-sign/1)
         self.wallet = Wallet(self)
         self.demand = DemandService(self, demand) if demand is not None else None
@@ -155,6 +157,7 @@ class Node:
         self.keyset_signing.start()
         await self.enrollment.start(self)
         await self.transfers.start(self)
+        await self.rotation.start(self)
         if self.config.mdns:
             self.mdns = MdnsDiscovery(
                 self.network.peer_id,
@@ -197,6 +200,7 @@ class Node:
             await self.demand.close()
         if self.device is not None:
             await self.device.close()
+        await self.rotation.close()
         await self.transfers.close()
         await self.enrollment.close()
         await self.remote.close()

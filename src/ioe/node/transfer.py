@@ -508,6 +508,7 @@ class TransferService:
         record = {
             "agent": new.device.to_text(),
             "index": index,
+            "agent_index": 0,
             "name": new.name,
             "type": new.device_type.value,
             "zone": new.zone,
