@@ -34,7 +34,7 @@ def integrity_modules() -> list[str]:
         if path.stem in ("entries", "validation")
     ]
     identity = [f"ioe.identity.{m.name}" for m in pkgutil.iter_modules(ioe.identity.__path__)]
-    return ["ioe.engine", "ioe.zones", *engine, *zomes, "ioe.identity", *identity]
+    return ["ioe.engine", "ioe.zones", "ioe.vocabulary", *engine, *zomes, "ioe.identity", *identity]
 
 
 def test_there_is_integrity_code_to_check() -> None:
@@ -81,7 +81,7 @@ def test_integrity_sources_import_no_io_modules() -> None:
                 assert name.split(".")[0] not in FORBIDDEN_IMPORTS, f"{path.name} imports {name}"
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ioe."):
                 allowed = ("ioe.engine", "ioe.zomes", "ioe.encoding", "ioe.hashing", "ioe.errors")
-                allowed += ("ioe.crypto.keys", "ioe.zones", "ioe.identity")
+                allowed += ("ioe.crypto.keys", "ioe.zones", "ioe.vocabulary", "ioe.identity")
                 assert node.module.startswith(allowed), f"{path.name} imports {node.module}"
 
 

@@ -41,10 +41,13 @@ class HoloHash(bytes):
             raise EncodingError(f"{cls.KIND} must be {DIGEST_SIZE} bytes, got {len(raw)}")
         return super().__new__(cls, raw)
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
+    def __init_subclass__(cls, *, kind: str, tag: str, **kwargs: object) -> None:
+        """Each kind of hash names itself and its four-character text tag where it is
+        declared: ``class ActionHash(HoloHash, kind="action hash", tag="actn")``."""
         super().__init_subclass__()
-        cls._PREFIX = base64.urlsafe_b64decode(cls.TEXT_TAG)
-        _BY_TAG[cls.TEXT_TAG] = cls
+        cls.KIND, cls.TEXT_TAG = kind, tag
+        cls._PREFIX = base64.urlsafe_b64decode(tag)
+        _BY_TAG[tag] = cls
 
     @classmethod
     def of(cls, data: bytes) -> Self:
@@ -76,52 +79,46 @@ class HoloHash(bytes):
 _BY_TAG: dict[str, type[HoloHash]] = {}
 
 
-class AgentPubKey(HoloHash):
+class AgentPubKey(HoloHash, kind="agent key", tag="agnt"):
     """An agent's Ed25519 public key: its identity and its address on the network."""
 
     __slots__ = ()
-    KIND = "agent key"
-    TEXT_TAG = "agnt"
 
 
-class ActionHash(HoloHash):
+class ActionHash(HoloHash, kind="action hash", tag="actn"):
+    """Names one action (a record's header) of a source chain."""
+
     __slots__ = ()
-    KIND = "action hash"
-    TEXT_TAG = "actn"
 
 
-class EntryHash(HoloHash):
+class EntryHash(HoloHash, kind="entry hash", tag="ntry"):
+    """Names an entry by its content."""
+
     __slots__ = ()
-    KIND = "entry hash"
-    TEXT_TAG = "ntry"
 
 
-class DnaHash(HoloHash):
+class DnaHash(HoloHash, kind="DNA hash", tag="dnah"):
+    """Names a DNA, and so the network of everyone running it."""
+
     __slots__ = ()
-    KIND = "DNA hash"
-    TEXT_TAG = "dnah"
 
 
-class WarrantHash(HoloHash):
+class WarrantHash(HoloHash, kind="warrant hash", tag="wrnt"):
+    """Names a warrant: a signed proof that an agent broke the rules."""
+
     __slots__ = ()
-    KIND = "warrant hash"
-    TEXT_TAG = "wrnt"
 
 
-class DhtOpHash(HoloHash):
+class DhtOpHash(HoloHash, kind="DHT op hash", tag="dhop"):
     """Names one DHT op: BLAKE2b-256 of ``[op_type, action_hash]``."""
 
     __slots__ = ()
-    KIND = "DHT op hash"
-    TEXT_TAG = "dhop"
 
 
-class ExternalHash(HoloHash):
+class ExternalHash(HoloHash, kind="external hash", tag="xtrn"):
     """A hash of something outside the chain (a file, a reading batch elsewhere)."""
 
     __slots__ = ()
-    KIND = "external hash"
-    TEXT_TAG = "xtrn"
 
 
 _TEXT_LENGTH = 1 + (3 + DIGEST_SIZE) * 4 // 3 + 1  # "u" + 47 characters of base64url

@@ -18,10 +18,11 @@ from ioe.engine.cell import Cell
 from ioe.errors import ValidationError
 from ioe.hashing import ActionHash
 from ioe.identity.authority import Keyset, single_owner
-from ioe.identity.certificate import DeviceType, EnrollmentCertificate, issue
+from ioe.identity.certificate import EnrollmentCertificate, issue
 from ioe.testing.membership import membrane_proof_for
+from ioe.vocabulary import DeviceType, Verification
 from ioe.zomes.currency.rewards import demand_reduction_reward_mc, need_index_from_cents
-from ioe.zomes.currency.value import ValueRules, Verification
+from ioe.zomes.currency.value import ValueRules
 
 ZONE = ZONES["home"]
 

@@ -25,11 +25,12 @@ from ioe.engine.dht import publishable_ops
 from ioe.engine.dna import DnaDef
 from ioe.engine.integrity import Invalid, Valid
 from ioe.identity.authority import Keyset, single_owner
-from ioe.identity.certificate import DeviceType, issue
+from ioe.identity.certificate import issue
 from ioe.net.interface import RequestRefused
 from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.store.sqlite import SqliteDatabase
 from ioe.testing.membership import device_certificate
+from ioe.vocabulary import DeviceType
 
 pytestmark = pytest.mark.anyio
 

@@ -29,7 +29,6 @@ from ioe.drivers.model import (
     POINTS,
     DeviceDescription,
     DeviceOffline,
-    DeviceType,
     PointDef,
     PointError,
     PointValue,
@@ -39,6 +38,7 @@ from ioe.drivers.tasmota import TasmotaDriver
 from ioe.testing.driver_contract import read_until
 from ioe.testing.fake_devices import FakeTasmotaPlug
 from ioe.testing.mosquitto import MosquittoBroker
+from ioe.vocabulary import DeviceType
 
 HEATER = DeviceDescription(
     device_type=DeviceType.CONSUMPTION,

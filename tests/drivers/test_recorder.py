@@ -17,7 +17,6 @@ from ioe.drivers.model import (
     POINTS,
     DeviceDescription,
     DeviceProtocolError,
-    DeviceType,
     PointValue,
     to_telemetry,
 )
@@ -27,6 +26,7 @@ from ioe.engine.cell import Cell
 from ioe.errors import StoreError, ValidationError
 from ioe.store.memory import MemoryDatabase
 from ioe.testing.membership import membrane_proof_for
+from ioe.vocabulary import DeviceType
 from ioe.zomes.telemetry.entries import MAX_SAMPLES_PER_BATCH, ReadingBatch
 
 T0 = 1_700_000_000_000_000

@@ -16,10 +16,11 @@ import sunspec2.device
 from pymodbus.constants import ExcCodes
 
 from ioe.drivers import sunspec_maps as maps
-from ioe.drivers.model import DeviceOffline, DeviceProtocolError, DeviceType, PointError
+from ioe.drivers.model import DeviceOffline, DeviceProtocolError, PointError
 from ioe.drivers.sunspec import SunSpecDriver, frame_problem
 from ioe.testing.driver_contract import DriverContract, DriverHarness
 from ioe.testing.sunspec_server import RawValue, SunSpecMap, SunSpecServer, Write
+from ioe.vocabulary import DeviceType
 
 ModelSpec = tuple[int, dict[str, RawValue]]
 TIMEOUT_S = 2.0  # generous for loaded machines; garbage and hang-ups are noticed without waiting

@@ -7,7 +7,8 @@ import pytest
 from ioe.crypto.derivation import OwnerAccount, device_agent_key
 from ioe.crypto.keys import KeyPair
 from ioe.identity.authority import AuthoritySpec, Keyset, single_owner
-from ioe.identity.certificate import DeviceType, EnrollmentCertificate, issue
+from ioe.identity.certificate import EnrollmentCertificate, issue
+from ioe.vocabulary import DeviceType
 
 T0 = 1_800_000_000_000_000
 NETWORK = "ioe-core"

@@ -16,15 +16,14 @@ from ioe.identity.authority import (
     AuthoritySpec,
     Keyset,
     KeysetChange,
-    Signature,
     check_authorized,
     check_revoker_or_authorized,
     keyset_id,
     keyset_problem,
-    sign,
     single_owner,
     spec_problem,
 )
+from ioe.identity.document import Signature, sign
 
 CTX = b"ioe/test/doc/v1"
 MSG = b"the document"

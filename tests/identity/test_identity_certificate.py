@@ -16,7 +16,6 @@ from ioe.identity.certificate import (
     ENROLLED_DEFAULT_POLICY,
     FACTORY_DEFAULT_POLICY,
     OWNER,
-    DeviceType,
     DeviceVisibility,
     EnrollmentCertificate,
     Policy,
@@ -27,6 +26,7 @@ from ioe.identity.certificate import (
     membrane_check,
     policy_problem,
 )
+from ioe.vocabulary import DeviceType
 
 PROPS = {"network": "ioe-core"}
 

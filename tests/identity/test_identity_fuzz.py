@@ -15,10 +15,11 @@ from ioe.crypto.keys import KeyPair
 from ioe.encoding import decode, encode
 from ioe.errors import EncodingError
 from ioe.identity.authority import AuthoritySpec, Keyset, KeysetChange, single_owner
-from ioe.identity.certificate import DeviceType, EnrollmentCertificate, issue
+from ioe.identity.certificate import EnrollmentCertificate, issue
 from ioe.identity.reputation import EventKind, Observation, ReputationClaim
 from ioe.identity.revocation import KeyRevocation
 from ioe.identity.transfer import TransferCertificate
+from ioe.vocabulary import DeviceType
 
 ALICE = OwnerAccount.from_root_seed(b"\x01" * 32)
 BOB = OwnerAccount.from_root_seed(b"\x02" * 32)

@@ -8,13 +8,13 @@ import pytest
 
 from ioe.engine.records import InitZomesComplete, SignedAction
 from ioe.errors import EncodingError
-from ioe.identity.certificate import DeviceType
 from ioe.identity.revocation import action_allowed, key_history
 from ioe.identity.transfer import (
     TransferCertificate,
     certificate_superseded,
     transfer_problem,
 )
+from ioe.vocabulary import DeviceType
 
 
 def setup(idkit):

@@ -39,11 +39,9 @@ from ioe.net.mdns import (
     P2P_SERVICE_TYPE,
     DiscoveredPeer,
     DiscoveryError,
-    Enrollment,
     IoeServiceRecord,
     MalformedAdvert,
     MdnsDiscovery,
-    NodeType,
     build_ioe_txt,
     build_p2p_txt,
     canonical_addr,
@@ -56,6 +54,7 @@ from ioe.net.mdns import (
     random_instance_label,
     suitable_for_mdns,
 )
+from ioe.vocabulary import Enrollment, NodeType
 
 LOOPBACK = ["127.0.0.1"]
 DEADLINE = 15.0  # seconds for anything to cross loopback mDNS (it takes about 1.5 s)

@@ -21,11 +21,12 @@ from ioe.dnas import CORE_DNA_NAME, core_dna
 from ioe.engine.dht import AgentInfo
 from ioe.hashing import AgentPubKey
 from ioe.identity.authority import Keyset, single_owner
-from ioe.identity.certificate import DeviceType, DeviceVisibility, EnrollmentCertificate, issue
+from ioe.identity.certificate import DeviceVisibility, EnrollmentCertificate, issue
 from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.node.directory import OWNER_KIND, directory, entry_for, in_zone
 from ioe.node.enrollment import DEVICES_SETTING, OwnerEnrollment
 from ioe.node.runtime import Node, NodeConfig
+from ioe.vocabulary import DeviceType
 
 T0 = 1_800_000_000_000_000
 DNA = core_dna()

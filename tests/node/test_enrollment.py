@@ -24,12 +24,12 @@ from ioe.engine.integrity import VALID
 from ioe.identity.certificate import membrane_check
 from ioe.identity.pairing import LOCKOUT_US, MAX_FAILURES, generate_code
 from ioe.net.interface import PeerId
-from ioe.net.mdns import NodeType
 from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.node import enrollment
 from ioe.node import enrollment_messages as m
 from ioe.node.enrollment import DeviceEnrollment, OwnerEnrollment, PlugIn
 from ioe.node.runtime import Node, NodeConfig
+from ioe.vocabulary import NodeType
 
 pytestmark = pytest.mark.anyio
 FAST = DhtConfig(publish_interval_s=0.05, gossip_interval_s=0.2, request_timeout_s=1.0)

@@ -25,12 +25,12 @@ from ioe.dht.service import DhtConfig
 from ioe.encoding import decode, encode
 from ioe.engine.integrity import VALID
 from ioe.hashing import AgentPubKey, ExternalHash
-from ioe.identity.authority import AuthoritySpec, Keyset, check_authorized, sign, valid_signers
+from ioe.identity.authority import AuthoritySpec, Keyset, check_authorized, valid_signers
 from ioe.identity.certificate import CERTIFICATE_CONTEXT, certificate_problem, membrane_check
+from ioe.identity.document import sign
 from ioe.identity.pairing import generate_code
 from ioe.identity.revocation import REVOCATION_CONTEXT
 from ioe.net.interface import PeerId
-from ioe.net.mdns import NodeType
 from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.node import enrollment, keyset_signing
 from ioe.node import enrollment_messages as m
@@ -47,6 +47,7 @@ from ioe.node.keyset_signing import (
 )
 from ioe.node.revocations import revoke_device
 from ioe.node.runtime import Node, NodeConfig
+from ioe.vocabulary import NodeType
 
 pytestmark = pytest.mark.anyio
 FAST = DhtConfig(publish_interval_s=0.05, gossip_interval_s=0.2, request_timeout_s=1.0)

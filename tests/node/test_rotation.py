@@ -27,7 +27,6 @@ from ioe.hashing import AgentPubKey
 from ioe.identity.certificate import EnrollmentCertificate
 from ioe.identity.revocation import KeyRevocation
 from ioe.net.interface import PeerId
-from ioe.net.mdns import NodeType
 from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.node import enrollment_messages as m
 from ioe.node import rotation_messages as r
@@ -36,6 +35,7 @@ from ioe.node.remote import RemoteCallError
 from ioe.node.runtime import Node, NodeConfig
 from ioe.node.transfer import key_history_of, keystore_writer
 from ioe.testing.membership import device_certificate
+from ioe.vocabulary import NodeType
 
 pytestmark = pytest.mark.anyio
 FAST = DhtConfig(publish_interval_s=0.05, gossip_interval_s=0.2, request_timeout_s=1.0)

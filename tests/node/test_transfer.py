@@ -26,7 +26,6 @@ from ioe.encoding import encode
 from ioe.hashing import AgentPubKey
 from ioe.identity.transfer import TransferCertificate
 from ioe.net.interface import PeerId
-from ioe.net.mdns import NodeType
 from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.node import enrollment_messages as m
 from ioe.node import transfer_messages as t
@@ -34,6 +33,7 @@ from ioe.node.enrollment import DEVICES_SETTING, EnrolledDeviceRole
 from ioe.node.runtime import Node, NodeConfig
 from ioe.node.transfer import key_history_of, keystore_writer
 from ioe.testing.membership import device_certificate
+from ioe.vocabulary import NodeType
 
 pytestmark = pytest.mark.anyio
 FAST = DhtConfig(publish_interval_s=0.05, gossip_interval_s=0.2, request_timeout_s=1.0)

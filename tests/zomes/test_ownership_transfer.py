@@ -23,11 +23,12 @@ from ioe.engine.validation import SourceHost
 from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
-from ioe.identity.certificate import DeviceType, EnrollmentCertificate
+from ioe.identity.certificate import EnrollmentCertificate
 from ioe.identity.revocation import key_history, key_state
 from ioe.identity.transfer import TransferCertificate
 from ioe.store.memory import MemoryDatabase
 from ioe.testing.membership import device_certificate
+from ioe.vocabulary import DeviceType
 from ioe.zomes import ownership
 from ioe.zomes.ownership.entries import TRANSFER_LINK, KeyTransferEntry
 from ioe.zomes.ownership.validation import validate

@@ -21,10 +21,11 @@ from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.identity.authority import Keyset, single_owner
-from ioe.identity.certificate import DeviceType, EnrollmentCertificate, issue
+from ioe.identity.certificate import EnrollmentCertificate, issue
 from ioe.identity.revocation import KeyRevocation
 from ioe.store.memory import MemoryDatabase
 from ioe.testing.membership import device_certificate
+from ioe.vocabulary import DeviceType
 from ioe.zomes import ownership
 from ioe.zomes.ownership.entries import REVOCATION_LINK, KeyRevocationEntry
 from ioe.zomes.ownership.validation import validate

@@ -7,13 +7,20 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ioe.conductor import Conductor, default_data_dir
 from ioe.crypto.keystore import Unlock, create_device_key_file
 
 if TYPE_CHECKING:
     from ioe.node.runtime import NodeConfig
+
+
+def command_group(commands: Any, name: str, *, summary: str, description: str) -> Any:
+    """Add command ``name`` whose own subcommands go under what this returns (the one chosen
+    is ``args.<name>_command``)."""
+    group = commands.add_parser(name, help=summary, description=description)
+    return group.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
 
 
 def data_dir_arg(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ioe.cli.common import command_group
 from ioe.cli.common import data_dir as _data_dir
 from ioe.cli.common import data_dir_arg as _data_dir_arg
 from ioe.cli.common import emit_json as _emit
@@ -75,14 +76,14 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    grant = commands.add_parser(
+    grant_commands = command_group(
+        commands,
         "grant",
-        help="capability grants: who may call this node's agent",
+        summary="capability grants: who may call this node's agent",
         description="Capability grants of a running node's agent. Other agents may call its "
         "functions (and, on a device node, control the device: device.read, device.write) "
         "only under a live grant; revoking one stops it at once.",
     )
-    grant_commands = grant.add_subparsers(dest="grant_command", metavar="COMMAND", required=True)
     create = grant_commands.add_parser(
         "create",
         help="grant agents the right to call functions",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ioe.cli.common import data_dir, data_dir_arg, emit_json
+from ioe.cli.common import command_group, data_dir, data_dir_arg, emit_json
 from ioe.cli.transfer import add_history_command
 from ioe.node.client import call_api
 
@@ -54,10 +54,9 @@ def cmd_key_revocations(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    key = commands.add_parser(
-        "key", help="revoke device keys", description="Revocation of agent keys."
+    key_commands = command_group(
+        commands, "key", summary="revoke device keys", description="Revocation of agent keys."
     )
-    key_commands = key.add_subparsers(dest="key_command", metavar="COMMAND", required=True)
     revoke = key_commands.add_parser(
         "revoke",
         help="revoke the key of a device you enrolled",

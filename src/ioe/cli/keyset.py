@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ioe.cli.common import data_dir, data_dir_arg, emit_json
+from ioe.cli.common import command_group, data_dir, data_dir_arg, emit_json
 from ioe.node.client import call_api
 
 
@@ -82,14 +82,14 @@ def cmd_refuse(args: argparse.Namespace) -> int:
 
 def add_keyset_commands(owner_commands: Any) -> None:
     """Register ``keyset``, ``approvals``, ``approve`` and ``refuse`` under ``ioe owner``."""
-    keyset = owner_commands.add_parser(
+    commands = command_group(
+        owner_commands,
         "keyset",
-        help="the keyset your documents are signed under (M of N for enterprises)",
+        summary="the keyset your documents are signed under (M of N for enterprises)",
         description="An enterprise portfolio is governed by M of its N officers' authorization "
         "keys: each officer runs its own owner node; the portfolio node creates the keyset, and "
         "from then on its certificates and revocations need M officers' approvals.",
     )
-    commands = keyset.add_subparsers(dest="keyset_command", metavar="COMMAND", required=True)
     key = commands.add_parser(
         "key",
         help="this owner's authorization key (what an officer gives the portfolio)",

@@ -18,8 +18,8 @@ from ioe.cli.common import (
 )
 from ioe.cli.keyset import add_keyset_commands
 from ioe.cli.transfer import add_transfer_commands
-from ioe.identity.certificate import DeviceType
 from ioe.node.client import call_api
+from ioe.vocabulary import DeviceType
 from ioe.zones import zone_problem
 
 

@@ -30,7 +30,7 @@ from ioe.apps.demand.rule import PeakSettings, decide_all
 from ioe.cli.common import emit_json
 from ioe.market_data import BUNDLED_REGIONS, FeedError, bundled_price_rows
 from ioe.market_data.csv_feed import PriceRow, interval_of, load_price_csv
-from ioe.zomes.currency.value import Verification
+from ioe.vocabulary import Verification
 
 __all__ = ["DEFAULT_LOAD_W", "add_plug_commands", "cmd_plug_simulate", "load_prices"]
 

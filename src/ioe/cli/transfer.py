@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ioe.cli.common import data_dir, data_dir_arg, emit_json
+from ioe.cli.common import command_group, data_dir, data_dir_arg, emit_json
 from ioe.node.client import call_api
 
 
@@ -57,14 +57,14 @@ def cmd_key_history(args: argparse.Namespace) -> int:
 
 def add_transfer_commands(owner_commands: Any) -> None:
     """``ioe owner transfer ...`` under the ``owner`` command group."""
-    transfer = owner_commands.add_parser(
+    commands = command_group(
+        owner_commands,
         "transfer",
-        help="give a device to another owner, or take one offered to you",
+        summary="give a device to another owner, or take one offered to you",
         description="Ownership transfer: the old owner offers, the new owner accepts; both "
         "sign the transfer, the device is re-keyed from the new owner's seed and its old key "
         "is cut off on every node (`ioe key history` links the two).",
     )
-    commands = transfer.add_subparsers(dest="transfer_command", metavar="COMMAND", required=True)
     offer = commands.add_parser(
         "offer",
         help="offer one of your devices to another owner",

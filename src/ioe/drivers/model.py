@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from ioe.errors import IoEError
+from ioe.vocabulary import DeviceType
 
 PointValue = bool | float | int | str
 
@@ -36,13 +37,6 @@ class DeviceOffline(DriverError):
 
 class DeviceProtocolError(DriverError):
     """The device (or its broker/server) answered something that breaks its protocol."""
-
-
-class DeviceType(StrEnum):
-    CONSUMPTION = "consumption"
-    GENERATOR = "generator"
-    STORAGE = "storage"
-    MONITOR = "monitor"
 
 
 class ValueKind(StrEnum):

@@ -51,10 +51,10 @@ from ioe.drivers.model import (
     DeviceDescription,
     DeviceOffline,
     DeviceProtocolError,
-    DeviceType,
     PointError,
     PointValue,
 )
+from ioe.vocabulary import DeviceType
 
 _log = logging.getLogger(__name__)
 

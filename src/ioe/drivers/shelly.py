@@ -37,11 +37,11 @@ from ioe.drivers.model import (
     DeviceDescription,
     DeviceOffline,
     DeviceProtocolError,
-    DeviceType,
     PointError,
     PointValue,
 )
 from ioe.drivers.mqtt import MqttLink, stop_task
+from ioe.vocabulary import DeviceType
 
 log = logging.getLogger(__name__)
 

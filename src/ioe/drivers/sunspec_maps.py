@@ -28,7 +28,8 @@ from pathlib import Path
 import sunspec2.device
 import sunspec2.mb
 
-from ioe.drivers.model import POINTS, DeviceType, PointDef
+from ioe.drivers.model import POINTS, PointDef
+from ioe.vocabulary import DeviceType
 
 RawValue = int | float | str
 Number = int | float

@@ -31,11 +31,11 @@ from ioe.drivers.model import (
     DeviceDescription,
     DeviceOffline,
     DeviceProtocolError,
-    DeviceType,
     PointError,
     PointValue,
 )
 from ioe.drivers.mqtt import MqttLink
+from ioe.vocabulary import DeviceType
 
 log = logging.getLogger(__name__)
 

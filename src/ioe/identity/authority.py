@@ -17,13 +17,14 @@ context per kind of document.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from ioe.crypto.keys import SIGNATURE_SIZE, KeyPair, verify
+from ioe.crypto.keys import SIGNATURE_SIZE, verify
 from ioe.encoding import encode
 from ioe.engine.schema import to_value
 from ioe.hashing import AgentPubKey, ExternalHash
 from ioe.identity import wire
+from ioe.identity.document import Signature, Signatures, SignedDocument
 
 KEYSET_CHANGE_CONTEXT = b"ioe/identity/keyset-change/v1"
 KEYSET_VERSION = 1
@@ -74,26 +75,19 @@ def keyset_id(genesis: AuthoritySpec) -> ExternalHash:
 # ----------------------------------------------------------------------------- signatures
 
 
-@dataclass(frozen=True, slots=True)
-class Signature:
-    """One signer's signature of a document."""
-
-    signer: AgentPubKey
-    signature: bytes
-
-
-Signatures = tuple[Signature, ...]
-
-
-def sign(keys: KeyPair, context: bytes, message: bytes) -> Signature:
-    return Signature(keys.agent, keys.sign(context, message))
-
-
 def signatures_shape_ok(signatures: Sequence[Signature]) -> bool:
     """At most :data:`MAX_SIGNATURES` entries, each of 64 bytes (decoding checks this)."""
     return len(signatures) <= MAX_SIGNATURES and all(
         len(s.signature) == SIGNATURE_SIZE for s in signatures
     )
+
+
+def require_signature_shapes(signatures: Sequence[Signature], keyset: Keyset, what: str) -> None:
+    """:class:`EncodingError` unless a document's signatures, and those of every change of the
+    keyset it carries, are well-shaped (:func:`signatures_shape_ok`)."""
+    wire.require(signatures_shape_ok(signatures), f"malformed {what} signatures")
+    for change in keyset.changes:
+        wire.require(signatures_shape_ok(change.signatures), "malformed keyset signatures")
 
 
 def valid_signers(
@@ -144,7 +138,7 @@ def check_revoker_or_authorized(
 
 
 @dataclass(frozen=True, slots=True)
-class KeysetChange:
+class KeysetChange(SignedDocument):
     """Replace a keyset's spec. ``seq`` counts changes from 1; ``prev`` is the keyset id for
     the first change and the previous change's id after that."""
 
@@ -156,27 +150,13 @@ class KeysetChange:
     issued_us: int
     signatures: Signatures = ()
 
-    UNSIGNED = ("signatures",)
-
-    def message(self) -> bytes:
-        return wire.body_bytes(self, self.UNSIGNED)
-
-    @property
-    def id(self) -> ExternalHash:
-        return wire.body_id(self, self.UNSIGNED)
-
-    def signed_by(self, *keys: KeyPair) -> KeysetChange:
-        """This change with the signatures of ``keys`` added."""
-        added = tuple(sign(k, KEYSET_CHANGE_CONTEXT, self.message()) for k in keys)
-        return replace(self, signatures=self.signatures + added)
-
-    def to_bytes(self) -> bytes:
-        return wire.to_bytes(self, MAX_KEYSET_CHANGE_BYTES)
+    CONTEXT = KEYSET_CHANGE_CONTEXT
+    MAX_BYTES = MAX_KEYSET_CHANGE_BYTES
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeysetChange:
         """Strict decoding (shape only; :func:`keyset_problem` checks the signatures)."""
-        change = wire.from_bytes(cls, data, MAX_KEYSET_CHANGE_BYTES)
+        change = cls.decoded(data)
         _check_change_shape(change)
         return change
 

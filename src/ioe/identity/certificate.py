@@ -13,24 +13,26 @@ policy and the networks and neighbourhoods it may join, and carries:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from ioe.crypto.keys import SIGNATURE_SIZE, KeyPair, verify
 from ioe.encoding import Value
 from ioe.engine.integrity import VALID, Invalid, Outcome
+from ioe.engine.records import AgentValidationPkg, SignedAction
+from ioe.engine.validation import GENESIS_LENGTH
 from ioe.errors import EncodingError
 from ioe.hashing import AgentPubKey, ExternalHash
 from ioe.identity import wire
 from ioe.identity.authority import (
     Keyset,
-    Signatures,
     check_authorized,
     keyset_problem,
-    sign,
-    signatures_shape_ok,
+    require_signature_shapes,
 )
+from ioe.identity.document import Signatures, SignedDocument
+from ioe.vocabulary import DeviceType
 from ioe.zones import zone_problem
 
 CERTIFICATE_CONTEXT = b"ioe/identity/enrollment/v1"
@@ -47,15 +49,6 @@ TRUSTED_KEYSETS_PROPERTY = "trusted_keysets"
 """Optional DNA property: list of keyset ids (32 bytes) allowed to enroll members."""
 OWNER = "owner"
 """In a policy's ``remote_control``: the device's owner (its owner agent) may control it."""
-
-
-class DeviceType(StrEnum):
-    """The same values as :class:`ioe.drivers.model.DeviceType` (not imported: layering)."""
-
-    CONSUMPTION = "consumption"
-    GENERATOR = "generator"
-    STORAGE = "storage"
-    MONITOR = "monitor"
 
 
 class DeviceVisibility(StrEnum):
@@ -102,8 +95,24 @@ def may_control(policy: Policy, caller: AgentPubKey, owner: AgentPubKey | None) 
     return owner is not None and caller == owner and OWNER in policy.remote_control
 
 
+class OwnedDocument(SignedDocument):
+    """A document carrying its owner's whole keyset and the owner binding (enrollment
+    certificates and owner memberships), so the keyset id is derived, never claimed."""
+
+    __slots__ = ()
+    keyset: Keyset
+    owner_binding: bytes
+
+    @property
+    def keyset_id(self) -> ExternalHash:
+        return self.keyset.id
+
+    def require_owner_binding_shape(self) -> None:
+        wire.require(len(self.owner_binding) == SIGNATURE_SIZE, "owner binding is 64 bytes")
+
+
 @dataclass(frozen=True, slots=True)
-class EnrollmentCertificate:
+class EnrollmentCertificate(OwnedDocument):
     version: int
     keyset: Keyset
     device: AgentPubKey
@@ -120,37 +129,17 @@ class EnrollmentCertificate:
     owner_binding: bytes
     signatures: Signatures = ()
 
-    UNSIGNED = ("signatures",)
-
-    @property
-    def keyset_id(self) -> ExternalHash:
-        return self.keyset.id
-
-    def message(self) -> bytes:
-        return wire.body_bytes(self, self.UNSIGNED)
-
-    @property
-    def id(self) -> ExternalHash:
-        """The hash of everything but the signatures: what transfers and revocations name."""
-        return wire.body_id(self, self.UNSIGNED)
-
-    def signed_by(self, *keys: KeyPair) -> EnrollmentCertificate:
-        added = tuple(sign(k, CERTIFICATE_CONTEXT, self.message()) for k in keys)
-        return replace(self, signatures=self.signatures + added)
-
-    def to_bytes(self) -> bytes:
-        return wire.to_bytes(self, MAX_CERTIFICATE_BYTES)
+    CONTEXT = CERTIFICATE_CONTEXT
+    MAX_BYTES = MAX_CERTIFICATE_BYTES
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EnrollmentCertificate:
         """Strict decoding; :class:`EncodingError` for anything malformed. Signatures are
         checked by :func:`certificate_problem`, not here."""
-        cert = wire.from_bytes(cls, data, MAX_CERTIFICATE_BYTES)
+        cert = cls.decoded(data)
         wire.require(cert.version == CERTIFICATE_VERSION, f"unknown version {cert.version}")
-        wire.require(len(cert.owner_binding) == SIGNATURE_SIZE, "owner binding is 64 bytes")
-        wire.require(signatures_shape_ok(cert.signatures), "malformed certificate signatures")
-        for change in cert.keyset.changes:
-            wire.require(signatures_shape_ok(change.signatures), "malformed keyset signatures")
+        cert.require_owner_binding_shape()
+        require_signature_shapes(cert.signatures, cert.keyset, "certificate")
         problem = _fields_problem(cert)
         if problem:
             raise EncodingError(problem)
@@ -272,3 +261,36 @@ def membrane_check(
     ):
         return Invalid("the certificate's keyset is not trusted by this network")
     return VALID
+
+
+def enrollment_record(
+    activity: Sequence[SignedAction], agent: AgentPubKey
+) -> tuple[SignedAction, bytes] | None:
+    """``agent``'s ``AgentValidationPkg`` at the start of its chain (``activity``, in order) and
+    the membrane proof it joined with; None when that record is missing or carries no proof.
+    Only genesis records are looked at: the package is written there and nowhere else."""
+    for signed in activity[:GENESIS_LENGTH]:
+        action = signed.action
+        if isinstance(action, AgentValidationPkg):
+            if action.author != agent or action.membrane_proof is None:
+                return None
+            return signed, action.membrane_proof
+    return None
+
+
+def enrolled_certificate(
+    activity: Sequence[SignedAction], agent: AgentPubKey
+) -> EnrollmentCertificate | None:
+    """The enrollment certificate ``agent`` joined with (:func:`enrollment_record`), when it
+    is a valid certificate of that very agent; else None (an owner's own agent, an unenrolled
+    or a forged device)."""
+    found = enrollment_record(activity, agent)
+    if found is None:
+        return None
+    try:
+        cert = EnrollmentCertificate.from_bytes(found[1])
+    except EncodingError:
+        return None
+    if cert.device != agent or certificate_problem(cert) is not None:
+        return None
+    return cert

@@ -18,29 +18,29 @@ unaffected).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from ioe.crypto.keys import SIGNATURE_SIZE, KeyPair, verify
+from ioe.crypto.keys import KeyPair, verify
 from ioe.encoding import Value, decode
 from ioe.engine.integrity import VALID, Invalid, Outcome
 from ioe.errors import EncodingError
-from ioe.hashing import AgentPubKey, ExternalHash
+from ioe.hashing import AgentPubKey
 from ioe.identity import wire
 from ioe.identity.authority import (
     Keyset,
-    Signatures,
     check_authorized,
     keyset_problem,
-    sign,
-    signatures_shape_ok,
+    require_signature_shapes,
 )
 from ioe.identity.certificate import (
     MAX_CERTIFICATE_BYTES,
     OWNER_BINDING_CONTEXT,
     TRUSTED_KEYSETS_PROPERTY,
+    OwnedDocument,
     bind_owner,
     membrane_check,
 )
+from ioe.identity.document import Signatures
 
 OWNER_MEMBERSHIP_CONTEXT = b"ioe/identity/owner-membership/v1"
 OWNER_MEMBERSHIP_VERSION = 1
@@ -52,7 +52,7 @@ NO_PROOF = "no membrane proof: an agent joins with an enrollment certificate or 
 
 
 @dataclass(frozen=True, slots=True)
-class OwnerMembership:
+class OwnerMembership(OwnedDocument):
     """A keyset's statement that ``owner`` is its owner agent (the owner's membrane proof)."""
 
     version: int
@@ -62,37 +62,18 @@ class OwnerMembership:
     issued_us: int
     signatures: Signatures = ()
 
-    UNSIGNED = ("signatures",)
-
-    @property
-    def keyset_id(self) -> ExternalHash:
-        return self.keyset.id
-
-    def message(self) -> bytes:
-        return wire.body_bytes(self, self.UNSIGNED)
-
-    @property
-    def id(self) -> ExternalHash:
-        return wire.body_id(self, self.UNSIGNED)
-
-    def signed_by(self, *keys: KeyPair) -> OwnerMembership:
-        added = tuple(sign(k, OWNER_MEMBERSHIP_CONTEXT, self.message()) for k in keys)
-        return replace(self, signatures=self.signatures + added)
-
-    def to_bytes(self) -> bytes:
-        return wire.to_bytes(self, MAX_OWNER_MEMBERSHIP_BYTES)
+    CONTEXT = OWNER_MEMBERSHIP_CONTEXT
+    MAX_BYTES = MAX_OWNER_MEMBERSHIP_BYTES
 
     @classmethod
     def from_bytes(cls, data: bytes) -> OwnerMembership:
         """Strict decoding; :class:`EncodingError` for anything malformed. Signatures are
         checked by :func:`owner_membership_problem`, not here."""
-        doc = wire.from_bytes(cls, data, MAX_OWNER_MEMBERSHIP_BYTES)
+        doc = cls.decoded(data)
         wire.require(doc.version == OWNER_MEMBERSHIP_VERSION, f"unknown version {doc.version}")
-        wire.require(len(doc.owner_binding) == SIGNATURE_SIZE, "owner binding is 64 bytes")
+        doc.require_owner_binding_shape()
         wire.require(doc.issued_us >= 0, "issued_us is non-negative")
-        wire.require(signatures_shape_ok(doc.signatures), "malformed membership signatures")
-        for change in doc.keyset.changes:
-            wire.require(signatures_shape_ok(change.signatures), "malformed keyset signatures")
+        require_signature_shapes(doc.signatures, doc.keyset, "membership")
         return doc
 
 

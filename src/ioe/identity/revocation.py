@@ -15,22 +15,20 @@ cutoff wins, so learning of more revocations only ever removes actions, never re
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
-from ioe.crypto.keys import KeyPair
 from ioe.engine.records import SignedAction
 from ioe.hashing import ActionHash, AgentPubKey, ExternalHash
 from ioe.identity import wire
 from ioe.identity.authority import (
     Keyset,
-    Signatures,
     check_revoker_or_authorized,
     keyset_problem,
-    sign,
     signatures_shape_ok,
 )
 from ioe.identity.certificate import EnrollmentCertificate
+from ioe.identity.document import Signatures, SignedDocument
 
 REVOCATION_CONTEXT = b"ioe/identity/revocation/v1"
 REVOCATION_VERSION = 1
@@ -61,7 +59,7 @@ class Revokes(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class KeyRevocation:
+class KeyRevocation(SignedDocument):
     version: int
     keyset: ExternalHash
     revoked: AgentPubKey
@@ -72,7 +70,8 @@ class KeyRevocation:
     issued_us: int
     signatures: Signatures = ()
 
-    UNSIGNED = ("signatures",)
+    CONTEXT = REVOCATION_CONTEXT
+    MAX_BYTES = MAX_REVOCATION_BYTES
 
     @classmethod
     def new(
@@ -98,29 +97,15 @@ class KeyRevocation:
             issued_us,
         )
 
-    def message(self) -> bytes:
-        return wire.body_bytes(self, self.UNSIGNED)
-
-    @property
-    def id(self) -> ExternalHash:
-        return wire.body_id(self, self.UNSIGNED)
-
-    def signed_by(self, *keys: KeyPair) -> KeyRevocation:
-        added = tuple(sign(k, REVOCATION_CONTEXT, self.message()) for k in keys)
-        return replace(self, signatures=self.signatures + added)
-
     def cutoff(self) -> Cutoff:
         return Cutoff(
             self.revoked, self.last_valid_seq, self.head, self.replacement, self.issued_us
         )
 
-    def to_bytes(self) -> bytes:
-        return wire.to_bytes(self, MAX_REVOCATION_BYTES)
-
     @classmethod
     def from_bytes(cls, data: bytes) -> KeyRevocation:
         """Strict decoding (shape only; :func:`revocation_problem` checks authority)."""
-        revocation = wire.from_bytes(cls, data, MAX_REVOCATION_BYTES)
+        revocation = cls.decoded(data)
         wire.require(revocation.version == REVOCATION_VERSION, "unknown revocation version")
         wire.require(signatures_shape_ok(revocation.signatures), "malformed signatures")
         problem = _shape_problem(revocation)

@@ -9,20 +9,19 @@ its replacement, so key history links the two. The new key comes from the new ow
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ioe.crypto.keys import KeyPair
 from ioe.hashing import ActionHash, AgentPubKey, ExternalHash
 from ioe.identity import wire
 from ioe.identity.authority import (
     Keyset,
-    Signatures,
     check_authorized,
     keyset_problem,
-    sign,
     signatures_shape_ok,
 )
 from ioe.identity.certificate import EnrollmentCertificate, certificate_problem
+from ioe.identity.document import Document, Signatures
 from ioe.identity.revocation import NOTHING_VALID, Cutoff
 
 TRANSFER_CONTEXT = b"ioe/identity/transfer/v1"
@@ -31,7 +30,7 @@ MAX_TRANSFER_BYTES = 8192
 
 
 @dataclass(frozen=True, slots=True)
-class TransferCertificate:
+class TransferCertificate(Document):
     version: int
     old_certificate: ExternalHash
     old_device: AgentPubKey
@@ -43,6 +42,8 @@ class TransferCertificate:
     old_signatures: Signatures = ()
     new_signatures: Signatures = ()
 
+    CONTEXT = TRANSFER_CONTEXT
+    MAX_BYTES = MAX_TRANSFER_BYTES
     UNSIGNED = ("old_signatures", "new_signatures")
 
     @classmethod
@@ -67,20 +68,11 @@ class TransferCertificate:
             issued_us,
         )
 
-    def message(self) -> bytes:
-        return wire.body_bytes(self, self.UNSIGNED)
-
-    @property
-    def id(self) -> ExternalHash:
-        return wire.body_id(self, self.UNSIGNED)
-
     def signed_by_old(self, *keys: KeyPair) -> TransferCertificate:
-        added = tuple(sign(k, TRANSFER_CONTEXT, self.message()) for k in keys)
-        return replace(self, old_signatures=self.old_signatures + added)
+        return self.with_signatures("old_signatures", keys)
 
     def signed_by_new(self, *keys: KeyPair) -> TransferCertificate:
-        added = tuple(sign(k, TRANSFER_CONTEXT, self.message()) for k in keys)
-        return replace(self, new_signatures=self.new_signatures + added)
+        return self.with_signatures("new_signatures", keys)
 
     def cutoff(self) -> Cutoff:
         """The transfer's effect on the old device key."""
@@ -88,13 +80,10 @@ class TransferCertificate:
             self.old_device, self.old_last_seq, self.old_head, self.new_device, self.issued_us
         )
 
-    def to_bytes(self) -> bytes:
-        return wire.to_bytes(self, MAX_TRANSFER_BYTES)
-
     @classmethod
     def from_bytes(cls, data: bytes) -> TransferCertificate:
         """Strict decoding (shape only; :func:`transfer_problem` checks both sides)."""
-        transfer = wire.from_bytes(cls, data, MAX_TRANSFER_BYTES)
+        transfer = cls.decoded(data)
         wire.require(transfer.version == TRANSFER_VERSION, "unknown transfer version")
         wire.require(
             signatures_shape_ok(transfer.old_signatures)

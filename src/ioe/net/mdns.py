@@ -36,7 +36,6 @@ import string
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Self
 
 from multiaddr import Multiaddr
@@ -46,6 +45,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from ioe.errors import EncodingError, RemoteProtocolError
 from ioe.hashing import DnaHash
 from ioe.net.interface import Network, NetworkError, PeerId
+from ioe.vocabulary import Enrollment, NodeType
 
 log = logging.getLogger(__name__)
 
@@ -75,22 +75,6 @@ _IP_MULTICAST_ALL = 49  # <linux/in.h>; Python does not export it
 _UNSUITABLE_PROTOCOLS = frozenset(
     {"p2p-circuit", "ws", "wss", "tls", "webtransport", "webrtc", "webrtc-direct"}
 )
-
-
-class NodeType(StrEnum):
-    """What a node is, as advertised. The four device values match
-    :class:`ioe.drivers.model.DeviceType`; ``owner`` is an owner's own node (phone, gateway)."""
-
-    CONSUMPTION = "consumption"
-    GENERATOR = "generator"
-    STORAGE = "storage"
-    MONITOR = "monitor"
-    OWNER = "owner"
-
-
-class Enrollment(StrEnum):
-    UNENROLLED = "unenrolled"
-    ENROLLED = "enrolled"
 
 
 class MalformedAdvert(RemoteProtocolError):

@@ -34,7 +34,6 @@ from ioe.hashing import AgentPubKey
 from ioe.identity.authority import Keyset
 from ioe.identity.certificate import (
     CERTIFICATE_CONTEXT,
-    DeviceType,
     DeviceVisibility,
     EnrollmentCertificate,
     issue,
@@ -49,10 +48,10 @@ from ioe.identity.pairing import (
     normalise_code,
 )
 from ioe.net.interface import NetworkError, PeerId
-from ioe.net.mdns import Enrollment, NodeType
 from ioe.node import enrollment_messages as m
 from ioe.node.keyset import node_keyset
 from ioe.node.keyset_signing import SigningError, sign_with_keyset
+from ioe.vocabulary import DeviceType, Enrollment, NodeType
 from ioe.zones import zone_problem
 
 if TYPE_CHECKING:

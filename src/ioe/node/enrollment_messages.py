@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
 from typing import Any
 
 import nacl.exceptions
 import nacl.public
 import nacl.signing
 
-from ioe.crypto.keys import KeyPair, verify
+from ioe.crypto.keys import KeyPair
 from ioe.encoding import Value, decode, encode
+from ioe.envelope import Envelope, Opened, is_fresh
 from ioe.errors import EncodingError, IoEError
 from ioe.hashing import AgentPubKey
 from ioe.identity.pairing import normalise_code
@@ -52,46 +52,40 @@ class EnrollmentError(IoEError):
     """An enrollment message was refused; the text says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    kind: str
-    body: dict[str, Any]
-    signer: AgentPubKey
+Message = Opened
+"""A verified message: its kind, its body and its signer."""
+
+
+def protocol_envelope(
+    name: str, path: str, kinds: tuple[str, ...], error: type[EnrollmentError]
+) -> Envelope:
+    """The envelope of a protocol following these rules: a kind per message, each kind signed
+    under its own context ``ioe/<path>/<kind>/v1``, refusals raised as ``error``."""
+    return Envelope(
+        what=f"{name} message",
+        one="{kind} message",
+        context=f"ioe/{path}/{{kind}}/v1",
+        kinds=kinds,
+        max_bytes=MAX_MESSAGE_BYTES,
+        error=error,
+    )
+
+
+ENVELOPE = protocol_envelope("enrollment", "enroll", KINDS, EnrollmentError)
 
 
 def context(kind: str) -> bytes:
-    return f"ioe/enroll/{kind}/v1".encode()
+    return ENVELOPE.context_of(kind)
 
 
 def sign_message(kind: str, body: dict[str, Value], keys: KeyPair) -> bytes:
     """``body`` (with ``from`` set to ``keys``) signed as a message of ``kind``."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown enrollment message kind {kind!r}")
-    raw = encode({**body, "from": bytes(keys.agent)})
-    return encode({"kind": kind, "body": raw, "sig": keys.sign(context(kind), raw)})
+    return ENVELOPE.seal(keys, body, kind)
 
 
 def open_message(data: bytes, *, expect: str | tuple[str, ...] | None = None) -> Message:
     """Decode and verify a message; :class:`EnrollmentError` for anything wrong with it."""
-    try:
-        outer = decode(data, max_size=MAX_MESSAGE_BYTES)
-        if type(outer) is not dict or set(outer) != {"kind", "body", "sig"}:
-            raise EncodingError("not an enrollment message")
-        kind, raw, sig = outer["kind"], outer["body"], outer["sig"]
-        if kind not in KINDS or type(raw) is not bytes or type(sig) is not bytes:
-            raise EncodingError("not an enrollment message")
-        body = decode(raw, max_size=MAX_MESSAGE_BYTES)
-        if type(body) is not dict or type(body.get("from")) is not bytes:
-            raise EncodingError("an enrollment message names its signer")
-        signer = AgentPubKey(body["from"])
-    except (EncodingError, ValueError) as exc:
-        raise EnrollmentError(f"malformed enrollment message: {exc}") from None
-    wanted = (expect,) if isinstance(expect, str) else expect
-    if wanted is not None and kind not in wanted:
-        raise EnrollmentError(f"expected a {' or '.join(wanted)} message, got {kind}")
-    if not verify(signer, context(kind), raw, sig):
-        raise EnrollmentError(f"the {kind} message's signature does not verify (forged)")
-    return Message(kind, body, signer)
+    return ENVELOPE.open(data, expect=expect)
 
 
 def field(message: Message, name: str, kind: type | tuple[type, ...]) -> Any:
@@ -120,8 +114,7 @@ def nonce_field(message: Message, name: str) -> bytes:
 
 def check_fresh(message: Message, now_us: int) -> None:
     """Refuse a message dated too far from ``now_us`` (an old one replayed, or a bad clock)."""
-    sent = field(message, "time_us", int)
-    if abs(now_us - sent) > MAX_SKEW_US:
+    if not is_fresh(field(message, "time_us", int), now_us, MAX_SKEW_US):
         raise EnrollmentError(f"the {message.kind} message is stale or from the future (replayed?)")
 
 

@@ -44,18 +44,17 @@ from typing import TYPE_CHECKING, Any
 from ioe.crypto.derivation import OwnerAccount
 from ioe.crypto.keys import SIGNATURE_SIZE, KeyPair, verify
 from ioe.encoding import Value, decode, encode
+from ioe.envelope import Envelope, is_fresh
 from ioe.errors import EncodingError, IoEError
 from ioe.hashing import AgentPubKey, ExternalHash
 from ioe.identity.authority import (
     KEYSET_CHANGE_CONTEXT,
     Keyset,
-    Signature,
-    Signatures,
     check_authorized,
-    sign,
     valid_signers,
 )
 from ioe.identity.certificate import CERTIFICATE_CONTEXT
+from ioe.identity.document import Signature, Signatures, sign
 from ioe.identity.membership import OWNER_MEMBERSHIP_CONTEXT, OwnerMembership, is_certificate
 from ioe.identity.revocation import REVOCATION_CONTEXT
 from ioe.identity.transfer import TRANSFER_CONTEXT
@@ -103,8 +102,13 @@ class RequestRefused(IoEError):
     """A signing request (or an answer to one) was refused; the text says why."""
 
 
-def _context(kind: str) -> bytes:
-    return f"ioe/keyset-sign/{kind}/v1".encode()
+ENVELOPE = Envelope(
+    what="signing request",
+    context="ioe/keyset-sign/{kind}/v1",
+    kinds=(REQUEST_KIND,),
+    max_bytes=MAX_MESSAGE_BYTES,
+    error=RequestRefused,
+)
 
 
 # ------------------------------------------------------------------------------ the messages
@@ -127,22 +131,17 @@ class SigningRequest:
 
 def request_message(request: SigningRequest, keys: KeyPair) -> bytes:
     """``request`` signed by ``keys`` (the portfolio's owner agent, its ``requester``)."""
-    body = encode(
-        {
-            "from": bytes(keys.agent),
-            "id": request.request_id,
-            "context": request.context,
-            "document": request.document,
-            "keyset": bytes(request.keyset),
-            "signers": [bytes(s) for s in request.signers],
-            "required": request.required,
-            "what": request.what,
-            "time_us": request.time_us,
-        }
-    )
-    return encode(
-        {"kind": REQUEST_KIND, "body": body, "sig": keys.sign(_context(REQUEST_KIND), body)}
-    )
+    body: dict[str, Value] = {
+        "id": request.request_id,
+        "context": request.context,
+        "document": request.document,
+        "keyset": bytes(request.keyset),
+        "signers": [bytes(s) for s in request.signers],
+        "required": request.required,
+        "what": request.what,
+        "time_us": request.time_us,
+    }
+    return ENVELOPE.seal(keys, body, REQUEST_KIND)
 
 
 def _typed(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -155,23 +154,10 @@ def _typed(body: dict[str, Any], name: str, kind: type) -> Any:
 def open_request(data: bytes, now_us: int) -> SigningRequest:
     """Decode and verify a signing request (:class:`RequestRefused` for anything wrong):
     signed by the agent it names, fresh, for a known document kind, well-formed."""
-    try:
-        outer = decode(data, max_size=MAX_MESSAGE_BYTES)
-        if type(outer) is not dict or set(outer) != {"kind", "body", "sig"}:
-            raise EncodingError("not a signing request")
-        raw, sig = outer["body"], outer["sig"]
-        if outer["kind"] != REQUEST_KIND or type(raw) is not bytes or type(sig) is not bytes:
-            raise EncodingError("not a signing request")
-        body = decode(raw, max_size=MAX_MESSAGE_BYTES)
-        if type(body) is not dict or type(body.get("from")) is not bytes:
-            raise EncodingError("a signing request names its signer")
-        requester = AgentPubKey(body["from"])
-    except (EncodingError, ValueError) as exc:
-        raise RequestRefused(f"malformed signing request: {exc}") from None
-    if not verify(requester, _context(REQUEST_KIND), raw, sig):
-        raise RequestRefused("the signing request's signature does not verify (forged)")
+    opened = ENVELOPE.open(data)
+    body, requester = opened.body, opened.signer
     time_us = _typed(body, "time_us", int)
-    if abs(now_us - time_us) > MAX_SKEW_US:
+    if not is_fresh(time_us, now_us, MAX_SKEW_US):
         raise RequestRefused("the signing request is stale or from the future (replayed?)")
     request_id = _typed(body, "id", bytes)
     context = _typed(body, "context", bytes)

@@ -24,9 +24,9 @@ from ioe.conductor import KEYSTORE_FILE, Conductor
 from ioe.crypto.keystore import Unlock, write_keystore
 from ioe.device_account import DeviceAccount
 from ioe.identity.pairing import format_code, generate_code, normalise_code
-from ioe.net.mdns import NodeType
 from ioe.node.enrollment import DeviceEnrollment, EnrolledDeviceRole, EnrollmentRole, PlugIn
 from ioe.node.runtime import Node, NodeConfig
+from ioe.vocabulary import NodeType
 
 PAIRING_CODE_FILE = "pairing-code"
 SETTLE_S = 0.5

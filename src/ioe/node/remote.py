@@ -30,12 +30,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ioe.crypto.keys import SIGNATURE_SIZE, KeyPair, verify
+from ioe.crypto.keys import KeyPair
 from ioe.drivers.model import DeviceOffline, PointError
 from ioe.encoding import Value, decode, encode
 from ioe.engine.capability import CAPABILITY_ZOME, authorize_call
 from ioe.engine.cell import Cell
 from ioe.engine.signals import MAX_SIGNAL_BYTES, RemoteSignal, Signal
+from ioe.envelope import Envelope, is_fresh, is_live
 from ioe.errors import (
     ChainError,
     EncodingError,
@@ -64,6 +65,21 @@ SIGNAL_OVERHEAD = 1024
 MAX_NONCES = 100_000
 MAX_NONCES_PER_CALLER = 2_000
 
+CALL_ENVELOPE = Envelope(
+    what="call",
+    context=CALL_CONTEXT.decode(),
+    body_field="call",
+    max_bytes=MAX_PAYLOAD,
+    error=RequestRefused,
+)
+SIGNAL_ENVELOPE = Envelope(
+    what="signal",
+    context=SIGNAL_CONTEXT.decode(),
+    body_field="signal",
+    max_bytes=MAX_SIGNAL_BYTES + SIGNAL_OVERHEAD,
+    error=RequestRefused,
+)
+
 Service = Callable[[str, Value, AgentPubKey], Awaitable[Any]]
 """``service(function, payload, caller)`` for a zome name served by the node itself."""
 
@@ -91,23 +107,28 @@ class CallRequest:
     nonce: bytes
     expires_us: int
 
+    def to_value(self) -> dict[str, Value]:
+        return {
+            "to": bytes(self.to),
+            "from": bytes(self.caller),
+            "zome": self.zome,
+            "fn": self.fn,
+            "payload": self.payload,
+            "secret": self.secret,
+            "nonce": self.nonce,
+            "expires_us": self.expires_us,
+        }
+
     def to_bytes(self) -> bytes:
-        return encode(
-            {
-                "to": bytes(self.to),
-                "from": bytes(self.caller),
-                "zome": self.zome,
-                "fn": self.fn,
-                "payload": self.payload,
-                "secret": self.secret,
-                "nonce": self.nonce,
-                "expires_us": self.expires_us,
-            }
-        )
+        return encode(self.to_value())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CallRequest:
-        body = decode(data, max_size=MAX_PAYLOAD)
+        return cls.from_value(decode(data, max_size=MAX_PAYLOAD))
+
+    @classmethod
+    def from_value(cls, body: Value) -> CallRequest:
+        """The call a decoded body describes; :class:`EncodingError` if it describes none."""
         if type(body) is not dict or set(body) != {
             "to",
             "from",
@@ -142,26 +163,17 @@ class CallRequest:
     def signed(self, keys: KeyPair) -> bytes:
         if keys.agent != self.caller:
             raise ZomeCallError("a call is signed by its caller")
-        call = self.to_bytes()
-        return encode({"call": call, "sig": keys.sign(CALL_CONTEXT, call)})
+        return CALL_ENVELOPE.seal(keys, self.to_value())
 
 
 def open_signed_call(data: bytes) -> CallRequest:
     """The call inside a signed envelope; :class:`RequestRefused` if it is not one, or the
     signature does not verify."""
+    opened = CALL_ENVELOPE.open(data)
     try:
-        body = decode(data, max_size=MAX_PAYLOAD)
-        if type(body) is not dict or set(body) != {"call", "sig"}:
-            raise EncodingError("a signed call is {call, sig}")
-        raw, sig = body["call"], body["sig"]
-        if type(raw) is not bytes or type(sig) is not bytes or len(sig) != SIGNATURE_SIZE:
-            raise EncodingError("a signed call is {call: bytes, sig: 64 bytes}")
-        call = CallRequest.from_bytes(raw)
+        return CallRequest.from_value(opened.body)
     except EncodingError as exc:
         raise RequestRefused(f"malformed call: {exc}") from None
-    if not verify(call.caller, CALL_CONTEXT, raw, sig):
-        raise RequestRefused("the call's signature does not verify")
-    return call
 
 
 class NonceCache:
@@ -316,7 +328,7 @@ class RemoteCalls:
         if dht.is_blocked(call.caller):
             raise RequestRefused("the caller is blocked")
         now = self.clock()
-        if not now < call.expires_us <= now + MAX_CALL_WINDOW_US:
+        if not is_live(call.expires_us, now, MAX_CALL_WINDOW_US):
             return _error("expired", "the call has expired or expires too far ahead")
         cell = self._cells.get((bytes(dht.dna.hash), call.to))
         if cell is None:
@@ -386,16 +398,13 @@ class RemoteCalls:
         if dht is None:
             return
         for target in signal.to:
-            message = encode(
-                {
-                    "from": bytes(signal.sender),
-                    "to": bytes(target),
-                    "zome": signal.zome,
-                    "value": signal.value,
-                    "sent_us": self.clock(),
-                }
-            )
-            envelope = encode({"signal": message, "sig": cell.keys.sign(SIGNAL_CONTEXT, message)})
+            body = {
+                "to": bytes(target),
+                "zome": signal.zome,
+                "value": signal.value,
+                "sent_us": self.clock(),
+            }
+            envelope = SIGNAL_ENVELOPE.seal(cell.keys, body)  # from: the sender, cell's agent
             task = asyncio.get_running_loop().create_task(self._deliver(dht, target, envelope))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -416,40 +425,19 @@ class RemoteCalls:
             log.info("remote signal to %s not delivered: %s", target.short(), exc)
 
     async def _on_signal(self, dht: DnaNetwork, peer: PeerId, payload: bytes) -> bytes:
-        if len(payload) > MAX_SIGNAL_BYTES + SIGNAL_OVERHEAD:
-            raise RequestRefused(f"a signal is at most {MAX_SIGNAL_BYTES} bytes")
-        try:
-            body = decode(payload, max_size=MAX_PAYLOAD)
-            if type(body) is not dict or set(body) != {"signal", "sig"}:
-                raise EncodingError("a signal is {signal, sig}")
-            raw, sig = body["signal"], body["sig"]
-            if type(raw) is not bytes or type(sig) is not bytes:
-                raise EncodingError("a signal is {signal: bytes, sig: bytes}")
-            message = decode(raw, max_size=MAX_PAYLOAD)
-            if type(message) is not dict or set(message) != {
-                "from",
-                "to",
-                "zome",
-                "value",
-                "sent_us",
-            }:
-                raise EncodingError("a signal is {from, to, zome, value, sent_us}")
-            sender, to, zome = message["from"], message["to"], message["zome"]
-            if type(sender) is not bytes or len(sender) != 32 or type(to) is not bytes:
-                raise EncodingError("signal agents are 32-byte keys")
-            if type(zome) is not str or type(message["sent_us"]) is not int:
-                raise EncodingError("bad signal fields")
-        except EncodingError as exc:
-            raise RequestRefused(f"malformed signal: {exc}") from None
-        sender_key = AgentPubKey(sender)
-        if not verify(sender_key, SIGNAL_CONTEXT, raw, sig):
-            raise RequestRefused("the signal's signature does not verify")
+        opened = SIGNAL_ENVELOPE.open(payload)
+        message, sender_key = opened.body, opened.signer
+        if set(message) != {"from", "to", "zome", "value", "sent_us"}:
+            raise RequestRefused("malformed signal: a signal is {from, to, zome, value, sent_us}")
+        to, zome = message["to"], message["zome"]
+        if type(to) is not bytes or type(zome) is not str or type(message["sent_us"]) is not int:
+            raise RequestRefused("malformed signal: bad signal fields")
         info = dht.members().get(sender_key)
         if info is None or PeerId(info.peer_id) != peer:
             raise RequestRefused("the sender is not a member of this network at this peer")
         if dht.is_blocked(sender_key):
             raise RequestRefused("the sender is blocked")
-        if abs(self.clock() - message["sent_us"]) > MAX_SIGNAL_AGE_US:
+        if not is_fresh(message["sent_us"], self.clock(), MAX_SIGNAL_AGE_US):
             raise RequestRefused("the signal is too old or from the future")
         recipient = AgentPubKey(to) if len(to) == 32 else None
         if recipient is None or (bytes(dht.dna.hash), recipient) not in self._cells:

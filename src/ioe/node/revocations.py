@@ -20,10 +20,9 @@ from aiohttp import web
 
 from ioe.crypto.derivation import OwnerAccount
 from ioe.dht.service import DnaNetwork
-from ioe.engine.records import AgentValidationPkg, SignedAction
 from ioe.errors import EncodingError, IoEError
 from ioe.hashing import ActionHash, AgentPubKey
-from ioe.identity.certificate import EnrollmentCertificate
+from ioe.identity.certificate import EnrollmentCertificate, enrollment_record
 from ioe.identity.revocation import NOTHING_VALID, REVOCATION_CONTEXT, KeyRevocation
 from ioe.node.enrollment import DEVICES_SETTING
 from ioe.node.keyset_signing import SigningError, sign_with_keyset
@@ -64,16 +63,6 @@ def _agent(text: str, what: str = "agent") -> AgentPubKey:
         raise RevocationError(f"not an {what} key: {exc}") from None
 
 
-def _enrolled_at(activity: list[SignedAction], agent: AgentPubKey) -> SignedAction:
-    for signed in activity:
-        action = signed.action
-        if isinstance(action, AgentValidationPkg) and action.membrane_proof is not None:
-            return signed
-    raise RevocationError(
-        f"the chain of {agent.to_text()} was not found on the network (has it ever joined?)"
-    )
-
-
 async def revoke_device(
     node: Node,
     agent_text: str,
@@ -98,9 +87,12 @@ async def revoke_device(
     cell = node.conductor.owner_cell
     dht = node.dht_for(cell)
     activity = await dht.get_agent_activity(agent)
-    pkg = _enrolled_at(activity, agent)
-    assert isinstance(pkg.action, AgentValidationPkg) and pkg.action.membrane_proof is not None
-    proof = pkg.action.membrane_proof
+    found = enrollment_record(activity, agent)
+    if found is None:
+        raise RevocationError(
+            f"the chain of {agent.to_text()} was not found on the network (has it ever joined?)"
+        )
+    pkg, proof = found
     try:
         certificate = EnrollmentCertificate.from_bytes(proof)
     except EncodingError as exc:

@@ -43,13 +43,14 @@ from aiohttp import web
 from ioe.crypto.derivation import OwnerAccount, device_agent_key
 from ioe.device_account import DeviceAccount
 from ioe.engine.ports import ChainHead
-from ioe.engine.records import AgentValidationPkg, SignedAction
+from ioe.engine.records import SignedAction
 from ioe.errors import EncodingError, IoEError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.identity.certificate import (
     CERTIFICATE_CONTEXT,
     EnrollmentCertificate,
     certificate_problem,
+    enrollment_record,
     issue,
 )
 from ioe.identity.revocation import REVOCATION_CONTEXT, KeyRevocation, revocation_problem
@@ -124,20 +125,6 @@ def _agent(text: str, what: str) -> AgentPubKey:
         raise RotationError(f"not an {what} key: {exc}") from None
 
 
-def _enrolled_at(activity: list[SignedAction], agent: AgentPubKey) -> tuple[SignedAction, bytes]:
-    for signed in activity:
-        action = signed.action
-        if (
-            isinstance(action, AgentValidationPkg)
-            and action.author == agent
-            and action.membrane_proof is not None
-        ):
-            return signed, action.membrane_proof
-    raise RotationError(
-        f"the chain of {agent.to_text()} was not found on the network (is the device running?)"
-    )
-
-
 class RotationService:
     """Every node's side of ``/ioe/rotate/1``: an owner rotates its devices' keys; a device
     adopts its next key (through its node's transfer restart: ``node.transfers``)."""
@@ -194,7 +181,13 @@ class RotationService:
                 raise RotationError("this node is not on the core network")
             dht = self.node.dht_for(cell)
             activity = await dht.get_agent_activity(old)
-            pkg, proof = _enrolled_at(activity, old)
+            found = enrollment_record(activity, old)
+            if found is None:
+                raise RotationError(
+                    f"the chain of {old.to_text()} was not found on the network"
+                    " (is the device running?)"
+                )
+            pkg, proof = found
             try:
                 current = EnrollmentCertificate.from_bytes(proof)
             except EncodingError as exc:

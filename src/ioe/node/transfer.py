@@ -55,7 +55,7 @@ from ioe.crypto.keystore import Unlock, write_keystore
 from ioe.device_account import DeviceAccount
 from ioe.dnas import core_network, network_spec
 from ioe.encoding import decode, encode
-from ioe.engine.records import AgentValidationPkg, SignedAction
+from ioe.engine.records import SignedAction
 from ioe.errors import EncodingError, IoEError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.identity.certificate import (
@@ -63,6 +63,7 @@ from ioe.identity.certificate import (
     DeviceVisibility,
     EnrollmentCertificate,
     certificate_problem,
+    enrollment_record,
     issue,
 )
 from ioe.identity.transfer import TRANSFER_CONTEXT, TransferCertificate, transfer_problem
@@ -120,17 +121,12 @@ def _agent(text: str, what: str) -> AgentPubKey:
 
 def _certificate_of(activity: list[SignedAction], agent: AgentPubKey) -> tuple[SignedAction, bytes]:
     """The ``AgentValidationPkg`` of ``agent``'s chain and the membrane proof it carries."""
-    for signed in activity:
-        action = signed.action
-        if (
-            isinstance(action, AgentValidationPkg)
-            and action.author == agent
-            and action.membrane_proof is not None
-        ):
-            return signed, action.membrane_proof
-    raise TransferError(
-        f"the chain of {agent.to_text()} was not found on the network (is the device running?)"
-    )
+    found = enrollment_record(activity, agent)
+    if found is None:
+        raise TransferError(
+            f"the chain of {agent.to_text()} was not found on the network (is the device running?)"
+        )
+    return found
 
 
 def _latest(activity: list[SignedAction], agent: AgentPubKey) -> SignedAction:

@@ -44,8 +44,8 @@ from ioe.errors import ChainLocked
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.node.jsonvalue import json_ready
 from ioe.node.wallet import Payment, PaymentError, Wallet, describe
+from ioe.vocabulary import Verification
 from ioe.zomes.currency.ledger import format_mc
-from ioe.zomes.currency.value import Verification
 
 if TYPE_CHECKING:
     from ioe.node.runtime import Node

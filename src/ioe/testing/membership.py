@@ -15,8 +15,9 @@ from ioe.crypto.derivation import OwnerAccount, device_agent_key
 from ioe.crypto.keys import KeyPair
 from ioe.dnas import CORE_DNA_NAME
 from ioe.identity.authority import Keyset, single_owner
-from ioe.identity.certificate import DeviceType, EnrollmentCertificate, issue
+from ioe.identity.certificate import EnrollmentCertificate, issue
 from ioe.identity.membership import owner_membership
+from ioe.vocabulary import DeviceType
 
 
 def authorization_key_for(keys: KeyPair) -> KeyPair:

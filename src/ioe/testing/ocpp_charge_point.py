@@ -161,6 +161,29 @@ def _first_limit(model: ChargerModel, schedule: Mapping[str, Any]) -> float:
     return model.amperes(schedule["charging_rate_unit"], float(periods[0]["limit"]))
 
 
+def _install(
+    owner: SimulatedChargePoint, profile_id: int, profile: Mapping[str, Any], schedule: Any
+) -> str:
+    """A SetChargingProfile's status: both versions name the same fields alike but the id and
+    the schedule (one in 1.6, a list in 2.0.1)."""
+    return owner.install(
+        profile_id=profile_id,
+        stack_level=profile["stack_level"],
+        purpose=profile["charging_profile_purpose"],
+        limit_a=_first_limit(owner.model, schedule),
+    )
+
+
+def _clear(owner: SimulatedChargePoint, profile_id: int | None, criteria: Mapping[str, Any]) -> str:
+    """A ClearChargingProfile's status."""
+    removed = owner.model.clear(
+        profile_id=profile_id,
+        purpose=criteria.get("charging_profile_purpose"),
+        stack_level=criteria.get("stack_level"),
+    )
+    return "Accepted" if removed else "Unknown"
+
+
 class _Sim16(v16.ChargePoint):  # type: ignore[misc]
     owner: SimulatedChargePoint
 
@@ -169,23 +192,14 @@ class _Sim16(v16.ChargePoint):  # type: ignore[misc]
         self, connector_id: int, cs_charging_profiles: Mapping[str, Any], **_: Any
     ) -> Any:
         profile = cs_charging_profiles
-        return result16.SetChargingProfile(
-            status=self.owner.install(
-                profile_id=profile["charging_profile_id"],
-                stack_level=profile["stack_level"],
-                purpose=profile["charging_profile_purpose"],
-                limit_a=_first_limit(self.owner.model, profile["charging_schedule"]),
-            )
-        )
+        schedule = profile["charging_schedule"]
+        status = _install(self.owner, profile["charging_profile_id"], profile, schedule)
+        return result16.SetChargingProfile(status=status)
 
     @route(Action16.clear_charging_profile)
     def on_clear_charging_profile(self, **criteria: Any) -> Any:
-        removed = self.owner.model.clear(
-            profile_id=criteria.get("id"),
-            purpose=criteria.get("charging_profile_purpose"),
-            stack_level=criteria.get("stack_level"),
-        )
-        return result16.ClearChargingProfile(status="Accepted" if removed else "Unknown")
+        status = _clear(self.owner, criteria.get("id"), criteria)
+        return result16.ClearChargingProfile(status=status)
 
 
 class _Sim201(v201.ChargePoint):  # type: ignore[misc]
@@ -196,13 +210,9 @@ class _Sim201(v201.ChargePoint):  # type: ignore[misc]
         self, evse_id: int, charging_profile: Mapping[str, Any], **_: Any
     ) -> Any:
         profile = charging_profile
+        schedule = profile["charging_schedule"][0]
         return result201.SetChargingProfile(
-            status=self.owner.install(
-                profile_id=profile["id"],
-                stack_level=profile["stack_level"],
-                purpose=profile["charging_profile_purpose"],
-                limit_a=_first_limit(self.owner.model, profile["charging_schedule"][0]),
-            )
+            status=_install(self.owner, profile["id"], profile, schedule)
         )
 
     @route(Action201.clear_charging_profile)
@@ -213,12 +223,8 @@ class _Sim201(v201.ChargePoint):  # type: ignore[misc]
         **_: Any,
     ) -> Any:
         criteria = charging_profile_criteria or {}
-        removed = self.owner.model.clear(
-            profile_id=charging_profile_id,
-            purpose=criteria.get("charging_profile_purpose"),
-            stack_level=criteria.get("stack_level"),
-        )
-        return result201.ClearChargingProfile(status="Accepted" if removed else "Unknown")
+        status = _clear(self.owner, charging_profile_id, criteria)
+        return result201.ClearChargingProfile(status=status)
 
 
 class SimulatedChargePoint:

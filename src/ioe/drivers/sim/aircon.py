@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ioe.drivers.model import POINTS, DeviceDescription, DeviceType, PointValue
+from ioe.drivers.model import POINTS, DeviceDescription, PointValue
 from ioe.drivers.sim.base import SimDevice
+from ioe.vocabulary import DeviceType
 
 MODES = ("off", "cool", "heat", "fan", "auto")
 

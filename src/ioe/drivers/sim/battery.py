@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 
-from ioe.drivers.model import POINTS, DeviceDescription, DeviceType, PointValue
+from ioe.drivers.model import POINTS, DeviceDescription, PointValue
 from ioe.drivers.sim.base import S_PER_H, SimDevice
+from ioe.vocabulary import DeviceType
 
 
 class SimBattery(SimDevice):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ioe.drivers.model import POINTS, DeviceDescription, DeviceType, PointValue
+from ioe.drivers.model import POINTS, DeviceDescription, PointValue
 from ioe.drivers.sim.base import S_PER_H, SimDevice
+from ioe.vocabulary import DeviceType
 
 MIN_CHARGING_CURRENT_A = 6.0
 

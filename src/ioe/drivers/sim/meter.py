@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ioe.drivers.model import POINTS, DeviceDescription, DeviceType, PointValue
+from ioe.drivers.model import POINTS, DeviceDescription, PointValue
 from ioe.drivers.sim.base import US_PER_S, SimDevice
+from ioe.vocabulary import DeviceType
 
 ENERGY_EXPORT_WH = POINTS["energy_export_wh"]
 

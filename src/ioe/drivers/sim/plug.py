@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ioe.drivers.model import POINTS, DeviceDescription, DeviceType, PointValue
+from ioe.drivers.model import POINTS, DeviceDescription, PointValue
 from ioe.drivers.sim.base import SimDevice
+from ioe.vocabulary import DeviceType
 
 PLUG_MAX_W = 3680.0  # 16 A at 230 V
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ioe.data import Series, load_series
-from ioe.drivers.model import POINTS, DeviceDescription, DeviceType, PointValue
+from ioe.drivers.model import POINTS, DeviceDescription, PointValue
 from ioe.drivers.sim.base import SimDevice
+from ioe.vocabulary import DeviceType
 
 
 def solar_shape(series: Series) -> Callable[[int], float]:

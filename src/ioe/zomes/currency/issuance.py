@@ -26,7 +26,6 @@ from typing import TypeVar
 from ioe.engine.countersigning import CountersignedEntry
 from ioe.engine.integrity import VALID, IntegrityHost, Invalid, Op, Outcome
 from ioe.engine.records import (
-    AgentValidationPkg,
     AppEntryType,
     Create,
     EntryKind,
@@ -34,10 +33,10 @@ from ioe.engine.records import (
     Visibility,
 )
 from ioe.engine.schema import decode_as
-from ioe.engine.validation import GENESIS_LENGTH
 from ioe.errors import EncodingError
 from ioe.hashing import ActionHash, AgentPubKey
-from ioe.identity.certificate import DeviceType, EnrollmentCertificate, certificate_problem
+from ioe.identity.certificate import enrolled_certificate
+from ioe.vocabulary import DeviceType, Verification
 from ioe.zomes.currency.entries import (
     CLEAN_SOURCES,
     DIRTY_SOURCES,
@@ -70,14 +69,7 @@ from ioe.zomes.currency.ledger import (
     is_oracle,
 )
 from ioe.zomes.currency.rewards import demand_reduction_reward_mc, need_index_from_cents
-from ioe.zomes.currency.value import (
-    MAX_ENERGY_WH,
-    PER_MILLE,
-    ValueRules,
-    Verification,
-    factors,
-    value_mc,
-)
+from ioe.zomes.currency.value import MAX_ENERGY_WH, PER_MILLE, ValueRules, factors, value_mc
 from ioe.zones import boundaries_crossed, zone_problem
 
 T = TypeVar("T")
@@ -290,25 +282,6 @@ def claimed_energy(
     return cited(host, claim_hash, zome_index, cls, "claim")
 
 
-def enrolled_as(activity: Sequence[SignedAction]) -> EnrollmentCertificate | None:
-    """The enrollment certificate an agent joined with, from the start of its chain: the
-    membrane proof of its ``AgentValidationPkg``, when it is a valid certificate of that very
-    agent (else None: an owner's own agent, an unenrolled or a forged device)."""
-    for signed in activity[:GENESIS_LENGTH]:
-        action = signed.action
-        if isinstance(action, AgentValidationPkg):
-            if action.membrane_proof is None:
-                return None
-            try:
-                cert = EnrollmentCertificate.from_bytes(action.membrane_proof)
-            except EncodingError:
-                return None
-            if cert.device != action.author or certificate_problem(cert) is not None:
-                return None
-            return cert
-    return None
-
-
 def check_attestation(
     attestation: ClaimAttestation, op: Op, host: IntegrityHost, rules: CurrencyRules
 ) -> Outcome:
@@ -328,7 +301,7 @@ def check_attestation(
         return Invalid(problem)
     earlier = host.must_get_agent_activity(action.author, action.prev)
     named = is_attester(rules, action.author)
-    site_meter = None if named else enrolled_as(earlier)
+    site_meter = None if named else enrolled_certificate(earlier, action.author)
     if not named and (site_meter is None or site_meter.device_type != DeviceType.MONITOR):
         return Invalid(
             "only a distributor validator (device type distributor or monitor in the DNA) or a"
@@ -344,7 +317,8 @@ def check_attestation(
             attestation.fee_mc or attestation.fee_pm
         ):
             return Invalid("a site meter's attestation is meter-attested and charges no fee")
-        claimed_by = enrolled_as(host.must_get_agent_activity(claimant, attestation.claim))
+        claimed_activity = host.must_get_agent_activity(claimant, attestation.claim)
+        claimed_by = enrolled_certificate(claimed_activity, claimant)
         if claimed_by is None or claimed_by.keyset_id != site_meter.keyset_id:
             return Invalid("a site meter attests only claims of its own owner's devices")
     claimed = claim.energy_wh if isinstance(claim, GenerationClaim) else claim.avoided_wh

@@ -30,21 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 
 from ioe.encoding import Value
+from ioe.vocabulary import Verification as Verification  # noqa: PLC0414 - re-exported
 from ioe.zones import zone_distance
 
 PER_MILLE = 1000
 MAX_FACTOR_PM = 10_000
 MAX_ENERGY_WH = 10**12
-
-
-class Verification(IntEnum):
-    SELF_REPORTED = 0
-    DEVICE_SIGNED = 1
-    METER_ATTESTED = 2
-    SUBSTATION_ATTESTED = 3
 
 
 @dataclass(frozen=True, slots=True)

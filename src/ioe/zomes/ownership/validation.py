@@ -21,11 +21,10 @@ revocations). A ``transfer`` link goes from the old key to the author's transfer
 from __future__ import annotations
 
 from ioe.engine.integrity import VALID, IntegrityHost, Invalid, Op, OpType, Outcome
-from ioe.engine.records import AgentValidationPkg, Create, CreateLink, Visibility
-from ioe.engine.schema import decode_as
+from ioe.engine.links import AgentLinkRule
+from ioe.engine.records import AgentValidationPkg, CreateLink, Visibility
 from ioe.engine.zome import EntryDef, IntegrityZome
-from ioe.errors import EncodingError
-from ioe.hashing import ActionHash, AgentPubKey
+from ioe.hashing import AgentPubKey
 from ioe.zomes.ownership.entries import (
     KEY_REVOCATION_ENTRY,
     KEY_TRANSFER_ENTRY,
@@ -83,40 +82,38 @@ def transfer_entry_problem(
     return None
 
 
-def _validate_transfer_link(action: CreateLink, host: IntegrityHost) -> Outcome:
-    if not isinstance(action.base, AgentPubKey) or not isinstance(action.target, ActionHash):
-        return Invalid("a transfer link goes from the old agent key to a transfer")
-    record = host.must_get_valid_record(action.target)
-    target = record.action
-    if not isinstance(target, Create) or target.author != action.author or record.entry is None:
-        return Invalid("a transfer link points at the author's own transfer entry")
-    try:
-        entry = decode_as(KeyTransferEntry, record.entry.payload)
-    except EncodingError:
-        return Invalid("a transfer link points at a transfer entry")
+def _transferred_key(entry: KeyTransferEntry) -> AgentPubKey | None:
     checked = entry.checked()
-    if isinstance(checked, str) or checked.transfer.old_device != action.base:
-        return Invalid("a transfer link goes from the key its target transfers")
-    return VALID
+    return None if isinstance(checked, str) else checked.transfer.old_device
+
+
+def _revoked_key(entry: KeyRevocationEntry) -> AgentPubKey | None:
+    checked = entry.checked()
+    return None if isinstance(checked, str) else checked.revocation.revoked
+
+
+TRANSFER_LINK_RULE = AgentLinkRule(
+    entry=KeyTransferEntry,
+    subject=_transferred_key,
+    not_agent_link="a transfer link goes from the old agent key to a transfer",
+    not_own_entry="a transfer link points at the author's own transfer entry",
+    not_entry="a transfer link points at a transfer entry",
+    not_subject="a transfer link goes from the key its target transfers",
+)
+REVOCATION_LINK_RULE = AgentLinkRule(
+    entry=KeyRevocationEntry,
+    subject=_revoked_key,
+    not_agent_link="a revocation link goes from the revoked agent key to a revocation",
+    not_own_entry="a revocation link points at the author's own revocation entry",
+    not_entry="a revocation link points at a revocation entry",
+    not_subject="a revocation link goes from the key its target revokes",
+)
 
 
 def _validate_link(action: CreateLink, host: IntegrityHost) -> Outcome:
     if action.link_type == integrity.link_index(TRANSFER_LINK):
-        return _validate_transfer_link(action, host)
-    if not isinstance(action.base, AgentPubKey) or not isinstance(action.target, ActionHash):
-        return Invalid("a revocation link goes from the revoked agent key to a revocation")
-    record = host.must_get_valid_record(action.target)
-    target = record.action
-    if not isinstance(target, Create) or target.author != action.author or record.entry is None:
-        return Invalid("a revocation link points at the author's own revocation entry")
-    try:
-        entry = decode_as(KeyRevocationEntry, record.entry.payload)
-    except EncodingError:
-        return Invalid("a revocation link points at a revocation entry")
-    checked = entry.checked()
-    if isinstance(checked, str) or checked.revocation.revoked != action.base:
-        return Invalid("a revocation link goes from the key its target revokes")
-    return VALID
+        return TRANSFER_LINK_RULE.check(action, host)
+    return REVOCATION_LINK_RULE.check(action, host)
 
 
 def validate(op: Op, host: IntegrityHost) -> Outcome:

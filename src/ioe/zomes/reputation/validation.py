@@ -12,11 +12,10 @@ A ``reputation_claim`` link goes from the claim's subject to the author's own cl
 from __future__ import annotations
 
 from ioe.engine.integrity import VALID, IntegrityHost, Invalid, Op, OpType, Outcome
-from ioe.engine.records import Create, CreateLink, Visibility
-from ioe.engine.schema import decode_as
+from ioe.engine.links import AgentLinkRule
+from ioe.engine.records import CreateLink, Visibility
 from ioe.engine.zome import EntryDef, IntegrityZome
-from ioe.errors import EncodingError
-from ioe.hashing import ActionHash, AgentPubKey
+from ioe.hashing import AgentPubKey
 from ioe.identity.reputation import claim_problem
 from ioe.zomes.reputation.entries import CLAIM_LINK, REPUTATION_CLAIM_ENTRY, ReputationClaimEntry
 
@@ -36,21 +35,19 @@ def claim_entry_problem(entry: ReputationClaimEntry, author: AgentPubKey) -> str
     return None
 
 
-def _validate_link(action: CreateLink, host: IntegrityHost) -> Outcome:
-    if not isinstance(action.base, AgentPubKey) or not isinstance(action.target, ActionHash):
-        return Invalid("a reputation link goes from the subject's agent key to a claim")
-    record = host.must_get_valid_record(action.target)
-    target = record.action
-    if not isinstance(target, Create) or target.author != action.author or record.entry is None:
-        return Invalid("a reputation link points at the author's own claim entry")
-    try:
-        entry = decode_as(ReputationClaimEntry, record.entry.payload)
-    except EncodingError:
-        return Invalid("a reputation link points at a reputation claim")
+def _subject(entry: ReputationClaimEntry) -> AgentPubKey | None:
     claim = entry.decoded()
-    if isinstance(claim, str) or claim.subject != action.base:
-        return Invalid("a reputation link goes from the subject of its claim")
-    return VALID
+    return None if isinstance(claim, str) else claim.subject
+
+
+CLAIM_LINK_RULE = AgentLinkRule(
+    entry=ReputationClaimEntry,
+    subject=_subject,
+    not_agent_link="a reputation link goes from the subject's agent key to a claim",
+    not_own_entry="a reputation link points at the author's own claim entry",
+    not_entry="a reputation link points at a reputation claim",
+    not_subject="a reputation link goes from the subject of its claim",
+)
 
 
 def validate(op: Op, host: IntegrityHost) -> Outcome:
@@ -63,7 +60,7 @@ def validate(op: Op, host: IntegrityHost) -> Outcome:
         OpType.STORE_RECORD,
         OpType.REGISTER_ADD_LINK,
     ):
-        return _validate_link(action, host)
+        return CLAIM_LINK_RULE.check(action, host)
     return VALID
 
 
