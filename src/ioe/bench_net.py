@@ -258,8 +258,6 @@ def node_pair(prefix: str, extra: Sequence[str] = ()) -> Iterator[tuple[list[Pat
     members of each other's core network: yields their data dirs and owner agents, and stops
     them after. ``extra`` is added to both command lines."""
     env = {**os.environ, "IOE_PASSPHRASE": "bench passphrase, not a secret"}
-    for test_only in ("IOE_TEST_CRASH_AT", "IOE_TEST_UNCHECKED_PAY"):
-        env.pop(test_only, None)
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         dirs = [Path(tmp) / "a", Path(tmp) / "b"]
         owners = [

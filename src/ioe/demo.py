@@ -29,7 +29,6 @@ import json
 import logging
 import shutil
 import signal
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from typing import Any
 
 from ioe.apps.demand.rule import PeakSettings, decide_all
 from ioe.apps.demand.runner import DemandApp
-from ioe.conductor import KEYSTORE_FILE, Conductor, known_dnas, open_database
+from ioe.conductor import DB_FILE, KEYSTORE_FILE, Conductor, known_dnas, open_database
 from ioe.crypto.keystore import Unlock, create_device_key_file, write_keystore
 from ioe.device_account import DeviceAccount
 from ioe.dht.service import DhtConfig
@@ -327,19 +326,10 @@ def _verify(root: Path, out: Callable[[str], None]) -> dict[str, Any]:
 
     tampered_dir = root / "tampered"
     tampered_dir.mkdir(exist_ok=True)
-    tampered = tampered_dir / "ioe.sqlite"
-    with sqlite3.connect(root / "plug" / "ioe.sqlite") as source, sqlite3.connect(tampered) as copy:
-        source.backup(copy)
-    source.close()
-    copy.close()
-    with sqlite3.connect(tampered) as conn:
-        row = conn.execute(
-            "SELECT hash, content FROM entries ORDER BY length(content) DESC LIMIT 1"
-        ).fetchone()
-        flipped = bytearray(row[1])
-        flipped[len(flipped) // 2] ^= 0x01
-        conn.execute("UPDATE entries SET content = ? WHERE hash = ?", (bytes(flipped), row[0]))
-    conn.close()
+    with open_database(root / "plug", verify=False) as db:
+        db.backup_to(tampered_dir / DB_FILE)
+    with open_database(tampered_dir, verify=False) as db:
+        db.flip_entry_bit()
     detected = False
     with open_database(tampered_dir, verify=False) as db:
         try:

@@ -22,8 +22,8 @@ from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ValidationError
 from ioe.hashing import ActionHash
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.currency import commit_in_process, countersign_in_process
 from ioe.testing.membership import membrane_proof_for
-from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import (
     ClaimAttestation,
     ConsumptionReceipt,
@@ -146,7 +146,7 @@ class World:
     ) -> ActionHash:
         """The receipt countersigned by the grid and the consumer: the consumer's record."""
         receipt = self.receipt(attestation, consumer, energy_wh, need_index)
-        _, received = api.countersign_in_process(
+        _, received = countersign_in_process(
             self["grid"], self[consumer], receipt, session_id=session_id(), now_us=self.tick()
         )
         return received
@@ -163,7 +163,7 @@ class World:
     def commit(self, transfer: Transfer) -> tuple[ActionHash, ActionHash]:
         spender = self._cell_of(transfer, spender=True)
         receiver = self._cell_of(transfer, spender=False)
-        return api.commit_in_process(
+        return commit_in_process(
             spender, receiver, transfer, session_id=session_id(), now_us=self.now
         )
 

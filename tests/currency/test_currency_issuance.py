@@ -20,8 +20,8 @@ from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import MissingDependencies, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.currency import countersign_in_process
 from ioe.testing.membership import membrane_proof_for
-from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import (
     ClaimAttestation,
     ConsumptionReceipt,
@@ -270,7 +270,7 @@ def test_receipts_never_deliver_more_than_was_attested() -> None:
     # A third receipt: each alone fits, together they would sell the claim twice.
     receipt = w.receipt(attestation, "home", 1)
     with pytest.raises(ValidationError, match="sold out"):
-        api.countersign_in_process(
+        countersign_in_process(
             w["grid"], w["home"], receipt, session_id=session_id(), now_us=w.tick()
         )
 
@@ -291,7 +291,7 @@ def test_a_receipt_is_countersigned_by_its_attester_and_its_consumer() -> None:
     # The counterparty's policy refuses a receipt naming someone else.
     assert w.call("shop", "accept_receipt", receipt) == "this agent is not a party to the receipt"
     with pytest.raises(ZomeCallError, match="not exactly distributor and consumer"):
-        api.countersign_in_process(
+        countersign_in_process(
             w["grid"], w["shop"], receipt, session_id=session_id(), now_us=w.tick()
         )
 
@@ -410,7 +410,7 @@ def test_a_receipt_and_a_trade_are_each_cited_by_one_record_only() -> None:
     w = world()
     claim = w.claim("pv", 5_000)
     receipt = w.receipt(w.attest(claim, fee_pm=30), "home", 2_000)
-    grid_copy, home_copy = api.countersign_in_process(
+    grid_copy, home_copy = countersign_in_process(
         w["grid"], w["home"], receipt, session_id=session_id(), now_us=w.tick()
     )
     trade = w.trade("home", "pv", home_copy)

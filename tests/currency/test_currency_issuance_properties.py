@@ -23,6 +23,7 @@ from ioe.engine.schema import decode_as
 from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.hashing import ActionHash
+from ioe.testing.currency import countersign_in_process
 from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import (
     ClaimAttestation,
@@ -122,7 +123,7 @@ def do_deliver(m: Model, pick: int, consumer: str, energy: int, need: int) -> No
     receipt = m.w.receipt(sale.attestation, consumer, energy, need)
     if sale.delivered_wh + energy > sale.attested_wh:
         try:
-            api.countersign_in_process(
+            countersign_in_process(
                 m.w["grid"], m.w[consumer], receipt, session_id=session_id(), now_us=m.w.tick()
             )
         except ValidationError as exc:
@@ -130,7 +131,7 @@ def do_deliver(m: Model, pick: int, consumer: str, energy: int, need: int) -> No
             m.refuse("sold out")
             return
         raise AssertionError("a claim was sold beyond its attested energy")
-    _, received = api.countersign_in_process(
+    _, received = countersign_in_process(
         m.w["grid"], m.w[consumer], receipt, session_id=session_id(), now_us=m.w.tick()
     )
     sale.delivered_wh += energy

@@ -31,8 +31,8 @@ from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.currency import commit_in_process
 from ioe.testing.membership import membrane_proof_for
-from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import PROVENANCE_REQUIRED, Kind, Provenance, Source, Transfer
 from ioe.zomes.currency.ledger import (
     START,
@@ -246,7 +246,7 @@ def test_random_payments_keep_the_ledger_whole(
             continue
         transfer = spender.call("currency", "prepare_payment", payload, now_us=now)
         session = next(_sessions).to_bytes(16, "big")
-        spent, received = api.commit_in_process(
+        spent, received = commit_in_process(
             spender, receiver, transfer, session_id=session, now_us=now
         )
         model.balances[spender.agent] -= amount

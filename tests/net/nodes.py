@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ioe.node.client import call_api
+from ioe.testing import faulty_node
+from ioe.testing.faults import InjectedFaults
 
 PASSPHRASE = "a test passphrase, never a real one"
 
@@ -39,20 +41,21 @@ class NodeProcess:
     data_dir: Path
     owner: str
     args: list[str] = field(default_factory=list)
-    extra_env: dict[str, str] = field(default_factory=dict)
-    """Added to the environment of the next start (e.g. test-only fault injection)."""
+    faults: InjectedFaults | None = None
+    """Faults of the next start: run through :mod:`ioe.testing.faulty_node` (None: the plain
+    ``ioe node run``)."""
     process: subprocess.Popen[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def start(self, *extra: str) -> NodeProcess:
         self.args = list(extra) or self.args
+        if self.faults is None:
+            program = [sys.executable, "-m", "ioe", "node", "run"]
+        else:
+            program = faulty_node.command(self.faults)
         self.process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "ioe",
-                "node",
-                "run",
+                *program,
                 "--data-dir",
                 str(self.data_dir),
                 "--listen",
@@ -62,7 +65,7 @@ class NodeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**env(), **self.extra_env},
+            env=env(),
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

@@ -1,7 +1,7 @@
 """Countersigning between two real ``ioe node run`` processes over libp2p on loopback, and with a
-party killed (``os._exit``, through the test-only ``IOE_TEST_CRASH_AT``) at each step of the
-protocol, then restarted: nobody is left stranded — both chains hold the session or neither does,
-and no chain stays locked."""
+party killed (``os._exit``, by the test faults :mod:`ioe.testing.faulty_node` hands its node) at
+each step of the protocol, then restarted: nobody is left stranded — both chains hold the
+session or neither does, and no chain stays locked."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from nodes import NodeProcess, init, wait_for
 
+from ioe.faults import SESSION_POINTS, SessionPoint
 from ioe.node.client import ApiError
-from ioe.node.countersign import CRASH_ENV, CRASH_POINTS
 from ioe.node.nodefile import NoRunningNode
+from ioe.testing.faults import InjectedFaults
 
 pytestmark = pytest.mark.slow
 
@@ -101,13 +102,13 @@ def test_a_session_with_an_unknown_agent_is_refused(pair: tuple[NodeProcess, Nod
     wait_for(lambda: _settled(alice, bob) == (set(), set()), timeout=10)
 
 
-@pytest.mark.parametrize("point", CRASH_POINTS)
+@pytest.mark.parametrize("point", SESSION_POINTS)
 def test_a_party_killed_at_each_step_leaves_nobody_stranded(
-    pair: tuple[NodeProcess, NodeProcess], point: str
+    pair: tuple[NodeProcess, NodeProcess], point: SessionPoint
 ) -> None:
     alice, bob = pair
     victim, survivor = (alice, bob) if point.startswith("initiator") else (bob, alice)
-    victim.extra_env = {CRASH_ENV: point}
+    victim.faults = InjectedFaults(crash_at=point)
     _start_pair(alice, bob)
     try:
         result: dict[str, Any] | None = _start_session(alice, bob, timeout_s=3)
@@ -116,7 +117,7 @@ def test_a_party_killed_at_each_step_leaves_nobody_stranded(
     assert victim.process is not None
     assert victim.process.wait(timeout=20) == 86, "the fault injection did not fire"
     victim.stop()
-    victim.extra_env = {}
+    victim.faults = None
     victim.start("--no-mdns", *ACCEPT, "--bootstrap", survivor.addr)
 
     settled = wait_for(lambda: _settled(alice, bob), timeout=45, interval=0.25)
@@ -143,7 +144,7 @@ def test_a_decider_gone_for_good_after_committing_leaves_the_set_on_the_dht(
     alice, bob, carol = (NodeProcess(tmp_path / n, init(tmp_path / n)) for n in names)
     try:
         alice.start("--no-mdns", *ACCEPT)
-        bob.extra_env = {CRASH_ENV: "responder-before-set"}
+        bob.faults = InjectedFaults(crash_at="responder-before-set")
         bob.start("--no-mdns", *ACCEPT, "--bootstrap", alice.addr)
         carol.start("--no-mdns", *ACCEPT, "--bootstrap", alice.addr)
         for node in (alice, bob, carol):
@@ -157,7 +158,7 @@ def test_a_decider_gone_for_good_after_committing_leaves_the_set_on_the_dht(
             lambda: _published(alice)[0] == 0 and _published(alice)[1] >= before + 3, timeout=30
         )
         alice.stop(signal.SIGKILL)  # gone for good
-        bob.extra_env = {}
+        bob.faults = None
         bob.start("--no-mdns", *ACCEPT, "--bootstrap", carol.addr)
         wait_for(
             lambda: not _status(bob)["locks"] and _sessions(bob) == {result["session"]},

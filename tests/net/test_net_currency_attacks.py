@@ -7,9 +7,9 @@
   honest node blocks the cheat (``ioe node blocked --json``), after which its payments are
   refused both ways.
 - An **over-limit spend**: refused by the counterparty's node when the payer's node skips its
-  own checks (``IOE_TEST_UNCHECKED_PAY``); and when the cheat gets an accomplice to co-sign and
-  publishes its record anyway (``currency_cheat_tool.py``), the authorities judge it invalid,
-  warrant it, and every honest node blocks the cheat.
+  own checks (``InjectedFaults(unchecked_pay=True)``); and when the cheat gets an accomplice to
+  co-sign and publishes its record anyway (``currency_cheat_tool.py``), the authorities judge it
+  invalid, warrant it, and every honest node blocks the cheat.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from ioe.engine.dht import DhtOp
 from ioe.engine.ops import OpType
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.node.client import ApiError
-from ioe.node.wallet import UNCHECKED_ENV
 from ioe.store.dht import SqliteDhtStore
+from ioe.testing.faults import InjectedFaults
 from ioe.zomes.currency.ledger import DEFAULT_LIMIT_MC
 
 pytestmark = pytest.mark.slow
@@ -181,7 +181,7 @@ def test_an_over_limit_spend_is_refused_by_the_counterparty_and_warranted_by_aut
     accomplice_dir = tmp_path / "accomplice"
     init(accomplice_dir)
     cheat = NodeProcess(tmp_path / "cheat", init(tmp_path / "cheat"))
-    cheat.extra_env = {UNCHECKED_ENV: "1"}  # its node sends what its own rules refuse
+    cheat.faults = InjectedFaults(unchecked_pay=True)  # its node sends what its rules refuse
     over = DEFAULT_LIMIT_MC + 1
     try:
         _join(cheat, first, HONEST + 1)
@@ -201,7 +201,7 @@ def test_an_over_limit_spend_is_refused_by_the_counterparty_and_warranted_by_aut
         forged = _tool("overlimit", str(cheat.data_dir), str(accomplice_dir), str(over))
         assert forged["agent"] == cheat.owner
         assert "credit limit" in forged["own_chain_refused"]
-        cheat.extra_env = {}
+        cheat.faults = None
         cheat.start("--no-mdns", "--bootstrap", first.addr)  # it publishes its queue at once
 
         for item in _blocked_by_all(honest, cheat.owner):

@@ -6,8 +6,8 @@ another agent tries to reward it citing the bare claim instead of a distributor'
 
 - the payer's own node refuses to build it (``POST /v1/wallet/pay`` → 400), after fetching the
   claim from the DHT to see what it is;
-- a payer that skips its own checks (``IOE_TEST_UNCHECKED_PAY``) is refused by the receiver's
-  node, which fetches the cited record itself before it judges the session (409).
+- a payer that skips its own checks (``InjectedFaults(unchecked_pay=True)``) is refused by the
+  receiver's node, which fetches the cited record itself before it judges the session (409).
 
 Nothing is committed on either chain: both balances stay at zero.
 """
@@ -23,7 +23,7 @@ from nodes import NodeProcess, init, members, wait_for
 
 from ioe.hashing import ActionHash
 from ioe.node.client import ApiError
-from ioe.node.wallet import UNCHECKED_ENV
+from ioe.testing.faults import InjectedFaults
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def trio(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess, NodeProcess
     dirs = [tmp_path / name for name in ("plug", "payer", "cheat")]
     nodes = [NodeProcess(d, init(d)) for d in dirs]
     nodes[0].start("--no-mdns")
-    nodes[2].extra_env = {UNCHECKED_ENV: "1"}
+    nodes[2].faults = InjectedFaults(unchecked_pay=True)
     try:
         for node in nodes[1:]:
             node.start("--no-mdns", "--bootstrap", nodes[0].addr)

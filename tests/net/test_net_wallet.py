@@ -16,7 +16,7 @@ import pytest
 from nodes import NodeProcess, env, init, wait_for
 
 from ioe.node.client import ApiError
-from ioe.node.wallet import UNCHECKED_ENV
+from ioe.testing.faults import InjectedFaults
 from ioe.zomes.currency.ledger import DEFAULT_LIMIT_MC
 
 pytestmark = pytest.mark.slow
@@ -106,7 +106,7 @@ def test_an_over_limit_spend_is_refused_and_nothing_is_committed(
     pair: tuple[NodeProcess, NodeProcess],
 ) -> None:
     alice, bob = pair
-    alice.extra_env = {UNCHECKED_ENV: "1"}  # alice's node sends what its own rules would refuse
+    alice.faults = InjectedFaults(unchecked_pay=True)  # alice's node sends what its rules refuse
     _start_pair(alice, bob)
     over = DEFAULT_LIMIT_MC + 1
     with pytest.raises(ApiError, match="credit limit") as refused:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ import pytest
 from ioe.conductor import Conductor
 from ioe.crypto.keystore import Unlock, create_device_key_file
 from ioe.dht.service import DhtConfig
+from ioe.faults import NO_FAULTS, Faults
 from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.node.runtime import Node, NodeConfig
 
@@ -33,10 +34,13 @@ Pair = Callable[..., Awaitable[tuple[Node, Node]]]
 
 @pytest.fixture
 async def make_pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    """``await make_pair(countersign_accept=(...))``: two started, connected nodes."""
+    """``await make_pair(countersign_accept=(...), faults={"alice": ...})``: two started,
+    connected nodes."""
     nodes: list[Node] = []
 
-    async def make(countersign_accept: tuple[str, ...] = ()) -> tuple[Node, Node]:
+    async def make(
+        countersign_accept: tuple[str, ...] = (), faults: Mapping[str, Faults] | None = None
+    ) -> tuple[Node, Node]:
         hub = MemoryHub()
         made = []
         for name in ("alice", "bob"):
@@ -44,7 +48,12 @@ async def make_pair(tmp_path: Path) -> AsyncIterator[Pair]:
             create_device_key_file(key)
             conductor, _ = Conductor.init(tmp_path / name, Unlock(key_file=key))
             config = NodeConfig(dht=FAST, countersign_accept=countersign_accept)
-            node = Node(conductor, config, network=MemoryNetwork(hub))
+            node = Node(
+                conductor,
+                config,
+                network=MemoryNetwork(hub),
+                faults=(faults or {}).get(name, NO_FAULTS),
+            )
             await node.start()
             nodes.append(node)
             made.append(node)

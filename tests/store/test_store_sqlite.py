@@ -337,3 +337,41 @@ def test_nested_transactions_join_the_outer_one_and_roll_back_alone(tmp_path: Pa
         assert db.get_setting("d") is None and db.get_setting("e") is None
     finally:
         db.close()
+
+
+# ------------------------------------------------------------------------ copies and damage
+
+
+def test_a_backup_is_a_whole_verifiable_copy(path: Path, tmp_path: Path, kit: Any) -> None:
+    copy = tmp_path / "copy.db"
+    with SqliteDatabase.open(path) as db:
+        db.put_setting("kept", 42)
+        db.backup_to(copy)
+    assert raw(copy, "SELECT hash, signed FROM actions ORDER BY seq") == raw(
+        path, "SELECT hash, signed FROM actions ORDER BY seq"
+    )
+    with SqliteDatabase.open(copy, dnas=[kit.dna]) as db:
+        assert db.verify_all({kit.dna.hash: kit.dna}) == len(raw(path, "SELECT 1 FROM actions"))
+        assert db.get_setting("kept") == 42
+
+
+def test_a_flipped_entry_bit_is_one_bit_of_the_largest_entry(path: Path) -> None:
+    before = dict(raw(path, "SELECT hash, content FROM entries"))
+    largest = max(before, key=lambda h: len(before[h]))
+    sizes = sorted(len(content) for content in before.values())
+    assert sizes[-1] > sizes[-2], "the largest entry is one entry"
+    with SqliteDatabase.open(path) as db:
+        assert db.flip_entry_bit() == largest
+        with pytest.raises(ChainIntegrityError):
+            db.verify_all()
+    after = dict(raw(path, "SELECT hash, content FROM entries"))
+    changed = {h for h in before if before[h] != after[h]}
+    assert changed == {largest}
+    diff = [a ^ b for a, b in zip(before[largest], after[largest], strict=True)]
+    middle = len(diff) // 2
+    assert diff[middle] == 0x01 and not any(diff[:middle] + diff[middle + 1 :])
+
+
+def test_flipping_a_bit_of_no_entry_changes_nothing(tmp_path: Path) -> None:
+    with SqliteDatabase.open(tmp_path / "empty.db") as db:
+        assert db.flip_entry_bit() is None

@@ -21,6 +21,7 @@ from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import ChainError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash
 from ioe.store.memory import MemoryDatabase
+from ioe.testing.currency import commit_in_process
 from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import Kind, Provenance, Source, Transfer
@@ -84,7 +85,7 @@ def session_set(
 def pay(spender: Cell, receiver: Cell, amount_mc: int, **extra: object) -> tuple[ActionHash, ...]:
     transfer = prepare(spender, receiver, amount_mc, **extra)
     session = next(_sessions).to_bytes(16, "big")
-    return api.commit_in_process(spender, receiver, transfer, session_id=session, now_us=NOW + 1)
+    return commit_in_process(spender, receiver, transfer, session_id=session, now_us=NOW + 1)
 
 
 def refused_by_both(transfer: Transfer, spender: Cell, receiver: Cell, dna: DnaDef, match: str):
@@ -215,7 +216,7 @@ def test_an_over_limit_spend_is_refused_by_the_payer_the_payee_and_both_chains()
     assert "credit limit" in (bob.call("currency", "accept_payment", over, now_us=NOW) or "")
     refused_by_both(over, alice, bob, dna, "credit limit")
     with pytest.raises(ZomeCallError, match="credit limit"):
-        api.commit_in_process(alice, bob, over, session_id=b"\x09" * 16, now_us=NOW + 1)
+        commit_in_process(alice, bob, over, session_id=b"\x09" * 16, now_us=NOW + 1)
     pay(alice, bob, 40_000)  # exactly at the limit is fine
     assert alice.call("currency", "balance", None, now_us=NOW).available_mc == 0
 
@@ -298,7 +299,7 @@ def test_a_stale_receiver_head_is_refused_by_the_receiver() -> None:
     reason = bob.call("currency", "accept_payment", transfer, now_us=NOW)
     assert reason is not None and "latest" in reason
     with pytest.raises(ZomeCallError, match="receiver refuses"):
-        api.commit_in_process(alice, bob, transfer, session_id=b"\x07" * 16, now_us=NOW + 1)
+        commit_in_process(alice, bob, transfer, session_id=b"\x07" * 16, now_us=NOW + 1)
     assert alice.call("currency", "balance", None, now_us=NOW).balance_mc == 0
 
 

@@ -50,6 +50,7 @@ from ioe.crypto.keystore import (
 from ioe.demo import run_demo
 from ioe.device_account import DeviceAccount
 from ioe.errors import ChainIntegrityError, IoEError
+from ioe.faults import NO_FAULTS, Faults
 from ioe.inspect import describe_chain
 from ioe.node.client import call_api
 
@@ -172,7 +173,8 @@ def _unlock_existing(args: argparse.Namespace) -> Unlock:
     return Unlock(passphrase=passphrase_from_env_or_prompt(confirm=False))
 
 
-def cmd_node_run(args: argparse.Namespace) -> int:
+def cmd_node_run(args: argparse.Namespace, *, faults: Faults = NO_FAULTS) -> int:
+    """``ioe node run``; ``faults`` are for tests that build the node themselves."""
     data_dir = _data_dir(args)
     try:
         config = _node_config(args)
@@ -182,7 +184,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     unlock = _unlock_existing(args)
     with Conductor.open(data_dir, unlock) as conductor:
         _restore_first(conductor, config, args)
-        asyncio.run(_serve(conductor, config))
+        asyncio.run(_serve(conductor, config, faults=faults))
     return 0
 
 
@@ -214,6 +216,7 @@ async def _serve(
     demand_rewards: bool = False,
     *,
     unlock: Unlock | None = None,
+    faults: Faults = NO_FAULTS,
 ) -> bool:
     """Run a node until stopped; True when a transfer re-keyed the device (run it again)."""
     from ioe.node.runtime import Node  # noqa: PLC0415 - see cmd_node_run
@@ -233,6 +236,7 @@ async def _serve(
         demand=demand,
         demand_rewards=demand_rewards,
         enrollment=enrollment,
+        faults=faults,
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -700,6 +704,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    return run_handler(handler, args)
+
+
+def run_handler(handler: Handler, args: argparse.Namespace) -> int:
+    """Run a command's handler, mapping our errors and a closed pipe to exit codes."""
     try:
         return handler(args)
     except IoEError as exc:

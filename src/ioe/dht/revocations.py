@@ -45,6 +45,7 @@ from ioe.hashing import ActionHash, AgentPubKey
 from ioe.identity.certificate import EnrollmentCertificate
 from ioe.identity.revocation import KeyRevocation, KeyState, Revokes, key_history, key_state
 from ioe.identity.transfer import TransferCertificate
+from ioe.store.dht import SqliteDhtStore
 from ioe.store.sqlite import SqliteDatabase
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class RevocationRegistry:
     def __init__(self, db: SqliteDatabase, dna: DnaDef) -> None:
         self.db = db
         self.dna = dna
+        self.held = SqliteDhtStore(db, dna.hash)
         self._setting = f"revocations:{dna.hash.to_text()}"
         self._transfer_setting = f"transfers:{dna.hash.to_text()}"
         self._by_agent: dict[AgentPubKey, list[KeyRevocation]] = {}
@@ -231,22 +233,11 @@ class RevocationRegistry:
 
     def _store(self, setting: str, everything: list[Value], agent: AgentPubKey) -> None:
         """Persist ``setting`` and drop the held ops of ``agent`` beyond its cutoff, at once."""
-        with self.db.transaction() as conn:
+        with self.db.transaction():
             self.db.put_setting(setting, everything)
             state = self.state(agent)
             assert state.last_valid_seq is not None
-            conn.execute(
-                "DELETE FROM dht_ops WHERE dna_hash = ? AND author = ? AND "
-                "(seq > ? OR (seq = ? AND ? IS NOT NULL AND action_hash != ?))",
-                (
-                    bytes(self.dna.hash),
-                    bytes(agent),
-                    state.last_valid_seq,
-                    state.last_valid_seq,
-                    bytes(state.head) if state.head is not None else None,
-                    bytes(state.head) if state.head is not None else b"",
-                ),
-            )
+            self.held.drop_ops_beyond(agent, state.last_valid_seq, state.head)
 
     def learn_document(self, document: object) -> KeyRevocation | TransferCertificate | None:
         """Learn from a revocation or transfer entry whose op was judged valid (re-checking its

@@ -16,9 +16,9 @@ out its effects in order: a lock is written to the ``settings`` table (durable, 
 before the response leaves, and cleared only when the machine unlocks. Locks found at start are
 resolved (``restart``). A witness's decisions are kept in ``settings`` too.
 
-Test-only fault injection: with ``IOE_TEST_CRASH_AT`` set to one of :data:`CRASH_POINTS`, the
-process ``os._exit``\\ s at that point of the protocol (used by the multi-process crash tests;
-never set it in production).
+At each of :data:`~ioe.faults.SESSION_POINTS` the countersigner tells its
+:class:`~ioe.faults.Faults` (nothing, in production; the multi-process crash tests end the
+process there).
 """
 
 from __future__ import annotations
@@ -86,19 +86,13 @@ from ioe.errors import (
     StoreError,
     ValidationError,
 )
+from ioe.faults import NO_FAULTS, Faults
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import MAX_PAYLOAD, NetworkError, PeerId, PeerUnreachable, RequestRefused
 from ioe.node.resolve import resolving
 
 log = logging.getLogger(__name__)
 
-CRASH_ENV = "IOE_TEST_CRASH_AT"
-CRASH_POINTS = (
-    "responder-before-response",
-    "responder-before-set",
-    "initiator-before-commit",
-    "initiator-after-commit",
-)
 DEFAULT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 600.0
 TICK_S = 0.1
@@ -133,7 +127,14 @@ def _verdict(raw: Value) -> Verdict:
 class Countersigner:
     """Runs countersigning sessions for the local cells of one DNA network."""
 
-    def __init__(self, dht: DnaNetwork, cells: Sequence[Cell], *, clock: Clock) -> None:
+    def __init__(
+        self,
+        dht: DnaNetwork,
+        cells: Sequence[Cell],
+        *,
+        clock: Clock,
+        faults: Faults = NO_FAULTS,
+    ) -> None:
         self.dht = dht
         self.net = dht.net
         self.db = dht.db
@@ -155,7 +156,7 @@ class Countersigner:
         self._committed: dict[tuple[AgentPubKey, bytes], tuple[ActionHash, CountersignedEntry]]
         self._committed = {}
         """Every session on the local chains (built at start, then kept up to date)."""
-        self.crash_at = os.environ.get(CRASH_ENV, "")
+        self.faults = faults
 
     # ---------------------------------------------------------------------------- lifecycle
 
@@ -192,11 +193,6 @@ class Countersigner:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-    def _crash(self, point: str) -> None:
-        if self.crash_at == point:
-            log.warning("test fault injection: exiting at %s", point)
-            os._exit(86)
 
     def _spawn(self, job: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(job)
@@ -249,7 +245,7 @@ class Countersigner:
     def _commit(self, cell: Cell, entry: CountersignedEntry) -> None:
         initiator = entry.preflight.initiator == cell.agent
         if initiator:
-            self._crash("initiator-before-commit")
+            self.faults.reached("initiator-before-commit")
         try:
             action = commit_session(cell, entry)
             self._committed[(cell.agent, entry.session_id)] = (action, entry)
@@ -260,7 +256,7 @@ class Countersigner:
         # No notify_commit here: the publisher picks the record up on its next round (≤ 0.25 s),
         # so publishing does not compete with the rest of the session on this event loop.
         if initiator:
-            self._crash("initiator-after-commit")
+            self.faults.reached("initiator-after-commit")
         self._feed(cell, entry.session_id, CommitDone(True))
 
     def _forget_finished(self) -> None:
@@ -344,7 +340,7 @@ class Countersigner:
             return encode({})
         try:
             if kind == "set":
-                self._crash("responder-before-set")
+                self.faults.reached("responder-before-set")
                 entry = from_value(CountersignedEntry, body["e"])
                 for agent in entry.preflight.parties:
                     if agent in self.cells:
@@ -374,7 +370,7 @@ class Countersigner:
         raise RequestRefused(f"unknown countersigning request {kind!r}")
 
     def _on_preflight(self, peer: PeerId, preflight: Preflight, to: AgentPubKey) -> Response:
-        self._crash("responder-before-response")
+        self.faults.reached("responder-before-response")
         cell = self.cells.get(to)
         if cell is None:
             raise RequestRefused("no such agent here")

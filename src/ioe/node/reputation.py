@@ -61,6 +61,7 @@ from ioe.identity.reputation import (
     reputation_policy_problem,
     score,
 )
+from ioe.store.reputation import EventLimits, SqliteReputationStore
 from ioe.store.sqlite import SqliteDatabase
 from ioe.zomes.reputation.entries import CLAIM_LINK, ReputationClaimEntry
 
@@ -187,76 +188,38 @@ class ReputationStore:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
+        self.tables = SqliteReputationStore(db)
 
     def record(
         self, subject: AgentPubKey, kind: EventKind, at_us: int, ref: bytes | None = None
     ) -> bool:
         """Count one ``kind`` event about ``subject`` at ``at_us``. With ``ref``, an event
         already counted under that reference is not counted again. True if counted."""
-        day = at_us // DAY_US
-        with self.db.transaction() as conn:
-            if ref is not None:
-                key = hashlib.blake2b(
-                    b"\0".join((kind.value.encode(), bytes(subject), ref)), digest_size=32
-                ).digest()
-                seen = conn.execute("SELECT 1 FROM reputation_refs WHERE ref = ?", (key,))
-                if seen.fetchone() is not None:
-                    return False
-                conn.execute("INSERT INTO reputation_refs (ref, at_us) VALUES (?, ?)", (key, at_us))
-                conn.execute(
-                    "DELETE FROM reputation_refs WHERE ref IN (SELECT ref FROM reputation_refs "
-                    "ORDER BY at_us DESC, ref LIMIT -1 OFFSET ?)",
-                    (MAX_REFS,),
-                )
-            updated = conn.execute(
-                "UPDATE reputation_events SET count = count + 1, last_us = MAX(last_us, ?) "
-                "WHERE subject = ? AND kind = ? AND day = ?",
-                (at_us, bytes(subject), kind.value, day),
-            ).rowcount
-            if updated:
-                return True
-            conn.execute(
-                "INSERT INTO reputation_events (subject, kind, day, count, last_us) "
-                "VALUES (?, ?, ?, 1, ?)",
-                (bytes(subject), kind.value, day, at_us),
-            )
-            conn.execute(
-                "DELETE FROM reputation_events WHERE subject = ? AND kind = ? AND day IN "
-                "(SELECT day FROM reputation_events WHERE subject = ? AND kind = ? "
-                "ORDER BY day DESC LIMIT -1 OFFSET ?)",
-                (bytes(subject), kind.value, bytes(subject), kind.value, MAX_DAYS),
-            )
-            subjects = conn.execute(
-                "SELECT COUNT(DISTINCT subject) FROM reputation_events"
-            ).fetchone()[0]
-            if subjects > MAX_SUBJECTS:
-                conn.execute(
-                    "DELETE FROM reputation_events WHERE subject IN (SELECT subject FROM "
-                    "reputation_events GROUP BY subject ORDER BY MAX(last_us), subject "
-                    "LIMIT ?)",
-                    (subjects - MAX_SUBJECTS,),
-                )
-        return True
+        ref_key = None
+        if ref is not None:
+            ref_key = hashlib.blake2b(
+                b"\0".join((kind.value.encode(), bytes(subject), ref)), digest_size=32
+            ).digest()
+        return self.tables.count_event(
+            subject,
+            kind.value,
+            at_us // DAY_US,
+            at_us,
+            ref_key=ref_key,
+            limits=EventLimits(MAX_DAYS, MAX_SUBJECTS, MAX_REFS),
+        )
 
     def observations(self, subject: AgentPubKey | None = None) -> list[Observation]:
         """Every stored event (of ``subject``, or of everyone), a day's events dated as the
         latest of them."""
-        if subject is None:
-            rows = self.db._query("SELECT subject, kind, count, last_us FROM reputation_events", ())
-        else:
-            rows = self.db._query(
-                "SELECT subject, kind, count, last_us FROM reputation_events WHERE subject = ?",
-                (bytes(subject),),
-            )
         found: list[Observation] = []
-        for agent, kind, count, last_us in rows:
-            seen = Observation(AgentPubKey(agent), EventKind(kind), last_us)
-            found.extend(itertools.repeat(seen, count))
+        for row in self.tables.event_counts(subject):
+            seen = Observation(row.subject, EventKind(row.kind), row.last_us)
+            found.extend(itertools.repeat(seen, row.count))
         return found
 
     def subjects(self) -> list[AgentPubKey]:
-        rows = self.db._query("SELECT DISTINCT subject FROM reputation_events ORDER BY subject", ())
-        return [AgentPubKey(row[0]) for row in rows]
+        return self.tables.subjects()
 
 
 # ----------------------------------------------------------------------------- the view

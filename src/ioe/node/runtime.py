@@ -19,6 +19,7 @@ from ioe.conductor import Conductor
 from ioe.device_account import DeviceAccount
 from ioe.dht.service import DhtConfig, DnaNetwork
 from ioe.engine.cell import Cell
+from ioe.faults import NO_FAULTS, Faults
 from ioe.hashing import AgentPubKey, DnaHash
 from ioe.identity.certificate import may_control
 from ioe.net.interface import Network, NetworkError
@@ -77,8 +78,11 @@ class Node:
         enrollment: EnrollmentRole | None = None,
         demand: DemandSetup | None = None,
         demand_rewards: bool = False,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self.conductor = conductor
+        self.faults = faults
+        """Where tests break this node on purpose (:mod:`ioe.faults`); none by default."""
         self.device = (
             DeviceBridge(device, conductor.owner_cell, conductor.clock) if device else None
         )
@@ -103,7 +107,7 @@ class Node:
         self.transfers = TransferService()
         self.rotation = RotationService()  # key rotation; restarts through self.transfers
         self.keyset_signing = KeysetSigning(self)  # officers' approvals (/ioe/keyset-sign/1)
-        self.wallet = Wallet(self)
+        self.wallet = Wallet(self, faults)
         self.demand = DemandService(self, demand) if demand is not None else None
         self.rewarder = DemandRewarder(self) if demand_rewards else None
         if self.device is not None:
@@ -135,7 +139,7 @@ class Node:
             # Countersigning locks left by a previous run are restored first: nothing else may
             # write to a locked chain, and remote calls are only served after this.
             self.countersigners[dht.dna.hash] = Countersigner(
-                dht, cells, clock=self.conductor.clock
+                dht, cells, clock=self.conductor.clock, faults=self.faults
             )
             self.countersigners[dht.dna.hash].accept_types = frozenset(
                 self.config.countersign_accept

@@ -31,10 +31,9 @@ measured itself. The consumer then pays the trade with ``pay(kind="trade", terms
 A refusal because the receiver's head moved (another payment landed between reading it and the
 preflight) or its chain was in another session is retried a few times with a fresh head.
 
-Test-only: with ``IOE_TEST_UNCHECKED_PAY=1`` in its environment, a payer's node skips its own
-checks and sends the transfer as built (over the limit, say), so multi-process tests can show
-that the *receiver* refuses it. Never set it in production: the payer's own chain would refuse
-the commit anyway.
+The transfer is built by the node's :class:`~ioe.faults.Faults` when they say so (only
+tests do: a payer that skips its own checks, so that the *receiver*'s refusal can be seen; its
+own chain would refuse the commit anyway).
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -53,19 +51,14 @@ from ioe.dnas import CORE_DNA_NAME
 from ioe.engine.cell import Cell
 from ioe.engine.countersigning import Preflight
 from ioe.errors import ChainLocked, IoEError, ZomeCallError
+from ioe.faults import NO_FAULTS, Faults
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.node.countersign import Countersigner, CountersignError, Policy
 from ioe.node.open_grant import ensure_open_grant
 from ioe.node.resolve import resolving
 from ioe.zomes.currency import api as currency
 from ioe.zomes.currency.entries import ConsumptionReceipt, Kind, Transfer
-from ioe.zomes.currency.ledger import (
-    CurrencyRules,
-    LedgerError,
-    Position,
-    format_mc,
-    next_transfer,
-)
+from ioe.zomes.currency.ledger import CurrencyRules, format_mc
 
 if TYPE_CHECKING:
     from ioe.node.runtime import Node
@@ -74,7 +67,6 @@ log = logging.getLogger(__name__)
 
 CURRENCY_ZOME = currency.coordinator.name
 LEDGER_HEAD_TAG = "currency: payers read the ledger head"
-UNCHECKED_ENV = "IOE_TEST_UNCHECKED_PAY"
 PAY_ATTEMPTS = 4
 RETRY_PAUSE_S = 0.05
 LOCK_POLL_S = 0.01
@@ -145,12 +137,10 @@ def has_currency(cell: Cell) -> bool:
 class Wallet:
     """Balance, history and payments of the node's core agent."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, faults: Faults = NO_FAULTS) -> None:
         self.node = node
+        self.faults = faults
         self.granted = False
-        self.unchecked = os.environ.get(UNCHECKED_ENV) == "1"
-        if self.unchecked:
-            log.warning("test fault injection: payments skip the payer's own checks")
 
     def core_cell(self) -> Cell | None:
         owner = self.node.conductor.owner_cell.agent
@@ -368,27 +358,13 @@ class Wallet:
             await asyncio.sleep(LOCK_POLL_S)
 
     def _prepare(self, cell: Cell, to: AgentPubKey, payload: dict[str, Any]) -> Transfer:
-        if not self.unchecked:
-            found = self.node.conductor.call(cell, CURRENCY_ZOME, "prepare_payment", payload)
-            assert isinstance(found, Transfer)
-            return found
-        own = self.node.conductor.call(cell, CURRENCY_ZOME, "ledger_head")
-        assert isinstance(own, Position)
-        provenance, terms = payload.get("provenance"), payload.get("terms")
-        try:
-            return next_transfer(
-                cell.agent,
-                own,
-                to,
-                currency.parse_position(payload["receiver_head"]),
-                amount_mc=payload["amount_mc"],
-                kind=Kind(payload["kind"]),
-                provenance=None if provenance is None else currency.parse_provenance(provenance),
-                memo=payload["memo"],
-                terms=None if terms is None else currency.parse_terms(terms),
-            )
-        except (LedgerError, ValueError) as exc:
-            raise ZomeCallError(str(exc)) from exc
+        now_us = self.node.conductor.clock()
+        injected = self.faults.prepare_transfer(cell, to, payload, now_us)
+        if injected is not None:
+            return injected
+        found = self.node.conductor.call(cell, CURRENCY_ZOME, "prepare_payment", payload)
+        assert isinstance(found, Transfer)
+        return found
 
 
 def describe(balance: currency.Balance) -> dict[str, Any]:

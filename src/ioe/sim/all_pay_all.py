@@ -9,8 +9,8 @@ Two modes:
 - **In one process** (:func:`run_in_process`): every agent is a real conductor (SQLite
   database, keys, core cell) in this process, and a payment is the payer's
   ``currency.prepare_payment`` against the receiver's ``ledger_head``, then
-  ``currency.api.commit_in_process`` (the receiver's policy, both signatures, both commits with
-  full validation). No network: this is the ledger's own cost.
+  ``ioe.testing.currency.commit_in_process`` (the receiver's policy, both signatures, both
+  commits with full validation). No network: this is the ledger's own cost.
 - **In separate processes** (:func:`run_processes`): one ``ioe node run`` per agent on
   loopback, over libp2p, and each payment goes through the payer's ``POST /v1/wallet/pay``
   (head read, transfer built and checked, countersigning session judged by the receiver's
@@ -56,6 +56,7 @@ from ioe.sim.processes import (
     stop_all,
     wait_until,
 )
+from ioe.testing.currency import commit_in_process
 from ioe.zomes.currency import api as currency
 from ioe.zomes.currency.entries import Transfer
 
@@ -231,7 +232,7 @@ def pay_in_process(payer: Conductor, receiver: Conductor, amount_mc: int, memo: 
     }
     transfer = payer.call(payer.owner_cell, zome, "prepare_payment", payload)
     assert isinstance(transfer, Transfer)
-    currency.commit_in_process(
+    commit_in_process(
         payer.owner_cell,
         receiver.owner_cell,
         transfer,

@@ -9,7 +9,6 @@ data directory. Stopping is SIGTERM, a bounded wait for a clean shutdown, then S
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,19 +27,10 @@ KEY_FILE = "agent.key"
 LOG_FILE = "node.log"
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 20.0
-TEST_ONLY_ENV = ("IOE_TEST_CRASH_AT", "IOE_TEST_UNCHECKED_PAY")
-"""Fault injection a simulation must never inherit from its caller's environment."""
 
 
 class SimError(IoEError):
     """A simulation could not be set up or run (a node did not start, did not join...)."""
-
-
-def clean_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for name in TEST_ONLY_ENV:
-        env.pop(name, None)
-    return env
 
 
 def agent_dirs(root: Path, agents: int) -> list[Path]:
@@ -53,7 +43,6 @@ def _ioe(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[st
         [sys.executable, "-m", "ioe", *args],
         capture_output=True,
         text=True,
-        env=clean_env(),
         timeout=timeout_s,
         check=False,
     )
@@ -101,9 +90,7 @@ class AgentProcess:
         if bootstrap is not None:
             args += ["--bootstrap", bootstrap]
         self.log = (self.data_dir / LOG_FILE).open("a", encoding="utf-8")
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=self.log, text=True, env=clean_env()
-        )
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = _read_line(self.process, READY_TIMEOUT_S)
         if not line:
             self.stop()

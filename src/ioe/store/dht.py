@@ -162,6 +162,26 @@ class SqliteDhtStore:
         )
         return [DhtOp.from_bytes(row[0]) for row in rows]
 
+    def drop_ops_beyond(
+        self, author: AgentPubKey, last_valid_seq: int, head: ActionHash | None
+    ) -> int:
+        """Forget every op of ``author`` after ``last_valid_seq``, and at it any action but
+        ``head`` (when given): what a revocation's cutoff voids. Returns how many were held."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM dht_ops WHERE dna_hash = ? AND author = ? AND "
+                "(seq > ? OR (seq = ? AND ? IS NOT NULL AND action_hash != ?))",
+                (
+                    self.dna,
+                    bytes(author),
+                    last_valid_seq,
+                    last_valid_seq,
+                    bytes(head) if head is not None else None,
+                    bytes(head) if head is not None else b"",
+                ),
+            )
+            return cursor.rowcount
+
     # -------------------------------------------------------- RecordSource (validation hosts)
 
     def get_action(self, action_hash: ActionHash) -> SignedAction | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -350,6 +350,27 @@ class SqliteDatabase:
         with _mapped("list cells"):
             rows = self._conn.execute("SELECT dna_hash, agent FROM cells ORDER BY id").fetchall()
         return [(DnaHash(d), AgentPubKey(a)) for d, a in rows]
+
+    def backup_to(self, target: Path | str) -> None:
+        """A consistent copy of this database at ``target`` (SQLite's online backup: the
+        copy is whole even while this database is in use)."""
+        with _mapped(f"back up to {target}"), closing(sqlite3.connect(target)) as copy:
+            self._conn.backup(copy)
+
+    def flip_entry_bit(self) -> EntryHash | None:
+        """Flip one bit in the middle of the largest stored entry, under every check, as a
+        failing disk would: ``ioe demo`` shows verification catching it. Returns the entry's
+        hash (None when there is no entry)."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT hash, content FROM entries ORDER BY length(content) DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            flipped = bytearray(row[1])
+            flipped[len(flipped) // 2] ^= 0x01
+            conn.execute("UPDATE entries SET content = ? WHERE hash = ?", (bytes(flipped), row[0]))
+        return EntryHash(row[0])
 
     # ----------------------------------------------------------------------------- verification
 

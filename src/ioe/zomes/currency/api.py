@@ -1,17 +1,18 @@
-"""Zome functions of the currency zome, and the helpers that commit a payment.
+"""Zome functions of the currency zome, and the policy that judges a payment's session.
 
 A payment is one countersigning session of spender and receiver. The payer builds the transfer
 from its own chain and the receiver's ledger head (``ledger_head``, asked of the receiver),
 with ``prepare_payment``; the receiver judges it with ``accept_payment`` (the countersigning
 policy, :func:`policy`); both then commit the same countersigned entry. Over the network the
 node's ``Countersigner.start_session`` does the last step; in one process (tests, simulations)
-:func:`commit_in_process` does it.
+:func:`ioe.testing.currency.commit_in_process` does it.
 
 Issuance: ``claim_generation`` and ``claim_reduction`` (a device's claims), ``attest`` (a
 distributor's attestation), ``publish_price`` (an oracle's price), ``prepare_receipt`` and
 ``accept_receipt`` (a consumption receipt, countersigned by distributor and consumer like a
-payment: :func:`countersign_in_process` in one process). Each writes or checks exactly what
-validation will judge; records it cites must already be readable by this cell.
+payment; in one process by :func:`ioe.testing.currency.countersign_in_process`). Each writes or
+checks exactly what validation will judge; records it cites must already be readable by this
+cell.
 """
 
 from __future__ import annotations
@@ -19,17 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ioe.encoding import encode
 from ioe.engine.cell import CallContext, Cell
 from ioe.engine.countersigning import (
     CountersignedEntry,
     Preflight,
-    Response,
-    commit_session,
 )
 from ioe.engine.integrity import UnresolvedDependency
 from ioe.engine.records import Record
-from ioe.engine.schema import decode_as, from_value, to_value
+from ioe.engine.schema import decode_as, from_value
 from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ChainError, EncodingError, MissingDependencies, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
@@ -66,7 +64,6 @@ from ioe.zomes.currency.value import ValueRules, Verification
 
 coordinator = CoordinatorZome("currency")
 
-DEFAULT_SESSION_TIMEOUT_US = 10_000_000
 POSITION_WINDOW = 64
 """Records read at a time when looking back for the latest transfer."""
 
@@ -458,66 +455,6 @@ def policy(cell: Cell, preflight: Preflight, value: object) -> str | None:
     return None
 
 
-def countersign_in_process(
-    initiator: Cell,
-    other: Cell,
-    value: object,
-    *,
-    session_id: bytes,
-    now_us: int,
-    timeout_us: int = DEFAULT_SESSION_TIMEOUT_US,
-) -> tuple[ActionHash, ActionHash]:
-    """Countersign and commit ``value`` (a transfer or a consumption receipt) on both chains
-    when both cells are in this process (tests, simulations): ``other``'s policy is asked,
-    both sign their heads, then each commits the set, the initiator first. Returns (the
-    initiator's action, the other's action). Raises ``ZomeCallError`` if ``other`` refuses,
-    ``ValidationError`` if a chain's rules do (a refusal at the initiator leaves both chains
-    unchanged)."""
-    entry_type, _ = initiator.dna.entry_type_for(type(value))
-    preflight = Preflight(
-        session_id=session_id,
-        dna_hash=initiator.dna.hash,
-        parties=(initiator.agent, other.agent),
-        witness=None,
-        entry_zome=entry_type.zome_index,
-        entry_index=entry_type.entry_index,
-        entry=encode(to_value(value)),
-        session_time_us=now_us,
-        expires_us=now_us + timeout_us,
-    )
-    reason = policy(other, preflight, value)
-    if reason is not None:
-        raise ZomeCallError(f"the counterparty refuses: {reason}")
-    responses = []
-    for cell in (initiator, other):
-        head = cell.head()
-        if head is None:
-            raise ChainError(f"{cell.agent.short()} has no chain")
-        responses.append(Response.sign(cell.keys, preflight, head))
-    entry = CountersignedEntry(preflight, tuple(responses))
-    return commit_session(initiator, entry), commit_session(other, entry)
-
-
-def commit_in_process(
-    spender: Cell,
-    receiver: Cell,
-    transfer: Transfer,
-    *,
-    session_id: bytes,
-    now_us: int,
-    timeout_us: int = DEFAULT_SESSION_TIMEOUT_US,
-) -> tuple[ActionHash, ActionHash]:
-    """Countersign and commit ``transfer`` on both chains in one process (the spender
-    initiates, the receiver's policy is asked). Returns (spender's action, receiver's
-    action); see :func:`countersign_in_process`."""
-    try:
-        return countersign_in_process(
-            spender, receiver, transfer, session_id=session_id, now_us=now_us, timeout_us=timeout_us
-        )
-    except ZomeCallError as exc:
-        raise ZomeCallError(str(exc).replace("the counterparty", "the receiver", 1)) from exc
-
-
 # ------------------------------------------------------------------------------- issuance
 
 
@@ -616,7 +553,8 @@ def prepare_receipt(ctx: CallContext, payload: Any) -> ConsumptionReceipt:
     consumer: ``{"attestation": action hash, "consumer": agent, "energy_wh": int,
     "consumer_zone": str, "need_index"?: int}``. Checked as validation will check it
     (except the sold-out rule, checked when this chain commits it); then countersign it with
-    the consumer (:func:`countersign_in_process`, or a session over the network)."""
+    the consumer (:func:`ioe.testing.currency.countersign_in_process`, or a session over the
+    network)."""
     payload = _map(payload, "prepare_receipt")
     attestation_hash = _required_hash(payload.get("attestation"), "attestation")
     record = ctx.get(attestation_hash)
