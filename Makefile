@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ioe-installed
 DURATION ?= 20
 
-.PHONY: setup demo test lint format typecheck check bench clean
+.PHONY: setup demo test test-fast lint format typecheck check bench clean
 
 setup: $(STAMP)
 
@@ -16,8 +16,15 @@ $(STAMP): pyproject.toml scripts/bootstrap scripts/system-packages.txt
 demo: setup
 	$(BIN)/ioe demo --duration $(DURATION)
 
+# On every core; a test file stays on one worker (its module fixtures, a browser among them).
+PYTEST_PARALLEL ?= -n auto --dist loadfile
+
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
+
+# The inner loop: everything but the tests that start separate OS processes.
+test-fast: setup
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not process"
 
 lint: setup
 	$(BIN)/ruff check src tests

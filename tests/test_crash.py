@@ -57,7 +57,7 @@ def _run_and_kill(db_path: Path, delay_s: float) -> int:
     return reported[-1]
 
 
-@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.parametrize("round_", range(3))
 def test_sigkill_mid_write_loses_no_committed_record(tmp_path: Path, round_: int) -> None:
     db_path = tmp_path / "crash.sqlite"

@@ -125,7 +125,7 @@ def test_human_output_and_bad_files(capsys: pytest.CaptureFixture[str], tmp_path
     assert "window_minutes" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_the_command_as_a_subprocess() -> None:
     rows = read_file(BUNDLED / "nem_nsw1.csv")
     off_times, credits_mc, _ = expected_result(rows, 30.0, 60, 50.0, 1000.0, 1)

@@ -17,6 +17,8 @@ from ioe import __version__
 from ioe.cli.main import build_parser
 from ioe.hashing import AgentPubKey
 
+pytestmark = pytest.mark.process
+
 PASS = "correct horse battery staple"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 
 def ioe(*args: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 PRICES = [100.0] * 14 + [400.0] * 6 + [100.0] * 6 + [390.0] * 4 + [100.0] * 6
 ARGS = ("--threshold-pct", "30", "--load-w", "1200")

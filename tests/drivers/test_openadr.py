@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import openleadr  # the dev extra installs it: a missing one fails here, loudly
 import pytest
 
 from ioe.drivers.openadr_ven import (
@@ -21,8 +22,6 @@ from ioe.drivers.openadr_ven import (
     SignalStream,
     signals_from_event,
 )
-
-openleadr = pytest.importorskip("openleadr")
 
 pytestmark = [
     pytest.mark.anyio,

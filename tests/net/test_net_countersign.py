@@ -18,7 +18,7 @@ from ioe.node.client import ApiError
 from ioe.node.nodefile import NoRunningNode
 from ioe.testing.faults import InjectedFaults
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 ACCEPT = ("--countersign-accept", "profile")
 ENTRY = {"type": "profile", "value": {"name": "Deal", "zone": "au/nsw/newtown"}}

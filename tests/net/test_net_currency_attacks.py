@@ -36,7 +36,7 @@ from ioe.store.dht import SqliteDhtStore
 from ioe.testing.faults import InjectedFaults
 from ioe.zomes.currency.ledger import DEFAULT_LIMIT_MC
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 HONEST = 3
 TOOL = Path(__file__).with_name("currency_cheat_tool.py")

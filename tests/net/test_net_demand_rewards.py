@@ -18,7 +18,7 @@ from nodes import NodeProcess, env, init, wait_for
 from ioe.identity.pairing import normalise_code
 from ioe.node.client import call_api
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 PRICES = [100.0] * 14 + [400.0] * 6 + [100.0] * 6 + [390.0] * 4 + [100.0] * 4
 APP = ("--threshold-pct", "30", "--load-w", "1200", "--min-off-minutes", "0")

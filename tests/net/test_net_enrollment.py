@@ -15,7 +15,7 @@ from nodes import NodeProcess, env, init, members, wait_for
 from ioe.identity.pairing import generate_code, normalise_code
 from ioe.node.client import call_api
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 
 def ioe(*args: str) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,7 @@ from ioe.hashing import ActionHash
 from ioe.node.client import ApiError
 from ioe.testing.faults import InjectedFaults
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 ZONE = "au/nsw/newtown"
 START_US = 1_674_017_100_000_000  # a 5-minute NEM interval of 18 January 2023

@@ -20,7 +20,7 @@ from ioe.crypto.keystore import Unlock, read_keystore
 from ioe.device_account import DeviceAccount
 from ioe.identity.pairing import normalise_code
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 
 def ioe(*args: str) -> subprocess.CompletedProcess[str]:

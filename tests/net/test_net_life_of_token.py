@@ -31,7 +31,7 @@ from nodes import NodeProcess, env, init, members, wait_for
 from ioe.node.client import ApiError
 from ioe.zomes.currency.value import ValueRules, Verification, factors, value_mc
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 PV_ZONE = "au/nsw/newtown/king-st/12"
 HOME_ZONE = "au/nsw/newtown/king-st/14"

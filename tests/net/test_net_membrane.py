@@ -20,7 +20,7 @@ from ioe.hashing import AgentPubKey
 from ioe.node.client import call_api
 from ioe.testing.membership import device_certificate
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 TOOL = Path(__file__).with_name("membrane_tool.py")
 UNLOCK = Unlock(passphrase=PASSPHRASE)
 

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 from ioe.identity.pairing import normalise_code
 from ioe.node.nodefile import read_node_file
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 LIVENESS_S = "2"
 
 

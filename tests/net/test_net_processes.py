@@ -14,7 +14,7 @@ from nodes import NodeProcess, init, members, wait_for
 from ioe.node.client import ApiError
 from ioe.node.nodefile import NoRunningNode
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 COUNT = 5
 

@@ -17,7 +17,7 @@ from nodes import NodeProcess, blocked, env, init, wait_for
 
 from ioe.identity.pairing import normalise_code
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 
 def ioe(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 
 from ioe.node.nodefile import read_node_file
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 
 def ioe(*args: str) -> subprocess.CompletedProcess[str]:

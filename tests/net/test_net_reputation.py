@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from nodes import NodeProcess, env, init, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 
 def _members(node: NodeProcess) -> int:

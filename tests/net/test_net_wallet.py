@@ -19,7 +19,7 @@ from ioe.node.client import ApiError
 from ioe.testing.faults import InjectedFaults
 from ioe.zomes.currency.ledger import DEFAULT_LIMIT_MC
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 
 def _members(node: NodeProcess) -> int:

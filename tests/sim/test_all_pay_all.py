@@ -141,7 +141,7 @@ def _ioe(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.process
 def test_three_node_processes_pay_each_other_over_libp2p_and_every_chain_verifies(
     tmp_path: Path,
 ) -> None:

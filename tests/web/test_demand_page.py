@@ -26,7 +26,7 @@ from playwright.sync_api import Page, expect
 
 from ioe.node.nodefile import NoRunningNode, read_node_file
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.process
 
 FLAT = 50.0
 PEAK = 100.0
