@@ -15,13 +15,13 @@ from ioe import envelope
 from ioe.crypto.keys import KeyPair
 from ioe.envelope import Envelope, EnvelopeError, is_fresh, is_live
 from ioe.hashing import AgentPubKey
-from ioe.node import (
+from ioe.identity.service import (
     enrollment_messages,
     keyset_signing,
-    remote,
     rotation_messages,
     transfer_messages,
 )
+from ioe.services import remote
 
 SEED = bytes(range(32))
 OTHER_SEED = bytes(range(1, 33))

@@ -19,7 +19,6 @@ from pathlib import Path
 from ioe.crypto.derivation import OWNER_DEVICE_INDEX, OwnerAccount, device_agent_key
 from ioe.crypto.keys import KeyPair
 from ioe.crypto.keystore import Unlock, read_keystore, write_keystore
-from ioe.device_account import DEVICE_SEED_SECRET, DeviceAccount
 from ioe.dnas import build_dna, core_network, network_spec
 from ioe.encoding import Value
 from ioe.engine.cell import Cell
@@ -29,6 +28,7 @@ from ioe.engine.records import ActionType, AgentValidationPkg
 from ioe.errors import IoEError, KeystoreError
 from ioe.hashing import AgentPubKey, DnaHash
 from ioe.identity.authority import Keyset, single_owner
+from ioe.identity.device_account import DEVICE_SEED_SECRET, DeviceAccount
 from ioe.identity.membership import OwnerMembership, owner_membership
 from ioe.store.sqlite import SqliteDatabase
 
@@ -41,7 +41,8 @@ default network). Set by ``ioe init --network``, ``ioe network use``, or, on a d
 owner that enrolls it."""
 RESTORE_SETTING = "chain_restore_pending"
 """Set by ``ioe recover`` until the owner's chains are fetched back from the network
-(``ioe.node.recovery``): no genesis is written meanwhile, or the old chain would be forked."""
+(``ioe.identity.service.recovery``): no genesis is written meanwhile, or the old chain would be
+forked."""
 
 Clock = Callable[[], int]
 

@@ -20,10 +20,10 @@ from ioe.drivers.model import (
     PointValue,
     to_telemetry,
 )
-from ioe.drivers.recorder import TelemetryRecorder, split_batches
 from ioe.drivers.sim import FakeClock, SimDriver, SimPlug
 from ioe.engine.cell import Cell
 from ioe.errors import StoreError, ValidationError
+from ioe.services.recorder import TelemetryRecorder, split_batches
 from ioe.store.memory import MemoryDatabase
 from ioe.testing.membership import membrane_proof_for
 from ioe.vocabulary import DeviceType
@@ -152,7 +152,7 @@ async def test_a_driver_that_raises_or_answers_garbage_is_noted_not_fatal(
     ]
     cell = make_cell()
     recorder = TelemetryRecorder(ScriptedDriver(script), cell, clock=clock)
-    with caplog.at_level(logging.INFO, logger="ioe.drivers.recorder"):
+    with caplog.at_level(logging.INFO, logger="ioe.services.recorder"):
         for _ in range(6):
             await recorder.sample()
             clock.advance(1)

@@ -17,7 +17,7 @@ from nodes import NodeProcess, env, init, members, wait_for
 
 from ioe.conductor import KEYSTORE_FILE
 from ioe.crypto.keystore import Unlock, read_keystore
-from ioe.device_account import DeviceAccount
+from ioe.identity.device_account import DeviceAccount
 from ioe.identity.pairing import normalise_code
 
 pytestmark = pytest.mark.process

@@ -15,8 +15,8 @@ from nodes import PASSPHRASE, NodeProcess, blocked, env, init, members, wait_for
 from ioe.conductor import Conductor
 from ioe.crypto.derivation import OwnerAccount
 from ioe.crypto.keystore import Unlock
-from ioe.device_account import DeviceAccount
 from ioe.hashing import AgentPubKey
+from ioe.identity.device_account import DeviceAccount
 from ioe.node.client import call_api
 from ioe.testing.membership import device_certificate
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ioe.node.countersign import CountersignError
 from ioe.node.runtime import Node
+from ioe.services.countersign import CountersignError
 from ioe.zomes.profile.entries import Profile
 
 pytestmark = pytest.mark.anyio

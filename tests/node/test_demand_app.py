@@ -1,5 +1,5 @@
 """The live Demand Management app (``ioe.apps.demand.runner``) against fake ports, and the
-rewarder's checks of what a plug claims (``ioe.node.demand``)."""
+rewarder's checks of what a plug claims (``ioe.apps.demand.claims``)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ioe.apps.demand.claims import claim_hashes, reduction_claims, reduction_problem
 from ioe.apps.demand.report import summarize
 from ioe.apps.demand.rule import PeakSettings, decide_all
 from ioe.apps.demand.runner import DemandApp, FeedInfo, OffPeriod
 from ioe.errors import ZomeCallError
 from ioe.hashing import ActionHash
 from ioe.market_data import PricePoint
-from ioe.node.demand import claim_hashes, reduction_claims, reduction_problem
 from ioe.zomes.currency.entries import ReductionClaim
 from ioe.zomes.currency.rewards import demand_reduction_reward_mc, need_index_from_cents
 from ioe.zomes.currency.value import ValueRules, Verification

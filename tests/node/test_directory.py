@@ -22,9 +22,9 @@ from ioe.engine.dht import AgentInfo
 from ioe.hashing import AgentPubKey
 from ioe.identity.authority import Keyset, single_owner
 from ioe.identity.certificate import DeviceVisibility, EnrollmentCertificate, issue
+from ioe.identity.service.directory import OWNER_KIND, directory, entry_for, in_zone
+from ioe.identity.service.enrollment import DEVICES_SETTING, OwnerEnrollment
 from ioe.net.memory import MemoryHub, MemoryNetwork
-from ioe.node.directory import OWNER_KIND, directory, entry_for, in_zone
-from ioe.node.enrollment import DEVICES_SETTING, OwnerEnrollment
 from ioe.node.runtime import Node, NodeConfig
 from ioe.vocabulary import DeviceType
 

@@ -16,18 +16,18 @@ import pytest
 from ioe.conductor import KEYSTORE_FILE, Conductor
 from ioe.crypto.keys import KeyPair
 from ioe.crypto.keystore import Unlock, create_device_key_file, write_keystore
-from ioe.device_account import DeviceAccount
 from ioe.dht.service import DhtConfig
 from ioe.dnas import core_dna
 from ioe.encoding import decode, encode
 from ioe.engine.integrity import VALID
 from ioe.identity.certificate import membrane_check
+from ioe.identity.device_account import DeviceAccount
 from ioe.identity.pairing import LOCKOUT_US, MAX_FAILURES, generate_code
+from ioe.identity.service import enrollment
+from ioe.identity.service import enrollment_messages as m
+from ioe.identity.service.enrollment import DeviceEnrollment, OwnerEnrollment, PlugIn
 from ioe.net.interface import PeerId
 from ioe.net.memory import MemoryHub, MemoryNetwork
-from ioe.node import enrollment
-from ioe.node import enrollment_messages as m
-from ioe.node.enrollment import DeviceEnrollment, OwnerEnrollment, PlugIn
 from ioe.node.runtime import Node, NodeConfig
 from ioe.vocabulary import NodeType
 

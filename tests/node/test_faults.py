@@ -18,9 +18,9 @@ from ioe.engine.cell import Cell
 from ioe.faults import NO_FAULTS, SESSION_POINTS, SessionPoint
 from ioe.hashing import AgentPubKey
 from ioe.node.runtime import Node
-from ioe.node.wallet import PaymentError
 from ioe.testing import faulty_node
 from ioe.testing.faults import InjectedFaults
+from ioe.wallet.service import PaymentError
 from ioe.zomes.currency.entries import Transfer
 from ioe.zomes.currency.ledger import DEFAULT_LIMIT_MC
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ioe.crypto.keys import KeyPair
-from ioe.node.jsonvalue import json_ready, secret_from_text, secret_to_text
+from ioe.services.jsonvalue import json_ready, secret_from_text, secret_to_text
 
 
 @given(st.binary(min_size=32, max_size=32))

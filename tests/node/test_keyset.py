@@ -20,23 +20,26 @@ from ioe.conductor import KEYSTORE_FILE, Conductor, owner_keyset
 from ioe.crypto.derivation import OwnerAccount
 from ioe.crypto.keys import KeyPair
 from ioe.crypto.keystore import Unlock, create_device_key_file, write_keystore
-from ioe.device_account import DeviceAccount
 from ioe.dht.service import DhtConfig
 from ioe.encoding import decode, encode
 from ioe.engine.integrity import VALID
 from ioe.hashing import AgentPubKey, ExternalHash
 from ioe.identity.authority import AuthoritySpec, Keyset, check_authorized, valid_signers
 from ioe.identity.certificate import CERTIFICATE_CONTEXT, certificate_problem, membrane_check
+from ioe.identity.device_account import DeviceAccount
 from ioe.identity.document import sign
 from ioe.identity.pairing import generate_code
 from ioe.identity.revocation import REVOCATION_CONTEXT
-from ioe.net.interface import PeerId
-from ioe.net.memory import MemoryHub, MemoryNetwork
-from ioe.node import enrollment, keyset_signing
-from ioe.node import enrollment_messages as m
-from ioe.node.enrollment import DeviceEnrollment, EnrolledDeviceRole, OwnerEnrollment, PlugIn
-from ioe.node.keyset import KeysetError, create_keyset, node_keyset, stored_keyset
-from ioe.node.keyset_signing import (
+from ioe.identity.service import enrollment, keyset_signing
+from ioe.identity.service import enrollment_messages as m
+from ioe.identity.service.enrollment import (
+    DeviceEnrollment,
+    EnrolledDeviceRole,
+    OwnerEnrollment,
+    PlugIn,
+)
+from ioe.identity.service.keyset import KeysetError, create_keyset, node_keyset, stored_keyset
+from ioe.identity.service.keyset_signing import (
     RequestRefused,
     SigningError,
     SigningRequest,
@@ -45,7 +48,9 @@ from ioe.node.keyset_signing import (
     sign_with_keyset,
     summary,
 )
-from ioe.node.revocations import revoke_device
+from ioe.identity.service.revocations import revoke_device
+from ioe.net.interface import PeerId
+from ioe.net.memory import MemoryHub, MemoryNetwork
 from ioe.node.runtime import Node, NodeConfig
 from ioe.vocabulary import NodeType
 

@@ -17,29 +17,29 @@ from conftest import FAST, eventually
 from ioe.conductor import RESTORE_SETTING, Conductor
 from ioe.crypto.derivation import OwnerAccount, device_agent_key
 from ioe.crypto.keystore import Unlock, create_device_key_file
-from ioe.device_account import DeviceAccount
 from ioe.engine.ops import OpType
 from ioe.engine.records import Entry, Record, SignedAction
 from ioe.errors import ChainError, ChainIntegrityError
 from ioe.hashing import ActionHash
 from ioe.identity.certificate import DeviceVisibility
+from ioe.identity.device_account import DeviceAccount
 from ioe.identity.rescan import GAP_LIMIT, Rescan, next_device_index
-from ioe.net.memory import MemoryHub, MemoryNetwork
-from ioe.node.enrollment import (
+from ioe.identity.service.enrollment import (
     DEVICES_SETTING,
     NEXT_INDEX_SETTING,
     PendingDevice,
     owner_certificate,
 )
-from ioe.node.recovery import (
+from ioe.identity.service.recovery import (
     ChainNotFound,
     ForkFound,
     RestoreError,
     assemble_chain,
-    restore_over_network,
     restore_pending,
     write_restored,
 )
+from ioe.net.memory import MemoryHub, MemoryNetwork
+from ioe.node.restore import restore_over_network
 from ioe.node.runtime import Node, NodeConfig
 
 pytestmark = pytest.mark.anyio

@@ -16,14 +16,14 @@ from ioe.engine.signals import MAX_SIGNAL_BYTES
 from ioe.engine.warrants import Warrant, WarrantKind
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.net.interface import NetworkError, RequestRefused
-from ioe.node.remote import (
+from ioe.node.runtime import Node
+from ioe.services.remote import (
     CALL_LIFETIME_US,
     CallRequest,
     NonceCache,
     RemoteCallError,
     RemoteUnauthorized,
 )
-from ioe.node.runtime import Node
 
 pytestmark = pytest.mark.anyio
 FAST = DhtConfig(publish_interval_s=0.05, gossip_interval_s=0.2, request_timeout_s=1.0)

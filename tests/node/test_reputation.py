@@ -1,6 +1,6 @@
-"""A node's own view of other agents (``ioe.node.reputation``): the bounded, durable store of
-observations; the view under the owner's policy; observations from payments and warrants; the
-co-signing minimum; signed claims found and weighed by another node."""
+"""A node's own view of other agents (``ioe.identity.service.reputation``): the bounded, durable
+store of observations; the view under the owner's policy; observations from payments and warrants;
+the co-signing minimum; signed claims found and weighed by another node."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import eventually
+from ioe.apps.demand.rewarder import DemandRewarder
 from ioe.cli.main import main
 from ioe.conductor import DB_FILE
 from ioe.crypto.keys import KeyPair
@@ -28,9 +29,8 @@ from ioe.engine.records import Record, SignedAction
 from ioe.errors import StoreError
 from ioe.hashing import ActionHash, AgentPubKey, DnaHash
 from ioe.identity.reputation import DAY_US, EventKind, ReputationClaim, score
-from ioe.node import reputation as rep
-from ioe.node.demand import DemandRewarder
-from ioe.node.reputation import (
+from ioe.identity.service import reputation as rep
+from ioe.identity.service.reputation import (
     MAX_DAYS,
     ReputationStore,
     changed_policy,
@@ -41,8 +41,8 @@ from ioe.node.reputation import (
     weigh_claims,
 )
 from ioe.node.runtime import Node
-from ioe.node.wallet import PaymentError
 from ioe.store.sqlite import SqliteDatabase
+from ioe.wallet.service import PaymentError
 
 NOW = 1_800_000_000_000_000
 KEYS = [KeyPair(bytes([i]) * 32) for i in range(1, 5)]
@@ -348,7 +348,7 @@ async def test_an_implausible_reduction_claim_counts_as_missed_once(
     pair: tuple[Node, Node],
 ) -> None:
     alice, bob = pair
-    rewarder = DemandRewarder(alice)
+    rewarder = DemandRewarder(alice.app_host)
     rewarder.start()
     start = bob.conductor.clock() - 400_000_000  # a period that has ended
     claim = bob.call(

@@ -20,20 +20,20 @@ from ioe.conductor import KEYSTORE_FILE, Conductor, owner_keyset
 from ioe.crypto.derivation import OwnerAccount, device_agent_key
 from ioe.crypto.keys import KeyPair
 from ioe.crypto.keystore import Unlock, create_device_key_file, read_keystore
-from ioe.device_account import DeviceAccount
 from ioe.dht.service import DhtConfig, DnaNetwork
 from ioe.encoding import Value, encode
 from ioe.hashing import AgentPubKey
 from ioe.identity.certificate import EnrollmentCertificate
+from ioe.identity.device_account import DeviceAccount
 from ioe.identity.revocation import KeyRevocation
+from ioe.identity.service import enrollment_messages as m
+from ioe.identity.service import rotation_messages as r
+from ioe.identity.service.enrollment import DEVICES_SETTING, EnrolledDeviceRole
+from ioe.identity.service.transfer import key_history_of, keystore_writer
 from ioe.net.interface import PeerId
 from ioe.net.memory import MemoryHub, MemoryNetwork
-from ioe.node import enrollment_messages as m
-from ioe.node import rotation_messages as r
-from ioe.node.enrollment import DEVICES_SETTING, EnrolledDeviceRole
-from ioe.node.remote import RemoteCallError
 from ioe.node.runtime import Node, NodeConfig
-from ioe.node.transfer import key_history_of, keystore_writer
+from ioe.services.remote import RemoteCallError
 from ioe.testing.membership import device_certificate
 from ioe.vocabulary import NodeType
 

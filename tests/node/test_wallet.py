@@ -1,4 +1,4 @@
-"""Payments between two nodes on the in-memory network (``ioe.node.wallet``)."""
+"""Payments between two nodes on the in-memory network (``ioe.wallet.service``)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from ioe.engine.capability import CapAccess
 from ioe.errors import ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
-from ioe.node.countersign import CountersignError
-from ioe.node.remote import RemoteCallError
 from ioe.node.runtime import Node
-from ioe.node.wallet import LEDGER_HEAD_TAG
+from ioe.services.countersign import CountersignError
+from ioe.services.remote import RemoteCallError
+from ioe.wallet.service import LEDGER_HEAD_TAG
 from ioe.zomes.currency.entries import ConsumptionReceipt, Kind
 from ioe.zomes.currency.ledger import DEFAULT_LIMIT_MC, START, next_transfer
 from ioe.zomes.profile.entries import Profile

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from ioe.crypto.keys import KeyPair
 from ioe.dnas import CORE_DNA_NAME
-from ioe.drivers.recorder import TelemetryRecorder
 from ioe.drivers.sim import FakeClock, SimDriver, SimMeter, SimPvInverter
 from ioe.encoding import Value
 from ioe.engine.cell import CallContext, Cell
@@ -27,6 +26,7 @@ from ioe.engine.validation import SourceHost, validate_app
 from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.hashing import ActionHash
+from ioe.services.recorder import TelemetryRecorder
 from ioe.store.memory import MemoryDatabase
 from ioe.testing.membership import membrane_proof_for
 from ioe.zomes import telemetry

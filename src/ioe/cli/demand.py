@@ -14,7 +14,7 @@ from ioe.cli.common import data_dir, data_dir_arg, emit_json
 from ioe.hashing import AgentPubKey
 
 if TYPE_CHECKING:
-    from ioe.node.demand import DemandSetup
+    from ioe.apps.demand.service import DemandSetup
 
 _SETTINGS = (
     (
@@ -63,7 +63,8 @@ def add_demand_options(parser: argparse.ArgumentParser) -> None:
 
 def demand_setup(args: argparse.Namespace) -> DemandSetup | None:
     """The app's setup from the options (None: the app is off); ``ValueError`` if wrong."""
-    from ioe.node.demand import DemandSetup, check_prices  # noqa: PLC0415 - keeps --help fast
+    from ioe.apps.demand.feed import check_prices  # noqa: PLC0415 - keeps --help fast
+    from ioe.apps.demand.service import DemandSetup  # noqa: PLC0415
 
     settings: dict[str, Any] = {
         name: getattr(args, name)

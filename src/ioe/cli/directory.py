@@ -1,5 +1,5 @@
 """``ioe node directory``: the core network's members as the running node lists them (see
-``ioe.node.directory``: private devices appear only on their owner's node)."""
+``ioe.identity.service.directory``: private devices appear only on their owner's node)."""
 
 from __future__ import annotations
 

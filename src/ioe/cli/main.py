@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ioe import __version__
-from ioe.bench import bench_chain
+from ioe.bench.chain import bench_chain
 from ioe.cli.blocked import cmd_node_blocked
 from ioe.cli.common import add_network_options as _add_network_options
 from ioe.cli.common import data_dir as _data_dir
@@ -28,6 +28,7 @@ from ioe.cli.common import emit_json as _emit_json
 from ioe.cli.common import node_config as _node_config
 from ioe.cli.common import provisional_identity
 from ioe.cli.demand import add_demand_options, add_report_command, demand_setup
+from ioe.cli.demo import run_demo
 from ioe.cli.directory import add_directory_command
 from ioe.cli.grants import add_commands as add_grant_commands
 from ioe.cli.grants import remote_call
@@ -47,17 +48,16 @@ from ioe.crypto.keystore import (
     create_device_key_file,
     passphrase_from_env_or_prompt,
 )
-from ioe.demo import run_demo
-from ioe.device_account import DeviceAccount
 from ioe.errors import ChainIntegrityError, IoEError
 from ioe.faults import NO_FAULTS, Faults
+from ioe.identity.device_account import DeviceAccount
 from ioe.inspect import describe_chain
 from ioe.node.client import call_api
 
 if TYPE_CHECKING:
-    from ioe.node.demand import DemandSetup
-    from ioe.node.device import DeviceSetup
+    from ioe.apps.demand.service import DemandSetup
     from ioe.node.runtime import NodeConfig
+    from ioe.services.device import DeviceSetup
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -191,7 +191,8 @@ def cmd_node_run(args: argparse.Namespace, *, faults: Faults = NO_FAULTS) -> int
 def _restore_first(conductor: Conductor, config: NodeConfig, args: argparse.Namespace) -> None:
     """A recovered owner's chains and devices come back from the network before the node
     serves or writes anything (``docs/identity.md``, "Recovering an owner")."""
-    from ioe.node.recovery import restore_over_network, restore_pending  # noqa: PLC0415
+    from ioe.identity.service.recovery import restore_pending  # noqa: PLC0415
+    from ioe.node.restore import restore_over_network  # noqa: PLC0415 - imports libp2p
 
     if not restore_pending(conductor):
         return
@@ -219,13 +220,13 @@ async def _serve(
     faults: Faults = NO_FAULTS,
 ) -> bool:
     """Run a node until stopped; True when a transfer re-keyed the device (run it again)."""
+    from ioe.identity.service.transfer import keystore_writer, restart_on_adoption  # noqa: PLC0415
     from ioe.node.runtime import Node  # noqa: PLC0415 - see cmd_node_run
-    from ioe.node.transfer import keystore_writer, restart_on_adoption  # noqa: PLC0415
 
     enrollment = None
     if isinstance(conductor.account, DeviceAccount):  # an enrolled device, not an owner's node
+        from ioe.identity.service.enrollment import EnrolledDeviceRole  # noqa: PLC0415
         from ioe.net.mdns import NodeType  # noqa: PLC0415 - see cmd_node_run
-        from ioe.node.enrollment import EnrolledDeviceRole  # noqa: PLC0415
 
         device_type = conductor.account.certificate.device_type
         enrollment = EnrolledDeviceRole(NodeType(str(device_type)))
@@ -316,7 +317,7 @@ def cmd_profile_get(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_net(args: argparse.Namespace) -> int:
-    from ioe.bench_net import bench_net  # noqa: PLC0415 - imports libp2p, see _node_config
+    from ioe.bench.net import bench_net  # noqa: PLC0415 - imports libp2p, see _node_config
 
     result = bench_net(nodes=args.nodes, rounds=args.rounds, requests=args.requests)
     print(
@@ -329,7 +330,7 @@ def cmd_bench_net(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_countersign(args: argparse.Namespace) -> int:
-    from ioe.bench_countersign import bench_countersign  # noqa: PLC0415 - see cmd_bench_net
+    from ioe.bench.countersign import bench_countersign  # noqa: PLC0415 - see cmd_bench_net
 
     result = bench_countersign(sessions=args.sessions, pings=args.pings)
     print(
@@ -343,7 +344,7 @@ def cmd_bench_countersign(args: argparse.Namespace) -> int:
 
 def cmd_device_run(args: argparse.Namespace) -> int:
     from ioe.drivers.registry import DriverOptions  # noqa: PLC0415 - see _node_config
-    from ioe.node.device import DeviceSetup  # noqa: PLC0415
+    from ioe.services.device import DeviceSetup  # noqa: PLC0415
 
     data_dir = _data_dir(args)
     try:

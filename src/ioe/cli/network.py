@@ -19,7 +19,7 @@ from ioe.crypto.keystore import Unlock
 from ioe.dnas import core_network, load_network, network_spec
 from ioe.encoding import Value
 from ioe.errors import IoEError
-from ioe.node.jsonvalue import json_ready
+from ioe.services.jsonvalue import json_ready
 
 
 class NetworkFileError(IoEError):

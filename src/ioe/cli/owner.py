@@ -64,7 +64,7 @@ def cmd_owner_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_device_plug_in(args: argparse.Namespace) -> int:
-    from ioe.node.enrollment import PlugIn  # noqa: PLC0415
+    from ioe.identity.service.enrollment import PlugIn  # noqa: PLC0415
     from ioe.node.plugin import pairing_code, run_plug_in  # noqa: PLC0415 - imports libp2p
 
     directory = data_dir(args)

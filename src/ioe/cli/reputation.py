@@ -16,8 +16,8 @@ from ioe.conductor import open_database
 from ioe.errors import EncodingError
 from ioe.hashing import AgentPubKey
 from ioe.identity.reputation import DAY_US
+from ioe.identity.service.reputation import changed_policy, load_policy, save_policy, view
 from ioe.node.client import call_api
-from ioe.node.reputation import changed_policy, load_policy, save_policy, view
 
 
 def _now_us() -> int:

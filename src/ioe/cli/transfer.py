@@ -1,6 +1,7 @@
 """``ioe owner transfer offer|pending|accept`` and ``ioe key history`` (a running node's API).
 
-The node does the work (:mod:`ioe.node.transfer`); these commands only parse and print."""
+The node does the work (:mod:`ioe.identity.service.transfer`); these commands only parse and
+print."""
 
 from __future__ import annotations
 

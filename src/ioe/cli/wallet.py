@@ -238,7 +238,7 @@ def add_commands(commands: Any) -> None:
 
 
 def cmd_bench_currency(args: argparse.Namespace) -> int:
-    from ioe.bench_currency import bench_currency  # noqa: PLC0415 - starts node processes
+    from ioe.bench.currency import bench_currency  # noqa: PLC0415 - starts node processes
 
     result = bench_currency(transfers=args.transfers)
     print(

@@ -1,8 +1,9 @@
 """The countersigning session as a pure state machine: events in, new state and effects out.
 
 No I/O and no clock: the time (``now``, µs) is passed in with each event. A network adapter
-(``ioe.node.countersign``) turns messages, replies, timeouts and restarts into events and carries
-out the effects *in order* — :class:`Persist` and :class:`Unlock` are durable before it goes on.
+(``ioe.services.countersign``) turns messages, replies, timeouts and restarts into events and
+carries out the effects *in order* — :class:`Persist` and :class:`Unlock` are durable before it
+goes on.
 
 One party's view of one session is a :class:`PartyState`. Its phases:
 

@@ -2,7 +2,7 @@
 
 Signals are not chain data: nothing is signed into a chain or validated by peers. A zome call
 stages them and they leave only if the call commits (a failed call emits nothing). Remote signals
-are signed by the sending agent on the wire (``ioe.node.remote``) so the receiver knows who sent
+are signed by the sending agent on the wire (``ioe.services.remote``) so the receiver knows who sent
 them.
 """
 

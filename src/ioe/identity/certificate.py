@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Self
 
 from ioe.crypto.keys import SIGNATURE_SIZE, KeyPair, verify
 from ioe.encoding import Value
@@ -107,8 +108,18 @@ class OwnedDocument(SignedDocument):
     def keyset_id(self) -> ExternalHash:
         return self.keyset.id
 
-    def require_owner_binding_shape(self) -> None:
-        wire.require(len(self.owner_binding) == SIGNATURE_SIZE, "owner binding is 64 bytes")
+    version: int
+    signatures: Signatures
+
+    @classmethod
+    def decoded_owned(cls, data: bytes, version: int, what: str) -> Self:
+        """Strict decoding of the shape every owned document shares: its version, a 64-byte
+        owner binding, and signature shapes its keyset allows (not the signatures' validity)."""
+        doc = cls.decoded(data)
+        wire.require(doc.version == version, f"unknown version {doc.version}")
+        wire.require(len(doc.owner_binding) == SIGNATURE_SIZE, "owner binding is 64 bytes")
+        require_signature_shapes(doc.signatures, doc.keyset, what)
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +147,7 @@ class EnrollmentCertificate(OwnedDocument):
     def from_bytes(cls, data: bytes) -> EnrollmentCertificate:
         """Strict decoding; :class:`EncodingError` for anything malformed. Signatures are
         checked by :func:`certificate_problem`, not here."""
-        cert = cls.decoded(data)
-        wire.require(cert.version == CERTIFICATE_VERSION, f"unknown version {cert.version}")
-        cert.require_owner_binding_shape()
-        require_signature_shapes(cert.signatures, cert.keyset, "certificate")
+        cert = cls.decoded_owned(data, CERTIFICATE_VERSION, "certificate")
         problem = _fields_problem(cert)
         if problem:
             raise EncodingError(problem)

@@ -30,7 +30,6 @@ from ioe.identity.authority import (
     Keyset,
     check_authorized,
     keyset_problem,
-    require_signature_shapes,
 )
 from ioe.identity.certificate import (
     MAX_CERTIFICATE_BYTES,
@@ -69,11 +68,8 @@ class OwnerMembership(OwnedDocument):
     def from_bytes(cls, data: bytes) -> OwnerMembership:
         """Strict decoding; :class:`EncodingError` for anything malformed. Signatures are
         checked by :func:`owner_membership_problem`, not here."""
-        doc = cls.decoded(data)
-        wire.require(doc.version == OWNER_MEMBERSHIP_VERSION, f"unknown version {doc.version}")
-        doc.require_owner_binding_shape()
+        doc = cls.decoded_owned(data, OWNER_MEMBERSHIP_VERSION, "membership")
         wire.require(doc.issued_us >= 0, "issued_us is non-negative")
-        require_signature_shapes(doc.signatures, doc.keyset, "membership")
         return doc
 
 

@@ -14,9 +14,12 @@ the same layout from 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 import re
 import zipfile
+from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
@@ -31,12 +34,16 @@ __all__ = [
     "NEMWEB_DISPATCHIS_URL",
     "fetch_latest_prices",
     "newest_report_url",
+    "poll_nemweb",
     "read_zipped_csv",
 ]
+
+log = logging.getLogger(__name__)
 
 NEMWEB_DISPATCHIS_URL = "https://nemweb.com.au/Reports/Current/DispatchIS_Reports/"
 MAX_LISTING_BYTES = 8 * 1024 * 1024
 """The listing holds a few days of files (about 1 MB)."""
+LIVE_POLL_S = 30.0
 MAX_ZIP_BYTES = 4 * 1024 * 1024
 MAX_ZIP_MEMBERS = 4
 _NAME = re.compile(r"PUBLIC_DISPATCHIS_([0-9]{12})_([0-9]{1,20})\.zip\Z", re.IGNORECASE)
@@ -142,3 +149,23 @@ async def fetch_latest_prices(
         if own:
             await client.close()
     return parse_dispatch_prices(read_zipped_csv(data), region)
+
+
+async def poll_nemweb(
+    region: str, *, poll_s: float = LIVE_POLL_S, base_url: str = NEMWEB_DISPATCHIS_URL
+) -> AsyncIterator[PricePoint]:
+    """AEMO's live 5-minute prices of ``region``: the newest DISPATCHIS report every
+    ``poll_s``, each interval once. A failed poll is logged and retried; a consumer that must
+    act on silence (the demand app's stopped-feed watch) watches the pace itself."""
+    last: int | None = None
+    while True:
+        try:
+            points = await fetch_latest_prices(region, base_url=base_url)
+        except FeedError as exc:
+            log.warning("NEMWeb poll failed: %s", exc)
+            points = []
+        for point in points:
+            if last is None or point.end_us > last:
+                last = point.end_us
+                yield point
+        await asyncio.sleep(poll_s)

@@ -482,6 +482,8 @@ class P2PNetwork(Network):
                     raise
         except TimeoutError:
             raise RequestTimeout(f"{peer} did not answer {protocol} in {timeout} s") from None
+        finally:
+            _settle(reply)
 
     def _dispatch_request(self, conn: _Conn, frame: Frame) -> None:
         task = asyncio.ensure_future(self._answer(conn, frame))
@@ -641,6 +643,16 @@ def _error_frame(request: Frame, reason: str) -> Frame:
 def _resolve(future: asyncio.Future[Any] | None, value: Any) -> None:
     if future is not None and not future.done():
         future.set_result(value)
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """A reply nobody will await any more (the send failed, the caller gave up): cancel it, or
+    take its failure (a connection dropped fails every reply it was waiting for), so asyncio
+    does not report an exception that was never retrieved."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def _fail(future: asyncio.Future[Any] | None, exc: BaseException) -> None:

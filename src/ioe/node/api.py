@@ -10,10 +10,10 @@ cannot drive the node.
     GET  /v1/profile/{agent}     → {"agent", "name", "zone", "hash"} (from the network)
     GET  /v1/dht                 → DHT counters per DNA
     GET  /v1/directory[?zone=Z]  → the core network's members by their certificates (private
-                                 devices only on their owner's node): ``ioe.node.directory``
-    GET  /v1/device              → the bridged device's description (device nodes only)
-    GET  /v1/device/values       → its current values by canonical name
-    POST /v1/device/values       {"point", "value"} → 204 (checked by the driver first)
+                                 devices only on their owner's node):
+    ``ioe.identity.service.directory`` GET  /v1/device              → the bridged device's
+    description (device nodes only) GET  /v1/device/values       → its current values by canonical
+    name POST /v1/device/values       {"point", "value"} → 204 (checked by the driver first)
     POST /v1/zome/{zome}/{fn}    JSON payload → {"result"} (a call by the node's own agent)
     POST /v1/call                {"agent", "zome", "fn", "payload"?, "secret"?} → {"result"}
                                  (a remote call to another agent, under its grant)
@@ -44,29 +44,32 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from ioe import __version__
-from ioe.dnas import CORE_DNA_NAME
+from ioe.apps.demand import routes as demand_routes
 from ioe.drivers.model import DeviceOffline, PointError
 from ioe.engine.capability import SECRET_BYTES
+from ioe.engine.cell import Cell
 from ioe.engine.schema import decode_as
 from ioe.errors import EncodingError, IoEError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
-from ioe.net.interface import NetworkError
-from ioe.node import (
-    countersign_api,
-    demand,
-    enrollment_api,
-    keyset_api,
+from ioe.identity.service import (
+    enrollment_routes,
+    keyset_routes,
     recovery,
-    reputation_api,
+    reputation_routes,
     revocations,
     rotation,
     transfer,
-    wallet_api,
 )
-from ioe.node.directory import directory
-from ioe.node.jsonvalue import json_ready, secret_from_text, secret_to_text
-from ioe.node.remote import RemoteCallError, RemoteUnauthorized
-from ioe.node.resolve import resolving
+from ioe.identity.service.directory import directory
+from ioe.identity.service.host import add_host
+from ioe.net.interface import NetworkError
+from ioe.services import countersign_routes
+from ioe.services.http import error as _error
+from ioe.services.http import is_public, json_body
+from ioe.services.jsonvalue import json_ready, secret_from_text, secret_to_text
+from ioe.services.remote import RemoteCallError, RemoteUnauthorized
+from ioe.services.resolve import resolving
+from ioe.wallet import routes as wallet_routes
 from ioe.zomes.profile.entries import Profile
 from ioe.zomes.profile.validation import PROFILE_LINK
 
@@ -75,9 +78,7 @@ if TYPE_CHECKING:
 
 MAX_BODY = 64 * 1024
 NODE_KEY: web.AppKey[Node] = web.AppKey("node")
-PUBLIC_HANDLERS = frozenset({demand.page})
-"""Apps' static pages, served without the token (they hold no data; the API calls they make
-carry the token the page reads from its URL fragment). Matched by route, not by path."""
+"""The node, for the core routes of this module only: rooms keep their own keys."""
 
 
 async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, str]:
@@ -98,19 +99,19 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     app.router.add_post("/v1/grants", create_grant)
     app.router.add_delete("/v1/grants/{grant}", revoke_grant)
     app.router.add_get("/v1/signals", signal_stream)
-    countersign_api.add_routes(app)
-    enrollment_api.add_routes(app)
-    keyset_api.add_routes(app)
+    countersign_routes.add_routes(app, node)
+    add_host(app, node)  # the identity room's routes
+    enrollment_routes.add_routes(app)
+    keyset_routes.add_routes(app)
     recovery.add_routes(app)
     revocations.add_routes(app)
     transfer.add_routes(app)
     rotation.add_routes(app)
-    reputation_api.add_routes(app)
-    wallet_api.add_routes(app)
-    app.router.add_get("/app/demand/", demand.page)
-    app.router.add_get("/app/demand/{file}", demand.page)
+    reputation_routes.add_routes(app)
+    wallet_routes.add_routes(app, node.wallet)
+    demand_routes.add_page_routes(app)
     if node.demand is not None and node.demand.app is not None:
-        demand.add_routes(app, node.demand.app)
+        demand_routes.add_routes(app, node.demand.app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -125,7 +126,7 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
 @web.middleware
 async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     node = request.app[NODE_KEY]
-    if request.match_info.route.handler in PUBLIC_HANDLERS:
+    if is_public(request):
         page: web.StreamResponse = await handler(request)  # reads its token from the fragment
         return page
     given = request.headers.get("Authorization", "")
@@ -150,15 +151,8 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(500, str(exc))
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-def _core(node: Node) -> Any:
-    for cell in node.conductor.cells():
-        if cell.dna.name == CORE_DNA_NAME and cell.agent == node.conductor.owner_cell.agent:
-            return cell
-    raise IoEError("this node has no core cell")
+def _core(node: Node) -> Cell:
+    return node.core_cell()
 
 
 async def info(request: web.Request) -> web.Response:
@@ -299,16 +293,9 @@ async def device_write(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except json.JSONDecodeError:
-        raise ValueError("the body must be JSON") from None
-
-
 async def zome_call(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    payload = await _json_body(request) if request.can_read_body else None
+    payload = await json_body(request) if request.can_read_body else None
     zome, fn = request.match_info["zome"], request.match_info["fn"]
     if zome == "capability":
         raise ValueError("grants are managed through /v1/grants")
@@ -323,7 +310,7 @@ async def zome_call(request: web.Request) -> web.Response:
 
 async def remote_call(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise ValueError("call takes {agent, zome, fn, payload?, secret?}")
     for key in ("agent", "zome", "fn"):
@@ -363,7 +350,7 @@ async def list_grants(request: web.Request) -> web.Response:
 
 async def create_grant(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise ValueError("a grant is {access, functions, assignees?, tag?}")
     access = str(body.get("access", ""))

@@ -3,12 +3,12 @@
 The data directory starts with a provisional identity (an owner-style keystore unlocked by the
 0600 device key file, as ``ioe device run`` makes) and a pairing code in ``DIR/pairing-code``
 (0600, made on first start from the OS's random bytes, reused after). The node runs
-:class:`~ioe.node.enrollment.DeviceEnrollment` until an owner provisions it: it speaks only the
-enrollment protocol and is a member of no DNA network (no certificate, no membership). The device
-seed and certificate then replace the provisional keystore, and the node restarts in-process as
-the enrolled device (its agent joins the core DNA with the certificate as membrane proof).
-An ownership transfer (:mod:`ioe.node.transfer`) replaces the keystore the same way, and the node
-restarts again, as the new owner's device.
+:class:`~ioe.identity.service.enrollment.DeviceEnrollment` until an owner provisions it: it speaks
+only the enrollment protocol and is a member of no DNA network (no certificate, no membership). The
+device seed and certificate then replace the provisional keystore, and the node restarts in-process
+as the enrolled device (its agent joins the core DNA with the certificate as membrane proof).
+An ownership transfer (:mod:`ioe.identity.service.transfer`) replaces the keystore the same way,
+and the node restarts again, as the new owner's device.
 """
 
 from __future__ import annotations
@@ -22,9 +22,14 @@ from pathlib import Path
 
 from ioe.conductor import KEYSTORE_FILE, Conductor
 from ioe.crypto.keystore import Unlock, write_keystore
-from ioe.device_account import DeviceAccount
+from ioe.identity.device_account import DeviceAccount
 from ioe.identity.pairing import format_code, generate_code, normalise_code
-from ioe.node.enrollment import DeviceEnrollment, EnrolledDeviceRole, EnrollmentRole, PlugIn
+from ioe.identity.service.enrollment import (
+    DeviceEnrollment,
+    EnrolledDeviceRole,
+    EnrollmentRole,
+    PlugIn,
+)
 from ioe.node.runtime import Node, NodeConfig
 from ioe.vocabulary import NodeType
 

@@ -15,29 +15,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ioe.apps.demand.rewarder import DemandRewarder
+from ioe.apps.demand.service import DemandService, DemandSetup
 from ioe.conductor import Conductor
-from ioe.device_account import DeviceAccount
 from ioe.dht.service import DhtConfig, DnaNetwork
+from ioe.dnas import CORE_DNA_NAME
 from ioe.engine.cell import Cell
+from ioe.errors import IoEError
 from ioe.faults import NO_FAULTS, Faults
 from ioe.hashing import AgentPubKey, DnaHash
 from ioe.identity.certificate import may_control
+from ioe.identity.device_account import DeviceAccount
+from ioe.identity.service.enrollment import EnrollmentRole, OwnerEnrollment
+from ioe.identity.service.keyset_signing import KeysetSigning
+from ioe.identity.service.reputation import NodeReputation
+from ioe.identity.service.rotation import RotationService
+from ioe.identity.service.transfer import TransferService
 from ioe.net.interface import Network, NetworkError
 from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, dial_discovered
 from ioe.net.p2p import P2PConfig, P2PNetwork
 from ioe.node.api import start_api
-from ioe.node.countersign import Countersigner
-from ioe.node.demand import DemandRewarder, DemandService, DemandSetup
-from ioe.node.device import DeviceBridge, DeviceSetup
-from ioe.node.enrollment import EnrollmentRole, OwnerEnrollment
-from ioe.node.keyset_signing import KeysetSigning
+from ioe.node.app_host import NodeAppHost
 from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
-from ioe.node.remote import RemoteCalls
-from ioe.node.reputation import NodeReputation
-from ioe.node.rotation import RotationService
-from ioe.node.signals import SignalHub
-from ioe.node.transfer import TransferService
-from ioe.node.wallet import Wallet
+from ioe.services.countersign import Countersigner
+from ioe.services.device import DeviceBridge, DeviceSetup
+from ioe.services.remote import RemoteCalls
+from ioe.services.signals import SignalHub
+from ioe.wallet.service import Wallet
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +111,10 @@ class Node:
         self.transfers = TransferService()
         self.rotation = RotationService()  # key rotation; restarts through self.transfers
         self.keyset_signing = KeysetSigning(self)  # officers' approvals (/ioe/keyset-sign/1)
-        self.wallet = Wallet(self, faults)
-        self.demand = DemandService(self, demand) if demand is not None else None
-        self.rewarder = DemandRewarder(self) if demand_rewards else None
+        self.wallet = Wallet(self, faults, vet=self.reputation.refusal)
+        self.app_host = NodeAppHost(self)  # all the node's apps may ask of it
+        self.demand = DemandService(self.app_host, demand) if demand is not None else None
+        self.rewarder = DemandRewarder(self.app_host) if demand_rewards else None
         if self.device is not None:
             self.remote.services["device"] = self.device.serve
             self.device.on_remote_write = self._device_written
@@ -202,6 +207,7 @@ class Node:
             await self.mdns.close()
         if self.demand is not None:
             await self.demand.close()
+        await self.app_host.close()
         if self.device is not None:
             await self.device.close()
         await self.rotation.close()
@@ -234,6 +240,14 @@ class Node:
             await asyncio.sleep(BOOTSTRAP_RETRY_S)
 
     # ------------------------------------------------------------------------------ calls
+
+    def core_cell(self) -> Cell:
+        """The owner agent's cell of the core DNA (identity, telemetry, the currency)."""
+        owner = self.conductor.owner_cell.agent
+        for cell in self.conductor.cells():
+            if cell.dna.name == CORE_DNA_NAME and cell.agent == owner:
+                return cell
+        raise IoEError("this node has no core cell")
 
     def dht_for(self, cell: Cell) -> DnaNetwork:
         return self.dnas[cell.dna.hash]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from ioe.encoding import encode
 from ioe.engine.dht import AgentInfo, DhtOp, ValidationReceipt
@@ -34,7 +35,9 @@ from ioe.hashing import (
     from_typed_bytes,
     to_typed_bytes,
 )
-from ioe.store.sqlite import SqliteDatabase
+
+if TYPE_CHECKING:  # the database builds on this module (it reads what chains cite)
+    from ioe.store.sqlite import SqliteDatabase
 
 
 class OpStatus(IntEnum):

@@ -2,7 +2,7 @@
 
 ``reputation_events`` holds one row per (agent, kind, day): the count and the latest time of that
 day's events. ``reputation_refs`` remembers the references of events that must count once. What
-the bounds are, and why, is :mod:`ioe.node.reputation`'s to say: they are passed in.
+the bounds are, and why, is :mod:`ioe.identity.service.reputation`'s to say: they are passed in.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from ioe.hashing import (
     from_typed_bytes,
     to_typed_bytes,
 )
+from ioe.store.dht import SqliteDhtStore
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: chains, entries, links, DNA specs, conductor settings
@@ -645,9 +646,7 @@ class SqliteChainStore:
         host = None
         if dna is not None:
             # What the chain cites from other agents is read where the node keeps it: the
-            # DNA's held and fetched ops (imported here: ``store.dht`` builds on this module).
-            from ioe.store.dht import SqliteDhtStore  # noqa: PLC0415
-
+            # DNA's held and fetched ops.
             host = SourceHost(dna, SqliteDhtStore(self.db, dna.hash))
         verifier = ChainVerifier(
             dna, after=after, app_host=host, forgotten=self.forgotten_entries()

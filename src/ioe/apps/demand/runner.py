@@ -11,7 +11,7 @@ through its driver, and the tests:
   off-periods and the totals are kept (so a restart keeps the threshold and the history);
 - ``publish``: the node's signal hub (the web page's live updates);
 - ``settle``: pays out an off-period's demand-reduction credits (the node's wallet, through the
-  rewarder — see :mod:`ioe.node.demand`), or None when nobody rewards this plug.
+  rewarder — see :mod:`ioe.apps.demand.service`), or None when nobody rewards this plug.
 
 Safety first: a feed that stops, ends or sends garbage leaves the plug **on** (the appliance
 keeps running; the app never keeps a load off on data it cannot trust) and raises an alert

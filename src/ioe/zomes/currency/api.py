@@ -509,7 +509,7 @@ def attest(ctx: CallContext, payload: Any) -> ActionHash:
     payload = _map(payload, "attest")
     claim_hash = _required_hash(payload.get("claim"), "claim")
     record = ctx.get(claim_hash)
-    if record is None:  # not here yet: a node fetches it and calls again (ioe.node.resolve)
+    if record is None:  # not here yet: a node fetches it and calls again (ioe.services.resolve)
         raise MissingDependencies((claim_hash,))
     claim = ctx.cell.entry_value(record)
     if isinstance(claim, GenerationClaim):

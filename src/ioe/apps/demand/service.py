@@ -1,0 +1,143 @@
+"""The Demand Management app on a node: its plug, its feed, its settings, its claims.
+
+A device node started with ``--demand-prices`` runs :class:`~ioe.apps.demand.runner.DemandApp`
+on its own device (the plug), through the app host port (:class:`ioe.apps.host.AppHost`): the
+app reads the plug's power and sets its ``switch`` point, keeps its settings and history in the
+host's settings, and publishes ``demand.tick`` / ``demand.alert`` signals. Its page and state
+are served by :mod:`ioe.apps.demand.routes`.
+
+**Rewards.** A plug started with ``--demand-rewarder AGENT`` settles each closed off-period: it
+commits one ``ReductionClaim`` per off interval (:func:`~ioe.apps.demand.claims.
+reduction_claims`), waits until they are published, and names them to the rewarder
+(:mod:`ioe.apps.demand.rewarder`), which attests and pays them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ioe.apps.demand.claims import reduction_claims
+from ioe.apps.demand.feed import open_feed
+from ioe.apps.demand.rewarder import REWARDS_SERVICE
+from ioe.apps.demand.rule import PeakSettings
+from ioe.apps.demand.runner import DemandApp, OffPeriod
+from ioe.apps.host import AppHost
+from ioe.encoding import Value
+from ioe.hashing import ActionHash, AgentPubKey
+from ioe.zomes.currency.value import Verification
+
+log = logging.getLogger(__name__)
+
+CLAIMS_KEY = "apps.demand.claims"
+"""The plug's record of the reduction claims it made, by interval end."""
+CURRENCY_ZOME = "currency"
+CLAIM_PUBLISH_S = 10.0
+REWARD_CALL_S = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemandSetup:
+    """How a node runs the Demand Management app (``ioe device run --demand-*``)."""
+
+    prices: str
+    """A ``time,price`` CSV file, or a bundled recording by region name (``nsw1``, ``sa1``), or
+    ``nemweb:REGION`` for AEMO's live 5-minute prices (:mod:`ioe.apps.demand.feed`)."""
+    speed: float = 1.0
+    """Replay pace: recorded intervals per real interval (300: 5 minutes a second)."""
+    settings: dict[str, Value] | None = None
+    """Settings to apply at start (else the stored ones, else the defaults)."""
+    load_w: float | None = None
+    """The appliance's load for the avoided energy; None: the plug's last measured power."""
+    rewarder: AgentPubKey | None = None
+    zone: str = "au/nsw"
+
+
+class HostPlug:
+    """The app's plug: the host's device."""
+
+    def __init__(self, host: AppHost) -> None:
+        self.host = host
+
+    async def power_w(self) -> float:
+        power = (await self.host.read_device()).get("power_w", 0.0)
+        return float(power) if isinstance(power, int | float) else 0.0
+
+    async def set_on(self, on: bool) -> None:
+        await self.host.write_device("switch", on)
+
+
+class DemandService:
+    """The app attached to a running node (see the module docstring)."""
+
+    def __init__(self, host: AppHost, setup: DemandSetup) -> None:
+        self.host = host
+        self.setup = setup
+        self.app: DemandApp | None = None
+
+    async def start(self) -> None:
+        if not self.host.has_device:
+            raise ValueError("the demand app runs on a device node (a plug)")
+        feed, info = open_feed(self.setup.prices, self.setup.speed)
+        settings = None
+        if self.setup.settings:
+            settings = PeakSettings.from_value({**PeakSettings().to_value(), **self.setup.settings})
+        self.app = DemandApp(
+            feed=feed,
+            feed_info=info,
+            plug=HostPlug(self.host),
+            store=self.host,
+            publish=lambda name, payload: self.host.signal("demand", name, payload),
+            settle=self._settle if self.setup.rewarder is not None else None,
+            settings=settings,
+            load_w=self.setup.load_w,
+            verification=Verification.METER_ATTESTED
+            if self.setup.rewarder is not None
+            else Verification.DEVICE_SIGNED,
+            zone=self.setup.zone,
+            symbol=self.host.currency_symbol(),
+        )
+        await self.app.start()
+
+    async def close(self) -> None:
+        if self.app is not None:
+            await self.app.close()
+
+    async def _settle(self, period: OffPeriod) -> bool:
+        """Claim the period's reductions on this device's chain (one claim per off interval,
+        kept so a retry claims nothing twice), wait until they are published, then ask the
+        rewarder to attest and pay them. True once every claim is paid."""
+        assert self.app is not None and self.setup.rewarder is not None
+        decisions = self.app.history_between(period.start_us, period.end_us)
+        payloads = reduction_claims(
+            decisions, interval_s=self.app.feed_info.interval_s, zone=self.setup.zone
+        )
+        if not payloads:
+            return True
+        stored = self.host.get_setting(CLAIMS_KEY)
+        made: dict[str, Value] = dict(stored) if isinstance(stored, dict) else {}
+        hashes: list[str] = []
+        for payload in payloads:
+            key = str(payload["end_us"])
+            if key not in made:
+                claim = await self.host.call_zome(CURRENCY_ZOME, "claim_reduction", payload)
+                assert isinstance(claim, ActionHash)
+                made[key] = claim.to_text()
+                self.host.put_setting(CLAIMS_KEY, made)
+            hashes.append(str(made[key]))
+        claims = [ActionHash.from_text(h) for h in hashes]
+        if not await self.host.wait_published(claims, timeout_s=CLAIM_PUBLISH_S):
+            log.info("claims not yet held by their authorities; asking for the reward anyway")
+        result = await self.host.remote_call(
+            self.setup.rewarder,
+            REWARDS_SERVICE,
+            "claim",
+            {"claims": list[Value](hashes)},
+            timeout_s=REWARD_CALL_S,
+        )
+        if not isinstance(result, dict):
+            return False
+        for item in result.get("claims", []):
+            if isinstance(item, dict) and not item.get("paid"):
+                log.warning("reward refused for %s: %s", item.get("claim"), item.get("reason"))
+        return result.get("paid") == len(hashes)
