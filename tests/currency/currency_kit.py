@@ -21,8 +21,8 @@ from ioe.engine.schema import decode_as, to_value
 from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ValidationError
 from ioe.hashing import ActionHash
+from ioe.sim.in_process import commit_in_process, countersign_in_process
 from ioe.store.memory import MemoryDatabase
-from ioe.testing.currency import commit_in_process, countersign_in_process
 from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency.entries import (
     ClaimAttestation,

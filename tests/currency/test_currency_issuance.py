@@ -19,8 +19,8 @@ from ioe.engine.integrity import OpType, Unresolved, Valid
 from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import MissingDependencies, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash
+from ioe.sim.in_process import countersign_in_process
 from ioe.store.memory import MemoryDatabase
-from ioe.testing.currency import countersign_in_process
 from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency.entries import (
     ClaimAttestation,

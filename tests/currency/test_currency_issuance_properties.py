@@ -23,7 +23,7 @@ from ioe.engine.schema import decode_as
 from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.hashing import ActionHash
-from ioe.testing.currency import countersign_in_process
+from ioe.sim.in_process import countersign_in_process
 from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import (
     ClaimAttestation,

@@ -30,8 +30,8 @@ from ioe.engine.schema import to_value
 from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import ValidationError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
+from ioe.sim.in_process import commit_in_process
 from ioe.store.memory import MemoryDatabase
-from ioe.testing.currency import commit_in_process
 from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency.entries import PROVENANCE_REQUIRED, Kind, Provenance, Source, Transfer
 from ioe.zomes.currency.ledger import (

@@ -20,8 +20,8 @@ from ioe.engine.schema import to_value
 from ioe.engine.validation import ChainVerifier, SourceHost
 from ioe.errors import ChainError, ValidationError, ZomeCallError
 from ioe.hashing import ActionHash
+from ioe.sim.in_process import commit_in_process
 from ioe.store.memory import MemoryDatabase
-from ioe.testing.currency import commit_in_process
 from ioe.testing.membership import membrane_proof_for
 from ioe.zomes.currency import api
 from ioe.zomes.currency.entries import Kind, Provenance, Source, Transfer

@@ -9,7 +9,7 @@ Two modes:
 - **In one process** (:func:`run_in_process`): every agent is a real conductor (SQLite
   database, keys, core cell) in this process, and a payment is the payer's
   ``currency.prepare_payment`` against the receiver's ``ledger_head``, then
-  ``ioe.testing.currency.commit_in_process`` (the receiver's policy, both signatures, both
+  ``ioe.sim.in_process.commit_in_process`` (the receiver's policy, both signatures, both
   commits with full validation). No network: this is the ledger's own cost.
 - **In separate processes** (:func:`run_processes`): one ``ioe node run`` per agent on
   loopback, over libp2p, and each payment goes through the payer's ``POST /v1/wallet/pay``
@@ -46,6 +46,7 @@ from ioe.engine.countersigning import SESSION_ID_BYTES
 from ioe.errors import ChainError, ValidationError, ZomeCallError
 from ioe.node.client import ApiError
 from ioe.node.nodefile import NoRunningNode
+from ioe.sim.in_process import commit_in_process
 from ioe.sim.processes import (
     KEY_FILE,
     AgentProcess,
@@ -56,7 +57,6 @@ from ioe.sim.processes import (
     stop_all,
     wait_until,
 )
-from ioe.testing.currency import commit_in_process
 from ioe.zomes.currency import api as currency
 from ioe.zomes.currency.entries import Transfer
 

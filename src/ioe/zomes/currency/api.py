@@ -5,12 +5,12 @@ from its own chain and the receiver's ledger head (``ledger_head``, asked of the
 with ``prepare_payment``; the receiver judges it with ``accept_payment`` (the countersigning
 policy, :func:`policy`); both then commit the same countersigned entry. Over the network the
 node's ``Countersigner.start_session`` does the last step; in one process (tests, simulations)
-:func:`ioe.testing.currency.commit_in_process` does it.
+:func:`ioe.sim.in_process.commit_in_process` does it.
 
 Issuance: ``claim_generation`` and ``claim_reduction`` (a device's claims), ``attest`` (a
 distributor's attestation), ``publish_price`` (an oracle's price), ``prepare_receipt`` and
 ``accept_receipt`` (a consumption receipt, countersigned by distributor and consumer like a
-payment; in one process by :func:`ioe.testing.currency.countersign_in_process`). Each writes or
+payment; in one process by :func:`ioe.sim.in_process.countersign_in_process`). Each writes or
 checks exactly what validation will judge; records it cites must already be readable by this
 cell.
 """
@@ -553,7 +553,7 @@ def prepare_receipt(ctx: CallContext, payload: Any) -> ConsumptionReceipt:
     consumer: ``{"attestation": action hash, "consumer": agent, "energy_wh": int,
     "consumer_zone": str, "need_index"?: int}``. Checked as validation will check it
     (except the sold-out rule, checked when this chain commits it); then countersign it with
-    the consumer (:func:`ioe.testing.currency.countersign_in_process`, or a session over the
+    the consumer (:func:`ioe.sim.in_process.countersign_in_process`, or a session over the
     network)."""
     payload = _map(payload, "prepare_receipt")
     attestation_hash = _required_hash(payload.get("attestation"), "attestation")
