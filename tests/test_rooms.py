@@ -14,7 +14,16 @@ import ioe
 
 SRC = Path(ioe.__file__).resolve().parent
 
-ROOMS_BELOW_THE_NODE = ("apps", "identity", "wallet", "services", "dht", "zomes", "drivers")
+ROOMS_BELOW_THE_NODE = (
+    "apps",
+    "community",
+    "identity",
+    "wallet",
+    "services",
+    "dht",
+    "zomes",
+    "drivers",
+)
 """Packages the node assembles: they are handed ports and never reach back for the node."""
 
 APPS_MAY_NOT_IMPORT = (

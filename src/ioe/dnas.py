@@ -1,9 +1,8 @@
 """The DNAs this release ships, assembled from the zomes.
 
-``core`` is the network every IoE agent joins: for now it holds public profiles, signed
-telemetry and the currency's transfers; identity, devices and community zomes join it as they
-are built. Changing any integrity zome (its version or types) changes the DNA hash, i.e.
-starts a new network.
+``core`` is the network every IoE agent joins: public profiles, signed telemetry, the currency,
+identity documents, reputation claims and communities. Changing any integrity zome (its version
+or types) changes the DNA hash, i.e. starts a new network.
 """
 
 from __future__ import annotations
@@ -17,7 +16,16 @@ from ioe.engine import capability, countersigning
 from ioe.engine.dna import DnaDef
 from ioe.errors import EncodingError
 from ioe.identity.certificate import NETWORK_PROPERTY
-from ioe.zomes import currency, identity, notify, ownership, profile, reputation, telemetry
+from ioe.zomes import (
+    community,
+    currency,
+    identity,
+    notify,
+    ownership,
+    profile,
+    reputation,
+    telemetry,
+)
 from ioe.zomes.currency.ledger import CurrencyRules
 from ioe.zomes.currency.value import ValueRules
 
@@ -39,6 +47,7 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
             ownership.integrity,
             identity.integrity,
             reputation.integrity,
+            community.integrity,
         ),
         coordinator_zomes=(
             profile.coordinator,
@@ -48,6 +57,7 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
             currency.coordinator,
             ownership.coordinator,
             reputation.coordinator,
+            community.coordinator,
         ),
         properties={NETWORK_PROPERTY: CORE_DNA_NAME, **(properties or {})},
         network_seed=network_seed,

@@ -27,6 +27,7 @@ from ioe.cli.common import data_dir_arg as _data_dir_arg
 from ioe.cli.common import emit_json as _emit_json
 from ioe.cli.common import node_config as _node_config
 from ioe.cli.common import provisional_identity
+from ioe.cli.community import add_commands as add_community_commands
 from ioe.cli.demand import add_demand_options, add_report_command, demand_setup
 from ioe.cli.demo import run_demo
 from ioe.cli.directory import add_directory_command
@@ -498,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_network_commands(commands, _unlock_args, _unlock)
     add_wallet_commands(commands)
     add_reputation_commands(commands)
+    add_community_commands(commands)
     add_sim_commands(commands)
     add_report_command(add_plug_commands(commands))
 

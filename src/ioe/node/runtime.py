@@ -17,6 +17,7 @@ from typing import Any
 
 from ioe.apps.demand.rewarder import DemandRewarder
 from ioe.apps.demand.service import DemandService, DemandSetup
+from ioe.community.service import CommunityService
 from ioe.conductor import Conductor
 from ioe.dht.service import DhtConfig, DnaNetwork
 from ioe.dnas import CORE_DNA_NAME
@@ -112,6 +113,7 @@ class Node:
         self.rotation = RotationService()  # key rotation; restarts through self.transfers
         self.keyset_signing = KeysetSigning(self)  # officers' approvals (/ioe/keyset-sign/1)
         self.wallet = Wallet(self, faults, vet=self.reputation.refusal)
+        self.communities = CommunityService(self)  # founding and finding communities
         self.app_host = NodeAppHost(self)  # all the node's apps may ask of it
         self.demand = DemandService(self.app_host, demand) if demand is not None else None
         self.rewarder = DemandRewarder(self.app_host) if demand_rewards else None

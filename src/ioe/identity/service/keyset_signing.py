@@ -65,6 +65,8 @@ from ioe.net.interface import NetworkError, PeerId
 if TYPE_CHECKING:
     from ioe.identity.service.host import IdentityHost
 
+from ioe.zomes.community.entries import CHARTER_CONTEXT
+
 log = logging.getLogger(__name__)
 
 PROTOCOL = "/ioe/keyset-sign/1"
@@ -87,6 +89,7 @@ DOCUMENT_KINDS: Mapping[bytes, str] = {
     TRANSFER_CONTEXT: "transfer certificate",
     OWNER_MEMBERSHIP_CONTEXT: "owner membership",
     KEYSET_CHANGE_CONTEXT: "keyset change",
+    CHARTER_CONTEXT: "community charter",
 }
 """The only contexts an officer's node signs under: an authorization key signs nothing else."""
 

@@ -1,0 +1,122 @@
+"""``ioe community create|show|list|directory``: communities, asked of the running node.
+
+``directory`` also lists the public devices the node knows near the zone (``ioe node
+directory``), so one command shows what is around.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+from urllib.parse import quote
+
+from ioe.cli.common import command_group, data_dir, data_dir_arg, emit_json
+from ioe.node.client import call_api
+
+
+def _zone_query(zone: str | None) -> str:
+    return f"?zone={quote(zone, safe='/')}" if zone else ""
+
+
+def _line(item: dict[str, Any]) -> str:
+    return (
+        f"  {item['id']}  {item['visibility']:8} {item['zone']:28} "
+        f"{item['members']:>4} member(s)  {item['name']}"
+    )
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    body = {"name": args.name, "zone": args.zone, "private": args.private, "parent": args.parent}
+    created = call_api(data_dir(args), "POST", "/v1/communities", body, timeout=args.timeout)
+    if args.json:
+        emit_json(created)
+        return 0
+    print(f"community {created['community']} founded: {created['name']} in {created['zone']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    found = call_api(data_dir(args), "GET", f"/v1/communities/{quote(args.community)}")
+    if args.json:
+        emit_json(found)
+        return 0
+    for key in ("id", "name", "zone", "visibility", "parent", "manager_keyset", "members"):
+        print(f"{key:15} {found[key]}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    found = call_api(data_dir(args), "GET", "/v1/communities")
+    if args.json:
+        emit_json(found)
+        return 0
+    print(f"{len(found['communities'])} communit(ies) founded here")
+    for item in found["communities"]:
+        print(_line(item))
+    return 0
+
+
+def cmd_directory(args: argparse.Namespace) -> int:
+    query = _zone_query(args.zone)
+    communities = call_api(data_dir(args), "GET", "/v1/community-directory" + query)
+    devices = call_api(data_dir(args), "GET", "/v1/directory" + query)
+    public = [d for d in devices if d.get("type") != "owner"]
+    if args.json:
+        emit_json({"communities": communities["communities"], "devices": public})
+        return 0
+    where = f" in {args.zone}" if args.zone else ""
+    print(f"{len(communities['communities'])} communit(ies){where}")
+    for item in communities["communities"]:
+        print(_line(item))
+    print(f"{len(public)} device(s){where}")
+    for item in public:
+        print(f"  {item['agent']}  {item['type']:12} {item['zone'] or '-':24} {item['name'] or ''}")
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    sub = command_group(
+        commands,
+        "community",
+        summary="communities: found one, list yours, find public ones by zone",
+        description="Communities group devices and people under a manager keyset "
+        "(docs/communities.md). Every command asks the running node of --data-dir.",
+    )
+    create = sub.add_parser(
+        "create",
+        help="found a community managed by this owner's keyset",
+        description="Sign a community charter with this owner's keyset (M of N officers for an "
+        "enterprise keyset) and commit it. A public community is listed in the directory of "
+        "its zone and every zone above it; a private one is never published.",
+    )
+    create.add_argument("--name", required=True, help="the community's name (1 to 80 characters)")
+    create.add_argument("--zone", required=True, help="its zone, e.g. au/nsw/newtown/king-st")
+    create.add_argument("--private", action="store_true", help="never list it in the directory")
+    create.add_argument("--parent", default=None, help="the id of a community it nests in")
+    create.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for officers' signatures"
+    )
+    create.set_defaults(handler=cmd_create)
+    show = sub.add_parser(
+        "show", help="one community founded here", description="A community by its id."
+    )
+    show.add_argument("community", help="the community's id (uxtrn…)")
+    show.set_defaults(handler=cmd_show)
+    listing = sub.add_parser(
+        "list",
+        help="the communities founded here",
+        description="Every community this owner founded, public and private.",
+    )
+    listing.set_defaults(handler=cmd_list)
+    directory = sub.add_parser(
+        "directory",
+        help="public communities and devices near a zone",
+        description="Public communities in --zone and the zones inside it (all without "
+        "--zone), with the public devices the node knows there; this owner's private "
+        "communities are listed too.",
+    )
+    directory.add_argument("--zone", default=None, help="a zone prefix, e.g. au/nsw")
+    directory.set_defaults(handler=cmd_directory)
+    for parser in (create, show, listing, directory):
+        data_dir_arg(parser)
+        parser.add_argument("--json", action="store_true", help="print JSON")

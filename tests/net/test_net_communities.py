@@ -1,0 +1,108 @@
+"""Communities between two owners' nodes (separate processes over libp2p): A founds a public
+and a private community with ``ioe community create``; B's directory lists the public one only,
+with its zone's prefixes finding it and other zones not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nodes import NodeProcess, env, init, members, wait_for
+
+pytestmark = pytest.mark.process
+
+
+def ioe(*args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "ioe", *args],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def owners(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
+    dirs = [tmp_path / "ann", tmp_path / "bob"]
+    with ThreadPoolExecutor(2) as pool:
+        owner_keys = list(pool.map(init, dirs))
+    ann, bob = (NodeProcess(d, o) for d, o in zip(dirs, owner_keys, strict=True))
+    try:
+        ann.start("--no-mdns")
+        bob.start("--no-mdns", "--bootstrap", ann.addr)
+        for node in (ann, bob):
+            wait_for(lambda n=node: len(members(n)) >= 2, timeout=30)
+        yield ann, bob
+    finally:
+        bob.stop()
+        ann.stop()
+
+
+def test_a_public_community_is_found_by_its_zone_and_a_private_one_by_nobody_else(
+    owners: tuple[NodeProcess, NodeProcess],
+) -> None:
+    ann, bob = owners
+    public = ioe(
+        "community", "create", "--data-dir", str(ann.data_dir),
+        "--name", "King St solar", "--zone", "au/nsw/newtown/king-st", "--json",
+    )  # fmt: skip
+    private = ioe(
+        "community", "create", "--data-dir", str(ann.data_dir),
+        "--name", "Ann's flats", "--zone", "au/nsw/newtown", "--private", "--json",
+    )  # fmt: skip
+    assert public["community"].startswith("uxtrn") and public["community"] != private["community"]
+    assert (public["visibility"], private["visibility"]) == ("public", "private")
+
+    def bob_sees(zone: str | None = None) -> Any:
+        args = ["community", "directory", "--data-dir", str(bob.data_dir), "--json"]
+        return ioe(*args, *(["--zone", zone] if zone else []))
+
+    found = wait_for(lambda: bob_sees("au/nsw")["communities"], timeout=30, interval=0.5)
+    assert [(c["id"], c["name"], c["zone"]) for c in found] == [
+        (public["community"], "King St solar", "au/nsw/newtown/king-st")
+    ]
+    assert found[0]["members"] == 1  # its manager, until members join
+    assert [c["id"] for c in bob_sees()["communities"]] == [public["community"]]
+    assert [c["id"] for c in bob_sees("au/nsw/newtown/king-st")["communities"]] == [
+        public["community"]
+    ]
+    assert bob_sees("au/vic")["communities"] == []
+    assert isinstance(bob_sees("au/nsw")["devices"], list)
+
+    # Ann's own view: both of hers (the private one only to her)
+    mine = ioe("community", "directory", "--data-dir", str(ann.data_dir), "--json")
+    assert {c["id"] for c in mine["communities"]} == {public["community"], private["community"]}
+    shown = ioe(
+        "community", "show", private["community"], "--data-dir", str(ann.data_dir), "--json"
+    )
+    assert shown["name"] == "Ann's flats" and shown["zone"] == "au/nsw/newtown"
+
+
+def test_bad_community_input_gets_a_clear_error_and_founds_nothing(
+    owners: tuple[NodeProcess, NodeProcess],
+) -> None:
+    ann, _ = owners
+    for extra, reason in (
+        (["--name", "x", "--zone", "AU/NSW"], "zone"),
+        (["--name", "x" * 81, "--zone", "au"], "1 to 80"),
+        (["--name", "x", "--zone", "au", "--parent", "not-an-id"], "parent"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "ioe", "community", "create", "--data-dir", str(ann.data_dir),
+             *extra],
+            capture_output=True, text=True, env=env(), timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode != 0 and reason in done.stderr, done.stderr[-500:]
+    assert ioe("community", "list", "--data-dir", str(ann.data_dir), "--json") == {
+        "communities": []
+    }
