@@ -100,7 +100,7 @@ def test_a_tampered_certificate_is_refused(idkit) -> None:
     for change in (
         {"zone": "au/vic"},
         {"networks": ("ioe-core", "ioe-market")},
-        {"policy": dataclasses.replace(cert.policy, may_trade=True)},
+        {"policy": dataclasses.replace(cert.policy, may_trade=not cert.policy.may_trade)},
         {"visibility": DeviceVisibility.PRIVATE},
     ):
         assert "not authorized" in str(certificate_problem(dataclasses.replace(cert, **change)))
@@ -201,6 +201,7 @@ def test_policies(idkit) -> None:
     assert not FACTORY_DEFAULT_POLICY.may_trade and FACTORY_DEFAULT_POLICY.remote_control == ()
     assert policy_problem(FACTORY_DEFAULT_POLICY) is None
     assert policy_problem(ENROLLED_DEFAULT_POLICY) is None
+    assert ENROLLED_DEFAULT_POLICY.may_trade  # an enrolled device trades unless told not to
     o, stranger, friend = idkit.owner(1), idkit.owner(2), idkit.owner(3)
     owner_agent = o.agent.agent
     assert not may_control(FACTORY_DEFAULT_POLICY, stranger.agent.agent, None)

@@ -263,6 +263,7 @@ async def test_enrollment_provisions_seed_and_certificate(setup: Setup) -> None:
     cert = account.certificate
     assert cert.owner == owner_account.agent_key().agent
     assert cert.zone == "au/nsw" and cert.visibility.value == "private"
+    assert cert.policy.may_trade and cert.policy.remote_control == ("owner",)
     assert membrane_check(cert.device, cert.to_bytes(), {"network": "ioe-core"}) is VALID
     assert setup.owner_role.pending_list() == []
     [record] = setup.owner_role.devices()
@@ -275,6 +276,16 @@ async def test_enrollment_provisions_seed_and_certificate(setup: Setup) -> None:
         assert [c.agent for c in reopened.cells()] == [cert.device]
         assert reopened.core_dna.hash == setup.owner.conductor.core_dna.hash
         assert reopened.core_dna.hash != core_dna().hash  # the owner's network, not the default
+
+
+async def test_an_owner_enrolls_a_device_that_never_trades(setup: Setup) -> None:
+    await _pending(setup)
+    await setup.owner_role.enroll(_device_key(setup), CODE, trade=False)
+    account = setup.device_role.account
+    assert account is not None
+    policy = account.certificate.policy
+    assert not policy.may_trade
+    assert policy.remote_control == ("owner",) and policy.grid_safety and policy.reports
 
 
 async def test_enrolled_device_forwards_requests_to_its_owner(setup: Setup, tmp_path: Path) -> None:

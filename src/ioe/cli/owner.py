@@ -40,6 +40,7 @@ def cmd_owner_enroll(args: argparse.Namespace) -> int:
         "code": args.code,
         "zone": args.zone,
         "private": args.private,
+        "trade": not args.no_trade,
         "timeout": args.timeout,
     }
     result = call_api(data_dir(args), "POST", "/v1/owner/enroll", body, timeout=args.timeout + 60)
@@ -125,6 +126,11 @@ def add_commands(commands: Any) -> None:
     enroll.add_argument("--code", required=True, help="the pairing code on the device's label")
     enroll.add_argument("--zone", default=None, help="its zone (default: the one it asked for)")
     enroll.add_argument("--private", action="store_true", help="not listed to non-owners")
+    enroll.add_argument(
+        "--no-trade",
+        action="store_true",
+        help="never lets it pay or be paid (it still reports and obeys grid-safety signals)",
+    )
     enroll.add_argument(
         "--timeout",
         type=float,

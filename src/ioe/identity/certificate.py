@@ -71,8 +71,10 @@ class Policy:
 FACTORY_DEFAULT_POLICY = Policy(may_trade=False, remote_control=(), grid_safety=True)
 """An unenrolled device: discoverable, reports, obeys grid safety; no trading, no controllers."""
 
-ENROLLED_DEFAULT_POLICY = Policy(may_trade=False, remote_control=(OWNER,))
-"""A freshly enrolled device: as the factory default, plus control by its owner."""
+ENROLLED_DEFAULT_POLICY = Policy(may_trade=True, remote_control=(OWNER,))
+"""A freshly enrolled device: as the factory default, plus control by its owner, and trading
+unless its owner says otherwise (``ioe owner enroll --no-trade``): an owner enrolls a plug to be
+paid for what it saves, and a meter to pay it."""
 
 
 def policy_problem(policy: Policy) -> str | None:

@@ -17,12 +17,13 @@ unaffected).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ioe.crypto.keys import KeyPair, verify
 from ioe.encoding import Value, decode
 from ioe.engine.integrity import VALID, Invalid, Outcome
+from ioe.engine.records import SignedAction
 from ioe.errors import EncodingError
 from ioe.hashing import AgentPubKey
 from ioe.identity import wire
@@ -35,8 +36,10 @@ from ioe.identity.certificate import (
     MAX_CERTIFICATE_BYTES,
     OWNER_BINDING_CONTEXT,
     TRUSTED_KEYSETS_PROPERTY,
+    EnrollmentCertificate,
     OwnedDocument,
     bind_owner,
+    enrollment_record,
     membrane_check,
 )
 from ioe.identity.document import Signatures
@@ -148,3 +151,32 @@ def core_membrane(
     ):
         return Invalid("the owner's keyset is not trusted by this network")
     return VALID
+
+
+NO_TRADE = "its enrollment does not allow trading (its owner enrolled it with --no-trade)"
+"""Why a device whose certificate's policy says ``may_trade=False`` takes no part in the
+currency."""
+
+
+def trade_problem(
+    agent: AgentPubKey, proof: bytes | None, dna_properties: Mapping[str, Value]
+) -> str | None:
+    """Why ``agent``, which joined with membrane ``proof``, may not trade, pay or be paid, or
+    None. An owner agent (an owner membership) may; a device may when its certificate's
+    policy says ``may_trade``; an agent the core membrane would not admit (unenrolled,
+    provisional, forged) never does."""
+    outcome = core_membrane(agent, proof, dna_properties)
+    if isinstance(outcome, Invalid):
+        return f"it is not enrolled ({outcome.reason}): an unenrolled device never trades"
+    # admitted, so a proof shaped as a certificate decodes as one
+    cert = EnrollmentCertificate.from_bytes(proof) if proof and is_certificate(proof) else None
+    return NO_TRADE if cert is not None and not cert.policy.may_trade else None
+
+
+def chain_trade_problem(
+    activity: Sequence[SignedAction], agent: AgentPubKey, dna_properties: Mapping[str, Value]
+) -> str | None:
+    """:func:`trade_problem` for the proof ``agent``'s chain starts with (``activity``, in
+    order from genesis): the membership it joined with, not what it may claim later."""
+    found = enrollment_record(activity, agent)
+    return trade_problem(agent, None if found is None else found[1], dna_properties)

@@ -22,6 +22,12 @@ Every node does two things at start (:meth:`Wallet.start`) so that it can be pai
   consumer to ``accept_receipt``; every other entry type keeps the default rule (only the
   types named by ``--countersign-accept``).
 
+Nobody trades with an agent whose membership says it may not (an unenrolled device, or one
+enrolled with ``--no-trade``): ``prepare_payment`` refuses when this node's own agent may not,
+before any session, and the node refuses to pay, be paid by or take a receipt from a
+counterparty whose accepted agent info carries such a membership (:func:`counterparty_problem`).
+Validation refuses the record of such an agent on every node.
+
 A **consumption receipt** closes the delivery of energy before its trade
 (:meth:`Wallet.deliver`): the distributor that attested a generation claim starts a session
 with the consumer's node, which co-signs it only as the consumer. A distributor's node never
@@ -54,6 +60,7 @@ from ioe.engine.countersigning import Preflight
 from ioe.errors import ChainLocked, IoEError, ZomeCallError
 from ioe.faults import NO_FAULTS, Faults
 from ioe.hashing import ActionHash, AgentPubKey, DnaHash
+from ioe.identity.membership import trade_problem
 from ioe.services.countersign import Countersigner, CountersignError, Policy
 from ioe.services.grants import ensure_open_grant
 from ioe.services.remote import RemoteCalls
@@ -113,14 +120,28 @@ def wallet_policy(
         if isinstance(value, Transfer):
             if value.receiver.agent != cell.agent:
                 return "this node co-signs only transfers that pay its own agent"
-            return currency.policy(cell, preflight, value)
+            refused = counterparty_problem(signer.dht, value.spender.agent, "payer")
+            return refused or currency.policy(cell, preflight, value)
         if isinstance(value, ConsumptionReceipt):
             if value.consumer != cell.agent:
                 return "this node co-signs only receipts of energy its own agent consumed"
-            return currency.policy(cell, preflight, value)
+            refused = counterparty_problem(signer.dht, value.distributor, "distributor")
+            return refused or currency.policy(cell, preflight, value)
         return signer.default_policy(preflight)  # the node's accept-types rule
 
     return judge
+
+
+def counterparty_problem(dht: DnaNetwork, agent: AgentPubKey, role: str) -> str | None:
+    """Why this node takes no part in a currency session with ``agent`` (the ``role``), or
+    None: the membership its accepted agent info carries says it may not trade. Validation
+    judges each party on its own record (it cannot read the other party's chain when it
+    commits), so this is how an honest node keeps a ``--no-trade`` device off its own chain."""
+    info = dht.members().get(agent)
+    if info is None:
+        return None  # not a member: the session is refused anyway
+    problem = trade_problem(agent, info.membrane_proof, dht.dna.properties)
+    return None if problem is None else f"the {role} may not trade: {problem}"
 
 
 def _vetted(
@@ -326,7 +347,11 @@ class Wallet:
             return found
 
         # The claim the attestation is of may be known here only by its hash: fetch it.
-        await resolving(self.node.dnas[cell.dna.hash], prepare)
+        dht = self.node.dnas[cell.dna.hash]
+        await resolving(dht, prepare)
+        refused = counterparty_problem(dht, consumer, "consumer")
+        if refused:
+            raise ZomeCallError(refused)
         await self._until_unlocked(cell, timeout_s)
         receipt = prepare()
         try:
@@ -385,6 +410,9 @@ class Wallet:
             return injected
         found = self.node.conductor.call(cell, CURRENCY_ZOME, "prepare_payment", payload)
         assert isinstance(found, Transfer)
+        refused = counterparty_problem(self.node.dnas[cell.dna.hash], to, "receiver")
+        if refused:
+            raise ZomeCallError(refused)
         return found
 
 

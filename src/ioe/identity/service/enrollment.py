@@ -34,8 +34,10 @@ from ioe.hashing import AgentPubKey
 from ioe.identity.authority import Keyset
 from ioe.identity.certificate import (
     CERTIFICATE_CONTEXT,
+    ENROLLED_DEFAULT_POLICY,
     DeviceVisibility,
     EnrollmentCertificate,
+    Policy,
     issue,
 )
 from ioe.identity.device_account import DeviceAccount
@@ -129,9 +131,11 @@ def owner_certificate(  # noqa: PLR0917 - the certificate's fields
     now_us: int,
     index: int,
     keyset: Keyset | None = None,
+    policy: Policy = ENROLLED_DEFAULT_POLICY,
 ) -> EnrollmentCertificate:
     """The certificate a single owner issues for agent ``agent`` of its device ``index``: the
-    keyset is the owner's authorization key with its revocation key as revoker. Given a
+    keyset is the owner's authorization key with its revocation key as revoker, the policy
+    the enrolled default unless ``policy`` says otherwise (no trading). Given a
     ``keyset`` (the node's, :func:`ioe.identity.service.keyset.node_keyset`), it is returned
     unsigned:
     :func:`ioe.identity.service.keyset_signing.sign_with_keyset` collects the keyset's
@@ -147,6 +151,7 @@ def owner_certificate(  # noqa: PLR0917 - the certificate's fields
         issued_us=now_us,
         serial=index,
         visibility=visibility,
+        policy=policy,
     )
     return cert if keyset is not None else cert.signed_by(account.authorization_key())
 
@@ -278,11 +283,13 @@ class OwnerEnrollment:
         *,
         zone: str | None = None,
         private: bool = False,
+        trade: bool = True,
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """Have the certificate signed by the keyset (waiting up to ``timeout_s`` for officers'
         approvals when it needs several), pair with the pending device by ``code``, then
-        provision it."""
+        provision it. ``trade=False`` enrolls it with a policy that never lets it pay or be
+        paid (every node's validation refuses its currency records)."""
         try:
             device = AgentPubKey.from_text(device_text)
         except (EncodingError, ValueError) as exc:
@@ -304,8 +311,9 @@ class OwnerEnrollment:
             agent = device_agent_key(seed, 0).agent
             visibility = DeviceVisibility.PRIVATE if private else DeviceVisibility.PUBLIC
             keyset = node_keyset(self.node.conductor)
+            policy = replace(ENROLLED_DEFAULT_POLICY, may_trade=trade)
             cert = owner_certificate(
-                account, pending, agent, zone, visibility, self._now(), index, keyset
+                account, pending, agent, zone, visibility, self._now(), index, keyset, policy
             )
             # The keyset's signatures first (M officers may take a while to approve): pairing
             # spends the device's code, so it comes only once the certificate is signed.

@@ -1,7 +1,7 @@
 """Owner routes of the node API (enrollment of devices, ``docs/identity.md``).
 
 GET  /v1/owner/pending   → [{"device", "name", "type", "zone"}] (devices asking to enroll)
-POST /v1/owner/enroll    {"device", "code", "zone"?, "private"?, "timeout"?}
+POST /v1/owner/enroll    {"device", "code", "zone"?, "private"?, "trade"? (true), "timeout"?}
                          → {"agent", "index", "name"} ("timeout": for officers' approvals)
 GET  /v1/owner/devices   → the devices this owner enrolled, with "present" and "last_seen_us"
 """
@@ -54,9 +54,11 @@ async def enroll(request: web.Request) -> web.Response:
         or not isinstance(body.get("device"), str)
         or not isinstance(body.get("code"), str)
         or not isinstance(body.get("zone"), str | None)
+        or not isinstance(body.get("trade", True), bool)
     ):
         return web.json_response(
-            {"error": "enroll takes {device, code, zone?, private?}"}, status=400
+            {"error": "enroll takes {device, code, zone?, private?, trade? (true or false)}"},
+            status=400,
         )
     try:
         timeout = body.get("timeout")  # seconds to wait for the keyset officers' approvals
@@ -67,6 +69,7 @@ async def enroll(request: web.Request) -> web.Response:
             body["code"],
             zone=body.get("zone"),
             private=bool(body.get("private")),
+            trade=body.get("trade", True),
             timeout_s=None if timeout is None else max(0.0, float(timeout)),
         )
     except EnrollmentError as exc:

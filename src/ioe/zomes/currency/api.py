@@ -28,9 +28,11 @@ from ioe.engine.countersigning import (
 from ioe.engine.integrity import UnresolvedDependency
 from ioe.engine.records import Record
 from ioe.engine.schema import decode_as, from_value
+from ioe.engine.validation import GENESIS_LENGTH
 from ioe.engine.zome import CoordinatorZome
 from ioe.errors import ChainError, EncodingError, MissingDependencies, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
+from ioe.identity.membership import chain_trade_problem
 from ioe.zomes.currency import issuance
 from ioe.zomes.currency.entries import (
     CLEAN_SOURCES,
@@ -166,6 +168,14 @@ def position_of(ctx: CallContext) -> Position:
         return after(latest.action_hash, latest.transfer, ctx.agent)
     except LedgerError as exc:  # validation keeps this from happening on a valid chain
         raise ChainError(f"this chain's ledger does not add up: {exc}") from exc
+
+
+def trade_problem_here(ctx: CallContext) -> str | None:
+    """Why this cell's agent may not trade (validation would refuse its record), or None:
+    read from the membership its chain starts with."""
+    genesis = [r.signed_action for r in ctx.query(until_seq=GENESIS_LENGTH - 1)]
+    problem = chain_trade_problem(genesis, ctx.agent, ctx.dna.properties)
+    return None if problem is None else f"this agent may not trade: {problem}"
 
 
 # ---------------------------------------------------------------------------- zome functions
@@ -335,6 +345,9 @@ def prepare_payment(ctx: CallContext, payload: Any) -> Transfer:
     malformed payment fails here, before any session."""
     if not isinstance(payload, dict):
         raise ZomeCallError("prepare_payment takes a map")
+    problem = trade_problem_here(ctx)
+    if problem:
+        raise ZomeCallError(problem)
     to = _agent(payload.get("to"), "to")
     if to == ctx.agent:
         raise ZomeCallError("an agent cannot pay itself")
@@ -415,13 +428,18 @@ def accept_payment(ctx: CallContext, payload: Any) -> str | None:
     """Why this agent refuses to countersign ``payload`` (a Transfer, or its canonical value
     or bytes), or None to accept: the transfer's own rules, this agent's side continuing its
     chain as it stands (latest transfer, balance), and the amount the records it cites give
-    (read here at the call's time, the session's). The spender's side is its own business
-    (its record is validated against its chain)."""
+    (read here at the call's time, the session's), and that this agent may trade. The
+    spender's side is its own business (its record is validated against its chain; a node
+    also refuses a spender whose membership says it may not trade: ``ioe.wallet``)."""
     transfer = _transfer(payload)
     party = transfer.party(ctx.agent)
     if party is None:
         return "this agent is not a party to the transfer"
-    problem = transfer_problem(transfer, rules_of(ctx)) or follows(position_of(ctx), party)
+    problem = (
+        trade_problem_here(ctx)
+        or transfer_problem(transfer, rules_of(ctx))
+        or follows(position_of(ctx), party)
+    )
     if problem:
         return problem
     try:
@@ -570,7 +588,7 @@ def prepare_receipt(ctx: CallContext, payload: Any) -> ConsumptionReceipt:
         consumer_zone=_str(payload, "consumer_zone"),
         need_index=_int(payload, "need_index", 0),
     )
-    problem = _receipt_problem(ctx, receipt)
+    problem = trade_problem_here(ctx) or _receipt_problem(ctx, receipt)
     if problem:
         raise ZomeCallError(problem)
     return receipt
@@ -589,7 +607,7 @@ def accept_receipt(ctx: CallContext, payload: Any) -> str | None:
             return f"not a consumption receipt: {exc}"
     if ctx.agent not in (receipt.distributor, receipt.consumer):
         return "this agent is not a party to the receipt"
-    return _receipt_problem(ctx, receipt)
+    return trade_problem_here(ctx) or _receipt_problem(ctx, receipt)
 
 
 def _receipt_problem(ctx: CallContext, receipt: ConsumptionReceipt) -> str | None:

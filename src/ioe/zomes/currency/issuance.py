@@ -13,7 +13,9 @@ The chain of evidence (the book's "life of a token")::
     PriceRecord (an oracle's chain) ← cash_in / cash_out
 
 Every amount that follows from cited records is recomputed here (:func:`expected_amount`),
-so a transfer that pays more or less than the rules say is refused. See
+so a transfer that pays more or less than the rules say is refused. Whoever claims energy,
+receives or delivers it, pays or is paid must be allowed to trade (:func:`trading_outcome`);
+attesting and publishing prices move no credit and are not restricted. See
 ``docs/currency.md`` for what is enforced network-wide and what only on one chain.
 """
 
@@ -36,6 +38,7 @@ from ioe.engine.schema import decode_as
 from ioe.errors import EncodingError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.identity.certificate import enrolled_certificate
+from ioe.identity.membership import chain_trade_problem
 from ioe.vocabulary import DeviceType, Verification
 from ioe.zomes.currency.entries import (
     CLEAN_SOURCES,
@@ -172,6 +175,27 @@ def session_values(
             raise Refused(f"an earlier countersigned record does not decode: {exc}") from exc
 
 
+# ------------------------------------------------------------------------- who may trade
+
+
+def trading_outcome(
+    role: str, agent: AgentPubKey, activity: Sequence[SignedAction], host: IntegrityHost
+) -> Outcome:
+    """Whether ``agent`` (the ``role`` of a currency record on its own chain, ``activity``
+    from genesis) may trade: an owner agent, or a device whose enrollment certificate's policy
+    says ``may_trade``. Read from the proof its chain starts with, so every node agrees."""
+    problem = chain_trade_problem(activity, agent, host.dna_properties)
+    return Invalid(f"the {role} may not trade: {problem}") if problem else VALID
+
+
+def _own_activity(op: Op, host: IntegrityHost, what: str) -> list[SignedAction]:
+    """The author's chain before ``op``'s record (Unresolved while it is not here)."""
+    action = op.action
+    if action.prev is None:
+        raise Refused(f"{what} is created after its author's chain head")
+    return host.must_get_agent_activity(action.author, action.prev)
+
+
 # ---------------------------------------------------------------------------- entry rules
 
 
@@ -263,10 +287,21 @@ def check_generation_claim(
     problem = generation_claim_problem(claim, action.author, action.timestamp, rules)
     if problem:
         return Invalid(problem)
+    outcome = trading_outcome("claimant", action.author, _own_activity(op, host, "a claim"), host)
+    if not outcome:
+        return outcome
     for batch in claim.telemetry:
         if host.must_get_action(batch).action.author != action.author:
             return Invalid("a claim cites only its own author's reading batches")
     return VALID
+
+
+def check_reduction_claim(claim: ReductionClaim, op: Op, host: IntegrityHost) -> Outcome:
+    """A reduction claim's own fields, by an agent that may trade (it asks to be paid)."""
+    problem = reduction_claim_problem(claim, op.action.timestamp)
+    if problem:
+        return Invalid(problem)
+    return trading_outcome("claimant", op.action.author, _own_activity(op, host, "a claim"), host)
 
 
 def claimed_energy(
@@ -396,8 +431,9 @@ def delivered_wh(
 def check_receipt(
     receipt: ConsumptionReceipt, op: Op, host: IntegrityHost, rules: CurrencyRules
 ) -> Outcome:
-    """:func:`receipt_problem`, and on the distributor's own record: all its receipts of one
-    attestation together stay within the attested energy."""
+    """:func:`receipt_problem`; the author (either party, on its own record) may trade; and on
+    the distributor's own record, all its receipts of one attestation together stay within the
+    attested energy."""
     session = op.session
     if not isinstance(session, CountersignedEntry):
         return Invalid("a receipt is committed only countersigned by distributor and consumer")
@@ -406,13 +442,15 @@ def check_receipt(
     if problem:
         return Invalid(problem)
     action = op.action
+    activity = _own_activity(op, host, "a receipt")
+    role = "distributor" if action.author == receipt.distributor else "consumer"
+    outcome = trading_outcome(role, action.author, activity, host)
+    if not outcome:
+        return outcome
     if isinstance(action, Create) and action.author == receipt.distributor:
-        if action.prev is None:
-            return Invalid("a receipt is created after its author's chain head")
         _, attestation = cited(
             host, receipt.attestation, zome_index, ClaimAttestation, "attestation"
         )
-        activity = host.must_get_agent_activity(action.author, action.prev)
         delivered = delivered_wh(receipt, activity, action.app_entry_type, zome_index, host)
         if delivered > attestation.energy_wh:
             return Invalid(
@@ -435,8 +473,7 @@ def check_entry(value: object, op: Op, host: IntegrityHost, rules: CurrencyRules
         if isinstance(value, GenerationClaim):
             return check_generation_claim(value, op, host, rules)
         if isinstance(value, ReductionClaim):
-            problem = reduction_claim_problem(value, op.action.timestamp)
-            return Invalid(problem) if problem else VALID
+            return check_reduction_claim(value, op, host)
         if isinstance(value, ClaimAttestation):
             return check_attestation(value, op, host, rules)
         if isinstance(value, ConsumptionReceipt):

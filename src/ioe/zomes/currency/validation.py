@@ -8,7 +8,9 @@ the app value (``op.app_entry``) and the session (``op.session``):
    rules, a consistent provenance, both parties' balances following from their previous
    balances by exactly the amount, and the spender not below its credit limit;
 2. against the session (:func:`session_problem`): its parties are exactly spender and receiver;
-3. against the author's own chain (:func:`chain_outcome`): the author's "previous transfer" is
+3. against the author's own chain (:func:`chain_outcome`): the author may trade (an owner
+   agent, or a device whose enrollment certificate's policy says ``may_trade``: an unenrolled
+   or ``--no-trade`` device never pays nor is paid); the author's "previous transfer" is
    its latest transfer before this record (walked back through its agent activity; Unresolved
    while that is missing), and its previous balance is that transfer's resulting balance for it.
    So a replayed transfer, a stale state or a made-up balance are refused.
@@ -263,8 +265,8 @@ def latest_transfer(
 def chain_outcome(
     transfer: Transfer, session: CountersignedEntry, signed: SignedAction, host: IntegrityHost
 ) -> Outcome:
-    """The author's side follows its own chain: its latest transfer before this record, and
-    the balance after it."""
+    """The author's side follows its own chain: its chain starts with a membership that lets
+    it trade, and its latest transfer before this record and the balance after it lead here."""
     action = signed.action
     party = transfer.party(action.author)
     if party is None:
@@ -272,6 +274,10 @@ def chain_outcome(
     if not isinstance(action, Create) or action.prev is None:
         return Invalid("a transfer is created after its author's chain head")
     activity = host.must_get_agent_activity(action.author, action.prev)
+    role = "spender" if action.author == transfer.spender.agent else "receiver"
+    outcome = issuance.trading_outcome(role, action.author, activity, host)
+    if not outcome:
+        return outcome
     preflight = session.preflight
     try:
         latest = latest_transfer(
@@ -299,7 +305,9 @@ integrity = IntegrityZome(
     # 3: site meters (monitor certificates) attest their owner's devices' claims. A change of
     # what validation accepts is a new network: nodes on other rules would warrant each other.
     # 4: a party carries what it has earned, and history raises the credit limit.
-    version="4",
+    # 5: whoever pays, is paid, claims or takes part in a receipt may trade (its certificate's
+    # policy, read from the start of its chain; owner agents may).
+    version="5",
     entry_defs=ENTRY_DEFS,
     validate=validate,
 )
