@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ioe.identity.pairing import normalise_code
 from ioe.node.client import call_api
 from ioe.testing import faulty_node
 from ioe.testing.faults import InjectedFaults
 
 PASSPHRASE = "a test passphrase, never a real one"
+ZONE = "au/nsw/newtown"
 
 
 def env() -> dict[str, str]:
@@ -131,3 +133,81 @@ def blocked(data_dir: Path) -> list[dict[str, Any]]:
         check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------- devices
+
+
+def ioe(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ioe", *args],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def popen(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ioe", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def enroll(
+    owner_dir: Path, bootstrap: str, data: Path, kind: str, name: str, zone: str = ZONE
+) -> str:
+    """Plug a device in, enroll it with its pairing code; its enrolled agent key."""
+    device = popen(
+        "device", "plug-in", "--data-dir", str(data), "--type", kind, "--name", name,
+        "--zone", zone, "--no-mdns", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
+    )  # fmt: skip
+    try:
+        assert device.stdout is not None
+        first = json.loads(device.stdout.readline())
+        code = normalise_code((data / "pairing-code").read_text())
+
+        def pending() -> bool:
+            done = ioe("owner", "pending", "--data-dir", str(owner_dir), "--json")
+            return any(p["device"] == first["agent"] for p in json.loads(done.stdout or "[]"))
+
+        wait_for(pending, timeout=30)
+        done = ioe(
+            "owner", "enroll", "--data-dir", str(owner_dir), first["agent"], "--code", code,
+            "--json",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        second = json.loads(device.stdout.readline())
+        assert second["enrollment"] == "enrolled"
+        return str(second["agent"])
+    finally:
+        stop(device)
+
+
+def run_device(data: Path, bootstrap: str, sim: str, name: str, *extra: str) -> Any:
+    process = popen(
+        "device", "run", "--data-dir", str(data), "--driver", "sim", "--sim", sim,
+        "--name", name, "--no-mdns", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
+        "--interval", "0.5", "--batch-every", "2", *extra,
+    )  # fmt: skip
+    assert process.stdout is not None
+    json.loads(process.stdout.readline())  # started
+    return process

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import NodeProcess, env, init, members, wait_for
+from nodes import NodeProcess, enroll, env, init, members, run_device, stop, wait_for
 
 pytestmark = pytest.mark.process
 
@@ -105,4 +105,66 @@ def test_bad_community_input_gets_a_clear_error_and_founds_nothing(
         assert done.returncode != 0 and reason in done.stderr, done.stderr[-500:]
     assert ioe("community", "list", "--data-dir", str(ann.data_dir), "--json") == {
         "communities": []
+    }
+
+
+def test_an_owners_device_joins_counts_and_leaves(owners: tuple[NodeProcess, NodeProcess]) -> None:
+    ann, bob = owners
+    plug_dir = ann.data_dir.parent / "plug"
+    plug = enroll(ann.data_dir, ann.addr, plug_dir, "consumption", "Pool pump")
+    running = run_device(plug_dir, ann.addr, "plug", "Pool pump")
+    try:
+        made = ioe(
+            "community", "create", "--data-dir", str(ann.data_dir),
+            "--name", "Pool pumps", "--zone", "au/nsw/newtown", "--json",
+        )  # fmt: skip
+        community = made["community"]
+        joined = wait_for(
+            lambda: ioe(
+                "community",
+                "invite",
+                community,
+                plug,
+                "--data-dir",
+                str(ann.data_dir),
+                "--role",
+                "member",
+                "--access",
+                "see",
+                "--access",
+                "control",
+                "--json",
+            ),
+            timeout=60,
+            interval=1.0,
+        )  # fmt: skip  (the plug's chain reaches the network once it runs)
+    finally:
+        stop(running)
+    assert joined["agent"] == plug and joined["kind"] == "device"
+    assert joined["access"] == ["control", "see"]
+
+    def listed_by_bob() -> Any:
+        found = ioe(
+            "community", "directory", "--data-dir", str(bob.data_dir), "--zone", "au/nsw", "--json"
+        )
+        return [c for c in found["communities"] if c["id"] == community]
+
+    assert wait_for(lambda: listed_by_bob() and listed_by_bob()[0]["members"] == 2, timeout=30)
+    members = ioe("community", "members", community, "--data-dir", str(bob.data_dir), "--json")
+    assert [(m["agent"], m["role"]) for m in members["members"]] == [(plug, "member")]
+
+    # an observer may not be given control; a device may not manage
+    refused = (("observer", "control", "may not be given"), ("manager", "see", "cannot manage"))
+    for role, access, reason in refused:
+        done = subprocess.run(
+            [sys.executable, "-m", "ioe", "community", "invite", community, plug,
+             "--data-dir", str(ann.data_dir), "--role", role, "--access", access],
+            capture_output=True, text=True, env=env(), timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode != 0 and reason in done.stderr, done.stderr[-500:]
+
+    ioe("community", "leave", community, plug, "--data-dir", str(ann.data_dir), "--json")
+    assert wait_for(lambda: listed_by_bob()[0]["members"] == 1, timeout=30)
+    assert ioe("community", "members", community, "--data-dir", str(ann.data_dir), "--json") == {
+        "members": []
     }

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import NodeProcess, env, init, wait_for
+from nodes import NodeProcess, enroll, init, ioe, run_device, stop, wait_for
 
-from ioe.identity.pairing import normalise_code
 from ioe.node.client import call_api
 
 pytestmark = pytest.mark.process
@@ -25,85 +23,12 @@ APP = ("--threshold-pct", "30", "--load-w", "1200", "--min-off-minutes", "0")
 ZONE = "au/nsw/newtown"
 
 
-def ioe(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ioe", *args],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=timeout,
-        check=False,
-    )
-
-
 def write_prices(path: Path) -> None:
     lines = ["time,price"]
     for i, price in enumerate(PRICES):
         minutes = 5 * (i + 1)
         lines.append(f"2023-01-18T{10 + minutes // 60:02d}:{minutes % 60:02d}:00+10:00,{price}")
     path.write_text("\n".join(lines) + "\n")
-
-
-def popen(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ioe", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    )
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
-
-
-def enroll(owner_dir: Path, bootstrap: str, data: Path, kind: str, name: str) -> str:
-    """Plug a device in, enroll it with its pairing code; its enrolled agent key."""
-    device = popen(
-        "device", "plug-in", "--data-dir", str(data), "--type", kind, "--name", name,
-        "--zone", ZONE, "--no-mdns", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
-    )  # fmt: skip
-    try:
-        assert device.stdout is not None
-        first = json.loads(device.stdout.readline())
-        code = normalise_code((data / "pairing-code").read_text())
-
-        def pending() -> bool:
-            done = ioe("owner", "pending", "--data-dir", str(owner_dir), "--json")
-            return any(p["device"] == first["agent"] for p in json.loads(done.stdout or "[]"))
-
-        wait_for(pending, timeout=30)
-        done = ioe(
-            "owner", "enroll", "--data-dir", str(owner_dir), first["agent"], "--code", code,
-            "--json",
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        second = json.loads(device.stdout.readline())
-        assert second["enrollment"] == "enrolled"
-        return str(second["agent"])
-    finally:
-        stop(device)
-
-
-def run_device(data: Path, bootstrap: str, sim: str, name: str, *extra: str) -> Any:
-    process = popen(
-        "device", "run", "--data-dir", str(data), "--driver", "sim", "--sim", sim,
-        "--name", name, "--no-mdns", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
-        "--interval", "0.5", "--batch-every", "2", *extra,
-    )  # fmt: skip
-    assert process.stdout is not None
-    json.loads(process.stdout.readline())  # started
-    return process
 
 
 def test_a_plug_s_peak_credits_are_attested_and_paid_by_its_site_meter(tmp_path: Path) -> None:

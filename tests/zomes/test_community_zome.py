@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ioe.conductor import owner_keyset
+from ioe.crypto.derivation import OwnerAccount, device_agent_key
 from ioe.crypto.keys import KeyPair
 from ioe.dnas import core_dna
 from ioe.engine.cell import Cell
@@ -18,13 +20,23 @@ from ioe.engine.integrity import Invalid, OpType, Valid
 from ioe.engine.records import CreateLink, Record, SignedAction
 from ioe.engine.validation import SourceHost
 from ioe.errors import EncodingError, ValidationError, ZomeCallError
-from ioe.hashing import ExternalHash
+from ioe.hashing import ActionHash, ExternalHash
 from ioe.identity.authority import Keyset, single_owner
+from ioe.identity.certificate import enrollment_record
 from ioe.store.memory import MemoryDatabase
-from ioe.testing.membership import authorization_key_for, membrane_proof_for
+from ioe.testing.membership import (
+    authorization_key_for,
+    device_certificate,
+    membrane_proof_for,
+    owner_membership_proof,
+)
 from ioe.zomes.community.entries import (
     MAX_CHARTER_BYTES,
+    Access,
     CommunityCharter,
+    CommunityMembership,
+    MemberKind,
+    Role,
     Visibility,
     charter_problem,
     zone_anchor,
@@ -202,3 +214,165 @@ def test_signed_charters_round_trip_and_verify(name: str, segments: list[str]) -
     again = CommunityCharter.from_bytes(charter.to_bytes())
     assert again == charter and charter_problem(again) is None
     assert charter.signatures[0].signer == authorization_key_for(ALICE).agent
+
+
+# ------------------------------------------------------------------------------ memberships
+
+ANN = OwnerAccount.from_root_seed(bytes([21]) * 32)
+CAL = OwnerAccount.from_root_seed(bytes([22]) * 32)
+
+
+@dataclasses.dataclass
+class World:
+    ann: Cell  # Ann's owner agent: founds the community
+    plug: Cell  # Ann's device 1
+    cal: Cell  # another owner
+    cal_plug: Cell  # Cal's device 1
+    charter: CommunityCharter
+    charter_at: ActionHash
+
+
+def world() -> World:
+    dna = core_dna()
+    db = MemoryDatabase()
+
+    def cell(keys: KeyPair, proof: bytes) -> Cell:
+        made = Cell(dna, keys, db.chain(dna.hash, keys.agent))
+        made.genesis(proof, now_us=NOW)
+        return made
+
+    def device(account: OwnerAccount) -> Cell:
+        cert = device_certificate(account, 1, now_us=NOW)
+        return cell(device_agent_key(account.device_seed(1), 0), cert.to_bytes())
+
+    ann = cell(ANN.agent_key(), owner_membership_proof(ANN, now_us=NOW))
+    cal = cell(CAL.agent_key(), owner_membership_proof(CAL, now_us=NOW))
+    charter = CommunityCharter(
+        1, "King St", "au/nsw/newtown", Visibility.PUBLIC, None, owner_keyset(ANN), NOW
+    ).signed_by(ANN.authorization_key())
+    charter_at = ann.call("community", "found", {"charter": charter.to_bytes()}, now_us=NOW)
+    return World(ann, device(ANN), cal, device(CAL), charter, charter_at)
+
+
+def joined_at(cell: Cell) -> ActionHash:
+    found = enrollment_record([r.signed_action for r in cell.query()], cell.agent)
+    assert found is not None
+    return found[0].hash
+
+
+def membership(
+    w: World, member: Cell, *, kind: MemberKind = MemberKind.DEVICE, role: Role = Role.MEMBER,
+    access: tuple[Access, ...] = (Access.SEE,),
+) -> CommunityMembership:  # fmt: skip
+    return CommunityMembership(1, w.charter.id, member.agent, kind, role, access, NOW)
+
+
+def add(w: World, signed: CommunityMembership, member: Cell, by: Cell | None = None) -> ActionHash:
+    payload = {
+        "membership": signed.to_bytes(),
+        "charter_at": w.charter_at,
+        "member_joined": joined_at(member),
+    }
+    action: ActionHash = (by or w.ann).call("community", "add_member", payload, now_us=NOW)
+    return action
+
+
+def all_ops_valid(cell: Cell, since: ActionHash) -> None:
+    host = SourceHost(cell.dna, cell.store)
+    start = cell.get(since)
+    assert start is not None
+    for record in cell.query():
+        if record.action.seq >= start.action.seq:
+            for op in publishable_ops(record):
+                assert isinstance(validate_op(op, cell.dna, host), Valid), op.op_type
+
+
+def test_a_device_joins_with_its_managers_and_its_owners_signatures() -> None:
+    w = world()
+    both = (
+        membership(w, w.plug, access=(Access.SEE, Access.TRADE))
+        .signed_as_manager(ANN.authorization_key())
+        .signed_as_owner(ANN.authorization_key())
+    )  # Ann owns the plug too
+    action = add(w, both, w.plug)
+    all_ops_valid(w.ann, action)
+    [member_link] = w.ann.store.links(w.charter.id)
+    [member_of] = w.ann.store.links(w.plug.agent)
+    assert member_link.target == action and member_of.target == action
+
+
+def test_another_owners_device_needs_that_owners_signature() -> None:
+    w = world()
+    manager_only = membership(w, w.cal_plug).signed_as_manager(ANN.authorization_key())
+    with pytest.raises(ValidationError, match="not signed by the member's owner"):
+        add(w, manager_only, w.cal_plug)
+    wrong_owner = manager_only.signed_as_owner(ANN.authorization_key())  # Ann does not own it
+    with pytest.raises(ValidationError, match="not signed by the member's owner"):
+        add(w, wrong_owner, w.cal_plug)
+    both = manager_only.signed_as_owner(CAL.authorization_key())
+    all_ops_valid(w.ann, add(w, both, w.cal_plug))
+
+
+def test_the_owner_alone_cannot_make_a_membership() -> None:
+    w = world()
+    owner_only = membership(w, w.cal_plug).signed_as_owner(CAL.authorization_key())
+    with pytest.raises(ValidationError, match="not signed by the community's manager"):
+        add(w, owner_only, w.cal_plug)
+
+
+def test_only_the_manager_writes_memberships() -> None:
+    w = world()
+    both = (
+        membership(w, w.cal_plug)
+        .signed_as_manager(ANN.authorization_key())
+        .signed_as_owner(CAL.authorization_key())
+    )
+    with pytest.raises(ValidationError, match="written by the community's manager"):
+        add(w, both, w.cal_plug, by=w.cal)  # Cal cites Ann's charter, but is not its manager
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"role": Role.OBSERVER, "access": (Access.CONTROL,)}, "may not be given control"),
+        ({"access": (Access.TRADE, Access.SEE)}, "once each, in order"),
+        ({"role": Role.MANAGER, "access": (Access.SEE,)}, "cannot manage"),
+        ({"kind": MemberKind.PERSON}, "kind is device"),
+    ],
+)
+def test_bad_memberships_are_refused_with_a_reason(change: dict[str, object], reason: str) -> None:
+    w = world()
+    bad = dataclasses.replace(membership(w, w.plug), **change)  # type: ignore[arg-type]
+    signed = bad.signed_as_manager(ANN.authorization_key()).signed_as_owner(ANN.authorization_key())
+    with pytest.raises((ValidationError, ZomeCallError), match=reason):
+        add(w, signed, w.plug)
+
+
+def test_a_person_joins_as_a_person() -> None:
+    w = world()
+    cal = (
+        membership(w, w.cal, kind=MemberKind.PERSON, role=Role.OPERATOR,
+                   access=(Access.CONTROL, Access.SEE))
+        .signed_as_manager(ANN.authorization_key())
+        .signed_as_owner(CAL.authorization_key())
+    )  # fmt: skip
+    all_ops_valid(w.ann, add(w, cal, w.cal))
+
+
+def test_either_side_revokes_and_a_stranger_cannot() -> None:
+    w = world()
+    both = (
+        membership(w, w.cal_plug)
+        .signed_as_manager(ANN.authorization_key())
+        .signed_as_owner(CAL.authorization_key())
+    )
+    action = add(w, both, w.cal_plug)
+    revoke = {"membership_at": action, "reason": "moved out"}
+    revoked = w.ann.call("community", "revoke_member", revoke, now_us=NOW)
+    all_ops_valid(w.ann, revoked)
+    [link] = w.ann.store.links(action)
+    assert link.target == revoked
+    by_member = w.cal_plug.call("community", "revoke_member", revoke, now_us=NOW + 1)
+    assert isinstance(by_member, ActionHash)
+    with pytest.raises(ValidationError, match="revoked by its manager"):
+        w.plug.call("community", "revoke_member", revoke, now_us=NOW + 2)  # Ann's other device

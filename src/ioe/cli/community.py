@@ -1,4 +1,5 @@
-"""``ioe community create|show|list|directory``: communities, asked of the running node.
+"""``ioe community create|show|list|invite|members|leave|directory``: communities,
+asked of the running node.
 
 ``directory`` also lists the public devices the node knows near the zone (``ioe node
 directory``), so one command shows what is around.
@@ -56,6 +57,40 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invite(args: argparse.Namespace) -> int:
+    body = {"member": args.member, "role": args.role, "access": args.access}
+    path = f"/v1/communities/{quote(args.community)}/members"
+    made = call_api(data_dir(args), "POST", path, body, timeout=args.timeout)
+    if args.json:
+        emit_json(made)
+        return 0
+    print(f"{made['agent']} is now a {made['role']} ({', '.join(made['access'])})")
+    return 0
+
+
+def cmd_members(args: argparse.Namespace) -> int:
+    found = call_api(data_dir(args), "GET", f"/v1/communities/{quote(args.community)}/members")
+    if args.json:
+        emit_json(found)
+        return 0
+    print(f"{len(found['members'])} member(s) besides the manager")
+    for m in found["members"]:
+        print(f"  {m['agent']}  {m['kind']:7} {m['role']:9} {','.join(m['access'])}")
+    return 0
+
+
+def cmd_leave(args: argparse.Namespace) -> int:
+    path = f"/v1/communities/{quote(args.community)}/members/{quote(args.member)}"
+    done = call_api(
+        data_dir(args), "DELETE", path + (f"?reason={quote(args.reason)}" if args.reason else "")
+    )
+    if args.json:
+        emit_json(done)
+        return 0
+    print(f"membership ended ({done['revoked']})")
+    return 0
+
+
 def cmd_directory(args: argparse.Namespace) -> int:
     query = _zone_query(args.zone)
     communities = call_api(data_dir(args), "GET", "/v1/community-directory" + query)
@@ -108,6 +143,39 @@ def add_commands(commands: Any) -> None:
         description="Every community this owner founded, public and private.",
     )
     listing.set_defaults(handler=cmd_list)
+    invite = sub.add_parser(
+        "invite",
+        help="make a device or a person a member",
+        description="A membership of a community founded here, signed by its manager keyset "
+        "and by the member's owner keyset. This owner's own devices (and itself) join at once.",
+    )
+    invite.add_argument("community", help="the community's id")
+    invite.add_argument("member", help="the member's agent key (a device, or an owner agent)")
+    invite.add_argument(
+        "--role", default="member", choices=["manager", "operator", "member", "observer"]
+    )
+    invite.add_argument(
+        "--access",
+        action="append",
+        choices=["see", "control", "trade"],
+        help="an access level (repeatable; default: all the role allows)",
+    )
+    invite.add_argument("--timeout", type=float, default=60.0, help="seconds for signatures")
+    invite.set_defaults(handler=cmd_invite)
+    members = sub.add_parser(
+        "members", help="a community's members", description="Live memberships, from the network."
+    )
+    members.add_argument("community", help="the community's id")
+    members.set_defaults(handler=cmd_members)
+    leave = sub.add_parser(
+        "leave",
+        help="end a membership",
+        description="End MEMBER's membership, as the community's manager or the member's owner.",
+    )
+    leave.add_argument("community", help="the community's id")
+    leave.add_argument("member", help="the member's agent key")
+    leave.add_argument("--reason", default="", help="why (kept on the chain)")
+    leave.set_defaults(handler=cmd_leave)
     directory = sub.add_parser(
         "directory",
         help="public communities and devices near a zone",
@@ -117,6 +185,6 @@ def add_commands(commands: Any) -> None:
     )
     directory.add_argument("--zone", default=None, help="a zone prefix, e.g. au/nsw")
     directory.set_defaults(handler=cmd_directory)
-    for parser in (create, show, listing, directory):
+    for parser in (create, show, listing, invite, members, leave, directory):
         data_dir_arg(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")

@@ -24,6 +24,9 @@ def add_routes(app: web.Application, service: CommunityService) -> None:
     app.router.add_get("/v1/communities", _founded)
     app.router.add_get("/v1/communities/{community}", _show)
     app.router.add_get("/v1/community-directory", _directory)
+    app.router.add_post("/v1/communities/{community}/members", _add_member)
+    app.router.add_get("/v1/communities/{community}/members", _members)
+    app.router.add_delete("/v1/communities/{community}/members/{agent}", _remove_member)
 
 
 async def _create(request: web.Request) -> web.Response:
@@ -54,11 +57,57 @@ async def _founded(request: web.Request) -> web.Response:
 
 
 async def _show(request: web.Request) -> web.Response:
+    service, community = request.app[COMMUNITIES], request.match_info["community"]
     try:
-        listed = request.app[COMMUNITIES].show(request.match_info["community"])
+        listed = service.show(community)
     except CommunityError as exc:
         return error(404, str(exc))
-    return web.json_response(listed.to_json())
+    members = await service.members(community)
+    return web.json_response({**listed.to_json(), "members": 1 + len(members)})
+
+
+async def _add_member(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    access = body.get("access") if isinstance(body, dict) else None
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("member"), str)
+        or not isinstance(body.get("role", "member"), str)
+        or not (
+            access is None or (isinstance(access, list) and all(isinstance(a, str) for a in access))
+        )
+    ):
+        return error(400, "a membership is {member, role?, access?: [see|control|trade]}")
+    try:
+        member = await request.app[COMMUNITIES].add_member(
+            request.match_info["community"],
+            body["member"],
+            role=body.get("role", "member"),
+            access=access,
+        )
+    except CommunityError as exc:
+        return error(400, str(exc))
+    return web.json_response(member.to_json())
+
+
+async def _members(request: web.Request) -> web.Response:
+    try:
+        found = await request.app[COMMUNITIES].members(request.match_info["community"])
+    except CommunityError as exc:
+        return error(400, str(exc))
+    return web.json_response({"members": [m.to_json() for m in found]})
+
+
+async def _remove_member(request: web.Request) -> web.Response:
+    try:
+        action = await request.app[COMMUNITIES].remove_member(
+            request.match_info["community"],
+            request.match_info["agent"],
+            request.query.get("reason", ""),
+        )
+    except CommunityError as exc:
+        return error(400, str(exc))
+    return web.json_response({"revoked": action.to_text()})
 
 
 async def _directory(request: web.Request) -> web.Response:

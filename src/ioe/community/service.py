@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ioe.crypto.derivation import OwnerAccount
-from ioe.errors import IoEError
-from ioe.hashing import ActionHash, ExternalHash
+from ioe.engine.records import SignedAction
+from ioe.errors import EncodingError, IoEError
+from ioe.hashing import ActionHash, AgentPubKey, ExternalHash
+from ioe.identity.authority import Keyset
+from ioe.identity.certificate import EnrollmentCertificate, enrollment_record
+from ioe.identity.membership import OwnerMembership, is_certificate
 from ioe.identity.service.host import IdentityHost
 from ioe.identity.service.keyset import node_keyset
 from ioe.identity.service.keyset_signing import sign_with_keyset
@@ -21,9 +25,19 @@ from ioe.zomes.community.entries import (
     CHARTER_CONTEXT,
     CHARTER_VERSION,
     MAX_NAME,
+    MEMBER_LINK,
+    MEMBERSHIP_CONTEXT,
+    MEMBERSHIP_VERSION,
+    REVOKED_LINK,
+    ROLE_ACCESS,
     ZONE_LINK,
+    Access,
     CommunityCharter,
     CommunityEntry,
+    CommunityMembership,
+    MemberKind,
+    MembershipEntry,
+    Role,
     Visibility,
     checked_charter,
     zone_anchor,
@@ -32,6 +46,8 @@ from ioe.zones import zone_problem
 
 COMMUNITY_ZOME = "community"
 MAX_LISTED = 500
+MAX_MEMBERS = 2_000
+"""A community's member list is read up to this many memberships."""
 """A directory lists at most this many communities (a zone's anchor may hold more)."""
 
 
@@ -126,6 +142,100 @@ class CommunityService:
                 return listed
         raise CommunityError(f"no community {community[:60]!r} was founded on this node")
 
+    async def add_member(
+        self,
+        community: str,
+        member: str,
+        *,
+        role: str = "member",
+        access: list[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Member:
+        """Make ``member`` (a device's agent or an owner agent) a member of a community founded
+        here, signed by the manager keyset and by the member's owner keyset. This owner's own
+        devices (and itself) join at once; another owner's device needs that owner's
+        signatures, which this release does not collect yet (``CommunityError``)."""
+        own = self.show(community)
+        try:
+            agent = AgentPubKey.from_text(member)
+            chosen = Role(role)
+        except ValueError as exc:
+            raise CommunityError(f"not a member key or role: {exc}") from None
+        dht = self.host.dht_for(self.host.core_cell())
+        joined = joined_with(await dht.get_agent_activity(agent), agent)
+        if joined is None:
+            raise CommunityError(f"{agent.short()} is not a member of this network (yet)")
+        joined_at, kind, owner = joined
+        keyset = node_keyset(self.host.conductor)
+        if owner.id != keyset.id:
+            raise CommunityError(
+                f"{agent.short()} belongs to another owner, whose signature a membership needs"
+            )
+        if kind is MemberKind.DEVICE and chosen is Role.MANAGER:
+            raise CommunityError("a device cannot manage a community")
+        unsigned = CommunityMembership(
+            MEMBERSHIP_VERSION,
+            own.charter.id,
+            agent,
+            kind,
+            chosen,
+            access_for(chosen, access),
+            self.host.conductor.clock(),
+        )
+        what = f"{kind} {agent.short()} as {chosen} of {own.charter.name!r}"
+        manager = await sign_with_keyset(
+            self.host, MEMBERSHIP_CONTEXT, unsigned.message(), keyset=own.charter.manager,
+            what=what, timeout_s=timeout_s,
+        )  # fmt: skip
+        owners = await sign_with_keyset(
+            self.host, MEMBERSHIP_CONTEXT, unsigned.message(), keyset=owner, what=what,
+            timeout_s=timeout_s,
+        )  # fmt: skip
+        signed = CommunityMembership(
+            **{**_fields(unsigned), "manager_signatures": manager, "owner_signatures": owners}
+        )
+        payload = {
+            "membership": signed.to_bytes(),
+            "charter_at": own.action,
+            "member_joined": joined_at,
+        }
+        action = self.host.call(self.host.core_cell(), COMMUNITY_ZOME, "add_member", payload)
+        assert isinstance(action, ActionHash)
+        return Member(action, signed)
+
+    async def members(self, community: str) -> list[Member]:
+        """The live memberships of a community, as the network holds them."""
+        try:
+            community_id = ExternalHash.from_text(community)
+        except ValueError as exc:
+            raise CommunityError(f"not a community id: {exc}") from None
+        cell = self.host.core_cell()
+        dht = self.host.dht_for(cell)
+        found = []
+        for link in (await dht.get_links(community_id, MEMBER_LINK))[:MAX_MEMBERS]:
+            if not isinstance(link.target, ActionHash):
+                continue
+            record = await dht.get_record(link.target)
+            entry = None if record is None else cell.entry_value(record)
+            if not isinstance(entry, MembershipEntry):
+                continue
+            if await dht.get_links(link.target, REVOKED_LINK):
+                continue
+            found.append(Member(link.target, CommunityMembership.from_bytes(entry.membership)))
+        return sorted(found, key=lambda m: (m.membership.role, m.membership.member))
+
+    async def remove_member(self, community: str, member: str, reason: str = "") -> ActionHash:
+        """End ``member``'s membership (as the community's manager, or as the member's owner)."""
+        for found in await self.members(community):
+            if found.membership.member.to_text() == member:
+                payload = {"membership_at": found.action, "reason": reason}
+                action = self.host.call(
+                    self.host.core_cell(), COMMUNITY_ZOME, "revoke_member", payload
+                )
+                assert isinstance(action, ActionHash)
+                return action
+        raise CommunityError(f"{member[:60]!r} is no member of {community[:60]!r}")
+
     async def directory(self, zone: str = "") -> list[Listed]:
         """The public communities in ``zone`` and below ("" for all), as the network knows
         them; this node's own private ones are listed too (it is their manager)."""
@@ -146,8 +256,9 @@ class CommunityService:
             if not isinstance(entry, CommunityEntry):
                 continue
             charter = checked_charter(entry.charter)
-            if isinstance(charter, CommunityCharter):
-                listed.setdefault(charter.id, Listed(link.target, charter, members=1))
+            if isinstance(charter, CommunityCharter) and charter.id not in listed:
+                members = await self.members(charter.id.to_text())
+                listed[charter.id] = Listed(link.target, charter, members=1 + len(members))
         for own in self.founded():
             in_zone = own.charter.zone == zone or own.charter.zone.startswith(zone + "/")
             if own.charter.visibility is Visibility.PRIVATE and (not zone or in_zone):
@@ -155,5 +266,54 @@ class CommunityService:
         return sorted(listed.values(), key=lambda item: (item.charter.zone, item.charter.name))
 
 
-def _fields(charter: CommunityCharter) -> dict[str, Any]:
-    return {name: getattr(charter, name) for name in CommunityCharter.__dataclass_fields__}
+def _fields(document: Any) -> dict[str, Any]:
+    return {name: getattr(document, name) for name in type(document).__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A live membership as the network holds it."""
+
+    action: ActionHash
+    membership: CommunityMembership
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.membership
+        return {
+            "agent": m.member.to_text(),
+            "kind": str(m.kind),
+            "role": str(m.role),
+            "access": [str(a) for a in m.access],
+            "since_us": m.issued_us,
+            "membership": self.action.to_text(),
+        }
+
+
+def joined_with(
+    activity: list[SignedAction], agent: AgentPubKey
+) -> tuple[ActionHash, MemberKind, Keyset] | None:
+    """Where ``agent`` joined (its ``AgentValidationPkg``), as what, and its owner keyset."""
+    found = enrollment_record(activity, agent)
+    if found is None:
+        return None
+    signed, proof = found
+    try:
+        if is_certificate(proof):
+            return signed.hash, MemberKind.DEVICE, EnrollmentCertificate.from_bytes(proof).keyset
+        return signed.hash, MemberKind.PERSON, OwnerMembership.from_bytes(proof).keyset
+    except EncodingError:
+        return None
+
+
+def access_for(role: Role, access: list[str] | None) -> tuple[Access, ...]:
+    """The access levels asked for (default: all the role allows), checked against the role."""
+    wanted = set(ROLE_ACCESS[role]) if access is None else set()
+    for name in access or ():
+        try:
+            wanted.add(Access(name))
+        except ValueError:
+            raise CommunityError(f"unknown access level {name!r} (see, control, trade)") from None
+    extra = wanted - ROLE_ACCESS[role]
+    if extra:
+        raise CommunityError(f"a {role} may not be given {', '.join(sorted(extra))}")
+    return tuple(sorted(wanted))

@@ -65,7 +65,7 @@ from ioe.net.interface import NetworkError, PeerId
 if TYPE_CHECKING:
     from ioe.identity.service.host import IdentityHost
 
-from ioe.zomes.community.entries import CHARTER_CONTEXT
+from ioe.zomes.community.entries import CHARTER_CONTEXT, MEMBERSHIP_CONTEXT
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ DOCUMENT_KINDS: Mapping[bytes, str] = {
     OWNER_MEMBERSHIP_CONTEXT: "owner membership",
     KEYSET_CHANGE_CONTEXT: "keyset change",
     CHARTER_CONTEXT: "community charter",
+    MEMBERSHIP_CONTEXT: "community membership",
 }
 """The only contexts an officer's node signs under: an authorization key signs nothing else."""
 

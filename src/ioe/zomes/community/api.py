@@ -12,13 +12,20 @@ from typing import Any
 
 from ioe.engine.cell import CallContext
 from ioe.engine.zome import CoordinatorZome
-from ioe.errors import ZomeCallError
+from ioe.errors import EncodingError, ZomeCallError
 from ioe.hashing import ActionHash
 from ioe.zomes.community.entries import (
+    MEMBER_LINK,
+    MEMBER_OF_LINK,
+    REVOKED_LINK,
     ZONE_LINK,
     CommunityCharter,
     CommunityEntry,
+    CommunityMembership,
+    MembershipEntry,
+    MembershipRevocation,
     PrivateCommunityEntry,
+    PrivateMembershipEntry,
     Visibility,
     checked_charter,
     zone_anchor,
@@ -57,3 +64,44 @@ def founded(ctx: CallContext, payload: Any = None) -> list[tuple[ActionHash, Com
             if isinstance(charter, CommunityCharter):
                 out.append((record.action_hash, charter))
     return sorted(out, key=lambda item: item[1].created_us)
+
+
+@coordinator.function
+def add_member(ctx: CallContext, payload: Any) -> ActionHash:
+    """Commit ``{"membership": bytes, "charter_at": action, "member_joined": action}`` (signed
+    by the manager and the member's owner) as this manager's record; a membership of a public
+    community is linked from the community's id and from the member's key."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("membership"), bytes):
+        raise ZomeCallError("add_member takes {membership: bytes, charter_at, member_joined}")
+    charter_at, joined = payload.get("charter_at"), payload.get("member_joined")
+    if not isinstance(charter_at, ActionHash) or not isinstance(joined, ActionHash):
+        raise ZomeCallError("charter_at and member_joined are action hashes")
+    try:
+        CommunityMembership.from_bytes(payload["membership"])
+    except EncodingError as exc:
+        raise ZomeCallError(f"malformed membership: {exc}") from None
+    founded = ctx.get(charter_at)
+    public_type = ctx.dna.entry_type_for(CommunityEntry)[0]
+    if founded is None or founded.action.entry_type != public_type:
+        entry: MembershipEntry | PrivateMembershipEntry = PrivateMembershipEntry(
+            payload["membership"], charter_at, joined
+        )
+        return ctx.create(entry)
+    membership = CommunityMembership.from_bytes(payload["membership"])
+    action = ctx.create(MembershipEntry(payload["membership"], charter_at, joined))
+    ctx.create_link(membership.community, action, MEMBER_LINK)
+    ctx.create_link(membership.member, action, MEMBER_OF_LINK)
+    return action
+
+
+@coordinator.function
+def revoke_member(ctx: CallContext, payload: Any) -> ActionHash:
+    """Commit ``{"membership_at": action, "reason": str}``: the membership ends now."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("membership_at"), ActionHash):
+        raise ZomeCallError("revoke_member takes {membership_at: action hash, reason?}")
+    reason = payload.get("reason", "")
+    if not isinstance(reason, str):
+        raise ZomeCallError("a revocation's reason is text")
+    action = ctx.create(MembershipRevocation(payload["membership_at"], reason))
+    ctx.create_link(payload["membership_at"], action, REVOKED_LINK)
+    return action
