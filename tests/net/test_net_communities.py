@@ -168,3 +168,82 @@ def test_an_owners_device_joins_counts_and_leaves(owners: tuple[NodeProcess, Nod
     assert ioe("community", "members", community, "--data-dir", str(ann.data_dir), "--json") == {
         "members": []
     }
+
+
+def _call(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ioe", *args],
+        capture_output=True, text=True, env=env(), timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_roles_become_grants_on_the_members_devices_and_leave_revokes_them(
+    owners: tuple[NodeProcess, NodeProcess],
+) -> None:
+    """A member with control switches another member's plug through its community grant; an
+    observer can read it but not switch it; once the controller leaves, it cannot either."""
+    ann, _ = owners
+    base = ann.data_dir.parent
+    agents: dict[str, str] = {}
+    running = []
+    try:
+        for name, sim in (("plug", "plug"), ("ctrl", "meter"), ("watch", "meter")):
+            kind = "consumption" if sim == "plug" else "monitor"
+            agents[name] = enroll(ann.data_dir, ann.addr, base / name, kind, name)
+            running.append(run_device(base / name, ann.addr, sim, name))
+        community = ioe(
+            "community", "create", "--data-dir", str(ann.data_dir),
+            "--name", "Street", "--zone", "au/nsw/newtown", "--json",
+        )["community"]  # fmt: skip
+        for name, role, access in (
+            ("plug", "member", ("see", "control")),
+            ("ctrl", "operator", ("see", "control")),
+            ("watch", "observer", ("see",)),
+        ):
+            flags = [a for level in access for a in ("--access", level)]
+            wait_for(
+                lambda n=name, r=role, f=flags: ioe(
+                    "community", "invite", community, agents[n], "--data-dir", str(ann.data_dir),
+                    "--role", r, *f, "--json",
+                ),
+                timeout=60,
+                interval=1.0,
+            )  # fmt: skip
+
+        def as_member(who: str, *command: str) -> subprocess.CompletedProcess[str]:
+            return _call(
+                "device", *command, "--data-dir", str(base / who), "--remote", agents["plug"],
+                "--community", community,
+            )  # fmt: skip
+
+        def switched_off() -> bool:
+            return as_member("ctrl", "write", "switch", "off").returncode == 0
+
+        assert wait_for(switched_off, timeout=60, interval=1.0)  # the plug made its grants
+        mine = _call("device", "read", "--data-dir", str(base / "plug"), "--json")
+        assert json.loads(mine.stdout)["switch"] is False
+        denied = as_member("watch", "write", "switch", "on")
+        assert denied.returncode != 0 and "grant" in denied.stderr
+        read = as_member("watch", "read", "--json")
+        assert read.returncode == 0 and json.loads(read.stdout)["switch"] is False
+
+        ioe(
+            "community",
+            "leave",
+            community,
+            agents["ctrl"],
+            "--data-dir",
+            str(ann.data_dir),
+            "--json",
+        )
+
+        def refused() -> bool:  # (switching off again changes nothing if it still gets through)
+            done = as_member("ctrl", "write", "switch", "off")
+            return done.returncode != 0 and "grant" in done.stderr
+
+        assert wait_for(refused, timeout=60, interval=1.0)  # revoked on the plug's chain
+        assert as_member("ctrl", "read", "--json").returncode != 0
+        assert as_member("watch", "read", "--json").returncode == 0  # the others keep theirs
+    finally:
+        for process in running:
+            stop(process)

@@ -152,7 +152,10 @@ def add_commands(commands: Any) -> None:
     invite.add_argument("community", help="the community's id")
     invite.add_argument("member", help="the member's agent key (a device, or an owner agent)")
     invite.add_argument(
-        "--role", default="member", choices=["manager", "operator", "member", "observer"]
+        "--role",
+        default="member",
+        choices=["manager", "operator", "member", "observer"],
+        help="the member's role (bounds its access; a device cannot be manager)",
     )
     invite.add_argument(
         "--access",

@@ -43,6 +43,7 @@ from ioe.cli.reputation import add_commands as add_reputation_commands
 from ioe.cli.sim import add_commands as add_sim_commands
 from ioe.cli.wallet import add_bench_command as add_currency_bench
 from ioe.cli.wallet import add_commands as add_wallet_commands
+from ioe.community.grant_secret import community_secret
 from ioe.conductor import Conductor, known_dnas, open_database
 from ioe.crypto.keystore import (
     Unlock,
@@ -51,9 +52,11 @@ from ioe.crypto.keystore import (
 )
 from ioe.errors import ChainIntegrityError, IoEError
 from ioe.faults import NO_FAULTS, Faults
+from ioe.hashing import AgentPubKey, ExternalHash
 from ioe.identity.device_account import DeviceAccount
 from ioe.inspect import describe_chain
 from ioe.node.client import call_api
+from ioe.services.jsonvalue import secret_to_text
 
 if TYPE_CHECKING:
     from ioe.apps.demand.service import DemandSetup
@@ -385,7 +388,15 @@ def _device_call(args: argparse.Namespace, fn: str, payload: object = None) -> A
     """A device function: of this data directory's own device, or with ``--remote AGENT`` of
     another agent's device, under the grant whose secret is ``--secret``."""
     if args.remote:
-        return remote_call(_data_dir(args), args.remote, ("device", fn), payload, args.secret)
+        secret = args.secret
+        if args.community:
+            try:
+                community = ExternalHash.from_text(args.community)
+                device = AgentPubKey.from_text(args.remote)
+            except ValueError as exc:
+                raise SystemExit(f"error: --community and --remote: {exc}") from None
+            secret = secret_to_text(community_secret(community, device))
+        return remote_call(_data_dir(args), args.remote, ("device", fn), payload, secret)
     if fn == "read":
         return call_api(_data_dir(args), "GET", "/v1/device/values")
     if fn == "describe":
@@ -610,6 +621,11 @@ def _remote_device_args(parser: argparse.ArgumentParser) -> None:
         help="another agent's device, reached through this data directory's node (needs a grant)",
     )
     parser.add_argument("--secret", help="the capability secret of the grant (with --remote)")
+    parser.add_argument(
+        "--community",
+        metavar="ID",
+        help="act as a member of this community (its grant on the device; with --remote)",
+    )
 
 
 def _add_device_commands(commands: Any) -> None:

@@ -209,19 +209,8 @@ class CommunityService:
             community_id = ExternalHash.from_text(community)
         except ValueError as exc:
             raise CommunityError(f"not a community id: {exc}") from None
-        cell = self.host.core_cell()
-        dht = self.host.dht_for(cell)
-        found = []
-        for link in (await dht.get_links(community_id, MEMBER_LINK))[:MAX_MEMBERS]:
-            if not isinstance(link.target, ActionHash):
-                continue
-            record = await dht.get_record(link.target)
-            entry = None if record is None else cell.entry_value(record)
-            if not isinstance(entry, MembershipEntry):
-                continue
-            if await dht.get_links(link.target, REVOKED_LINK):
-                continue
-            found.append(Member(link.target, CommunityMembership.from_bytes(entry.membership)))
+        live = await live_memberships(self.host, community_id, MEMBER_LINK)
+        found = [Member(action, membership) for action, membership in live]
         return sorted(found, key=lambda m: (m.membership.role, m.membership.member))
 
     async def remove_member(self, community: str, member: str, reason: str = "") -> ActionHash:
@@ -287,6 +276,27 @@ class Member:
             "since_us": m.issued_us,
             "membership": self.action.to_text(),
         }
+
+
+async def live_memberships(
+    host: IdentityHost, base: ExternalHash | AgentPubKey, link: str
+) -> list[tuple[ActionHash, CommunityMembership]]:
+    """The unrevoked memberships linked from ``base`` (a community's id with
+    ``community_member``, a member's key with ``member_of``), as the network holds them."""
+    cell = host.core_cell()
+    dht = host.dht_for(cell)
+    found = []
+    for item in (await dht.get_links(base, link))[:MAX_MEMBERS]:
+        if not isinstance(item.target, ActionHash):
+            continue
+        record = await dht.get_record(item.target)
+        entry = None if record is None else cell.entry_value(record)
+        if not isinstance(entry, MembershipEntry):
+            continue
+        if await dht.get_links(item.target, REVOKED_LINK):
+            continue
+        found.append((item.target, CommunityMembership.from_bytes(entry.membership)))
+    return found
 
 
 def joined_with(

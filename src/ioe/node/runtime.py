@@ -17,6 +17,7 @@ from typing import Any
 
 from ioe.apps.demand.rewarder import DemandRewarder
 from ioe.apps.demand.service import DemandService, DemandSetup
+from ioe.community.access import CommunityAccess
 from ioe.community.service import CommunityService
 from ioe.conductor import Conductor
 from ioe.dht.service import DhtConfig, DnaNetwork
@@ -114,6 +115,12 @@ class Node:
         self.keyset_signing = KeysetSigning(self)  # officers' approvals (/ioe/keyset-sign/1)
         self.wallet = Wallet(self, faults, vet=self.reputation.refusal)
         self.communities = CommunityService(self)  # founding and finding communities
+        # a device's memberships become grants on its chain (none on an owner's node)
+        self.community_access = (
+            CommunityAccess(self)
+            if self.device is not None and isinstance(conductor.account, DeviceAccount)
+            else None
+        )
         self.app_host = NodeAppHost(self)  # all the node's apps may ask of it
         self.demand = DemandService(self.app_host, demand) if demand is not None else None
         self.rewarder = DemandRewarder(self.app_host) if demand_rewards else None
@@ -161,6 +168,8 @@ class Node:
             self._tasks.append(asyncio.create_task(self._keep_dialling(addr), name="bootstrap"))
         if self.device is not None:
             await self.device.start()
+        if self.community_access is not None and self.dnas:
+            self.community_access.start()
         if self.rewarder is not None:
             self.rewarder.start()
         if self.demand is not None:
@@ -210,6 +219,8 @@ class Node:
         if self.demand is not None:
             await self.demand.close()
         await self.app_host.close()
+        if self.community_access is not None:
+            await self.community_access.close()
         if self.device is not None:
             await self.device.close()
         await self.rotation.close()
