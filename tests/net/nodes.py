@@ -173,9 +173,16 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 
 def enroll(
-    owner_dir: Path, bootstrap: str, data: Path, kind: str, name: str, zone: str = ZONE
+    owner_dir: Path,
+    bootstrap: str,
+    data: Path,
+    kind: str,
+    name: str,
+    zone: str = ZONE,
+    *enroll_flags: str,
 ) -> str:
-    """Plug a device in, enroll it with its pairing code; its enrolled agent key."""
+    """Plug a device in, enroll it with its pairing code (and ``enroll_flags``, e.g.
+    ``--no-trade``); its enrolled agent key."""
     device = popen(
         "device", "plug-in", "--data-dir", str(data), "--type", kind, "--name", name,
         "--zone", zone, "--no-mdns", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
@@ -192,7 +199,7 @@ def enroll(
         wait_for(pending, timeout=30)
         done = ioe(
             "owner", "enroll", "--data-dir", str(owner_dir), first["agent"], "--code", code,
-            "--json",
+            *enroll_flags, "--json",
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         second = json.loads(device.stdout.readline())
@@ -211,3 +218,10 @@ def run_device(data: Path, bootstrap: str, sim: str, name: str, *extra: str) -> 
     assert process.stdout is not None
     json.loads(process.stdout.readline())  # started
     return process
+
+
+def ioe_json(*args: str) -> Any:
+    """``ioe ARGS`` that must succeed; its last line of output as JSON."""
+    done = ioe(*args, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,34 +1,21 @@
-"""Communities between two owners' nodes (separate processes over libp2p): A founds a public
-and a private community with ``ioe community create``; B's directory lists the public one only,
-with its zone's prefixes finding it and other zones not."""
+"""Communities between two owners' nodes (separate processes over libp2p): founding, the
+directory by zone, memberships, access enforced as grants on member devices, and rules."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import NodeProcess, enroll, env, init, members, run_device, stop, wait_for
+from nodes import NodeProcess, enroll, env, init, ioe_json, members, run_device, stop, wait_for
 
 pytestmark = pytest.mark.process
-
-
-def ioe(*args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioe", *args],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture
@@ -52,11 +39,11 @@ def test_a_public_community_is_found_by_its_zone_and_a_private_one_by_nobody_els
     owners: tuple[NodeProcess, NodeProcess],
 ) -> None:
     ann, bob = owners
-    public = ioe(
+    public = ioe_json(
         "community", "create", "--data-dir", str(ann.data_dir),
         "--name", "King St solar", "--zone", "au/nsw/newtown/king-st", "--json",
     )  # fmt: skip
-    private = ioe(
+    private = ioe_json(
         "community", "create", "--data-dir", str(ann.data_dir),
         "--name", "Ann's flats", "--zone", "au/nsw/newtown", "--private", "--json",
     )  # fmt: skip
@@ -65,7 +52,7 @@ def test_a_public_community_is_found_by_its_zone_and_a_private_one_by_nobody_els
 
     def bob_sees(zone: str | None = None) -> Any:
         args = ["community", "directory", "--data-dir", str(bob.data_dir), "--json"]
-        return ioe(*args, *(["--zone", zone] if zone else []))
+        return ioe_json(*args, *(["--zone", zone] if zone else []))
 
     found = wait_for(lambda: bob_sees("au/nsw")["communities"], timeout=30, interval=0.5)
     assert [(c["id"], c["name"], c["zone"]) for c in found] == [
@@ -80,9 +67,9 @@ def test_a_public_community_is_found_by_its_zone_and_a_private_one_by_nobody_els
     assert isinstance(bob_sees("au/nsw")["devices"], list)
 
     # Ann's own view: both of hers (the private one only to her)
-    mine = ioe("community", "directory", "--data-dir", str(ann.data_dir), "--json")
+    mine = ioe_json("community", "directory", "--data-dir", str(ann.data_dir), "--json")
     assert {c["id"] for c in mine["communities"]} == {public["community"], private["community"]}
-    shown = ioe(
+    shown = ioe_json(
         "community", "show", private["community"], "--data-dir", str(ann.data_dir), "--json"
     )
     assert shown["name"] == "Ann's flats" and shown["zone"] == "au/nsw/newtown"
@@ -103,7 +90,7 @@ def test_bad_community_input_gets_a_clear_error_and_founds_nothing(
             capture_output=True, text=True, env=env(), timeout=60, check=False,
         )  # fmt: skip
         assert done.returncode != 0 and reason in done.stderr, done.stderr[-500:]
-    assert ioe("community", "list", "--data-dir", str(ann.data_dir), "--json") == {
+    assert ioe_json("community", "list", "--data-dir", str(ann.data_dir), "--json") == {
         "communities": []
     }
 
@@ -114,13 +101,13 @@ def test_an_owners_device_joins_counts_and_leaves(owners: tuple[NodeProcess, Nod
     plug = enroll(ann.data_dir, ann.addr, plug_dir, "consumption", "Pool pump")
     running = run_device(plug_dir, ann.addr, "plug", "Pool pump")
     try:
-        made = ioe(
+        made = ioe_json(
             "community", "create", "--data-dir", str(ann.data_dir),
             "--name", "Pool pumps", "--zone", "au/nsw/newtown", "--json",
         )  # fmt: skip
         community = made["community"]
         joined = wait_for(
-            lambda: ioe(
+            lambda: ioe_json(
                 "community",
                 "invite",
                 community,
@@ -144,13 +131,13 @@ def test_an_owners_device_joins_counts_and_leaves(owners: tuple[NodeProcess, Nod
     assert joined["access"] == ["control", "see"]
 
     def listed_by_bob() -> Any:
-        found = ioe(
+        found = ioe_json(
             "community", "directory", "--data-dir", str(bob.data_dir), "--zone", "au/nsw", "--json"
         )
         return [c for c in found["communities"] if c["id"] == community]
 
     assert wait_for(lambda: listed_by_bob() and listed_by_bob()[0]["members"] == 2, timeout=30)
-    members = ioe("community", "members", community, "--data-dir", str(bob.data_dir), "--json")
+    members = ioe_json("community", "members", community, "--data-dir", str(bob.data_dir), "--json")
     assert [(m["agent"], m["role"]) for m in members["members"]] == [(plug, "member")]
 
     # an observer may not be given control; a device may not manage
@@ -163,11 +150,11 @@ def test_an_owners_device_joins_counts_and_leaves(owners: tuple[NodeProcess, Nod
         )  # fmt: skip
         assert done.returncode != 0 and reason in done.stderr, done.stderr[-500:]
 
-    ioe("community", "leave", community, plug, "--data-dir", str(ann.data_dir), "--json")
+    ioe_json("community", "leave", community, plug, "--data-dir", str(ann.data_dir), "--json")
     assert wait_for(lambda: listed_by_bob()[0]["members"] == 1, timeout=30)
-    assert ioe("community", "members", community, "--data-dir", str(ann.data_dir), "--json") == {
-        "members": []
-    }
+    assert ioe_json(
+        "community", "members", community, "--data-dir", str(ann.data_dir), "--json"
+    ) == {"members": []}
 
 
 def _call(*args: str) -> subprocess.CompletedProcess[str]:
@@ -191,7 +178,7 @@ def test_roles_become_grants_on_the_members_devices_and_leave_revokes_them(
             kind = "consumption" if sim == "plug" else "monitor"
             agents[name] = enroll(ann.data_dir, ann.addr, base / name, kind, name)
             running.append(run_device(base / name, ann.addr, sim, name))
-        community = ioe(
+        community = ioe_json(
             "community", "create", "--data-dir", str(ann.data_dir),
             "--name", "Street", "--zone", "au/nsw/newtown", "--json",
         )["community"]  # fmt: skip
@@ -202,7 +189,7 @@ def test_roles_become_grants_on_the_members_devices_and_leave_revokes_them(
         ):
             flags = [a for level in access for a in ("--access", level)]
             wait_for(
-                lambda n=name, r=role, f=flags: ioe(
+                lambda n=name, r=role, f=flags: ioe_json(
                     "community", "invite", community, agents[n], "--data-dir", str(ann.data_dir),
                     "--role", r, *f, "--json",
                 ),
@@ -227,7 +214,7 @@ def test_roles_become_grants_on_the_members_devices_and_leave_revokes_them(
         read = as_member("watch", "read", "--json")
         assert read.returncode == 0 and json.loads(read.stdout)["switch"] is False
 
-        ioe(
+        ioe_json(
             "community",
             "leave",
             community,
@@ -244,6 +231,65 @@ def test_roles_become_grants_on_the_members_devices_and_leave_revokes_them(
         assert wait_for(refused, timeout=60, interval=1.0)  # revoked on the plug's chain
         assert as_member("ctrl", "read", "--json").returncode != 0
         assert as_member("watch", "read", "--json").returncode == 0  # the others keep theirs
+    finally:
+        for process in running:
+            stop(process)
+
+
+def test_rules_invite_a_matching_device_and_refuse_one_that_does_not(
+    owners: tuple[NodeProcess, NodeProcess],
+) -> None:
+    ann, _ = owners
+    base = ann.data_dir.parent
+    community = ioe_json(
+        "community", "create", "--data-dir", str(ann.data_dir),
+        "--name", "Plugs only", "--zone", "au/nsw", "--json",
+    )["community"]  # fmt: skip
+    rule_file = base / "rules.json"
+    rule_file.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {"when": {"device_type": "monitor"}, "then": {"action": "refuse"}},
+                    {
+                        "when": {"owner": "mine", "device_type": "consumption", "zone": "au/nsw"},
+                        "then": {"action": "invite", "role": "member", "access": ["see"]},
+                    },
+                ]
+            }
+        )
+    )
+    kept = ioe_json(
+        "community", "rules", community, "--set", str(rule_file), "--data-dir", str(ann.data_dir),
+        "--json",
+    )  # fmt: skip
+    assert kept == {"rules": 2}
+    rule_file.write_text('{"rules": [{"when": {"colour": "red"}, "then": {"action": "ask"}}]}')
+    bad = _call("community", "rules", community, "--set", str(rule_file), "--data-dir",
+                str(ann.data_dir))  # fmt: skip
+    assert bad.returncode != 0 and "unknown condition 'colour'" in bad.stderr
+    assert (
+        len(ioe_json("community", "rules", community, "--data-dir", str(ann.data_dir))["rules"])
+        == 2
+    )
+
+    running = []
+    try:
+        agents = {}
+        for name, kind, sim in (("plug", "consumption", "plug"), ("meter", "monitor", "meter")):
+            agents[name] = enroll(ann.data_dir, ann.addr, base / name, kind, name)
+            running.append(run_device(base / name, ann.addr, sim, name))
+
+        def member_agents() -> set[str]:
+            found = ioe_json(
+                "community", "members", community, "--data-dir", str(ann.data_dir), "--json"
+            )
+            return {m["agent"] for m in found["members"]}
+
+        assert wait_for(lambda: agents["plug"] in member_agents(), timeout=90, interval=1.0)
+        for _ in range(5):  # over the next rounds of the rules (every 5 s), still refused
+            assert agents["meter"] not in member_agents()
+            time.sleep(2)
     finally:
         for process in running:
             stop(process)

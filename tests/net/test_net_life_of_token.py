@@ -18,15 +18,12 @@ balances sum to zero, the fee is what the attestation says, and every chain veri
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from nodes import NodeProcess, env, init, members, wait_for
+from nodes import NodeProcess, init, ioe_json, members, wait_for
 
 from ioe.node.client import ApiError
 from ioe.zomes.currency.value import ValueRules, Verification, factors, value_mc
@@ -36,19 +33,6 @@ pytestmark = pytest.mark.process
 PV_ZONE = "au/nsw/newtown/king-st/12"
 HOME_ZONE = "au/nsw/newtown/king-st/14"
 HOUR_US = 3_600_000_000
-
-
-def ioe(*args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioe", *args],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture
@@ -61,13 +45,15 @@ def network(tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
     }
     path = tmp_path / "network.json"
     path.write_text(json.dumps(spec))
-    used = ioe("network", "use", str(path), "--data-dir", str(grid_dir), "--json")
+    used = ioe_json("network", "use", str(path), "--data-dir", str(grid_dir), "--json")
     nodes = {"grid": NodeProcess(grid_dir, grid)}
     for name in ("pv", "home"):
-        made = ioe("init", "--data-dir", str(tmp_path / name), "--network", str(path), "--json")
+        made = ioe_json(
+            "init", "--data-dir", str(tmp_path / name), "--network", str(path), "--json"
+        )
         nodes[name] = NodeProcess(tmp_path / name, made["owner"])
     for node in nodes.values():
-        shown = ioe("network", "show", "--data-dir", str(node.data_dir), "--json")
+        shown = ioe_json("network", "show", "--data-dir", str(node.data_dir), "--json")
         assert shown["dna"] == used["dna"]  # one network
     nodes["grid"].start("--no-mdns")
     try:
@@ -123,7 +109,7 @@ def test_the_life_of_a_token_across_processes(network: dict[str, NodeProcess]) -
             },
         )
 
-    signed = ioe(
+    signed = ioe_json(
         "wallet",
         "receipt",
         home.owner,
@@ -144,7 +130,9 @@ def test_the_life_of_a_token_across_processes(network: dict[str, NodeProcess]) -
     assert not mine["settled"] and mine["receipt"]["energy_wh"] == 4_000
     wait_for(lambda: _published(home) and _published(grid), timeout=45)
 
-    paid = ioe("wallet", "settle", mine["action_hash"], "--data-dir", str(home.data_dir), "--json")
+    paid = ioe_json(
+        "wallet", "settle", mine["action_hash"], "--data-dir", str(home.data_dir), "--json"
+    )
     expected = value_mc(
         4_000,
         factors(
@@ -166,7 +154,7 @@ def test_the_life_of_a_token_across_processes(network: dict[str, NodeProcess]) -
 
     # The producer pays the distributor's fee, citing its own record of the trade.
     [sale] = pv.api("GET", "/v1/wallet/history")["items"]
-    fee = ioe(
+    fee = ioe_json(
         "wallet",
         "pay",
         grid.owner,
@@ -202,5 +190,5 @@ def test_the_life_of_a_token_across_processes(network: dict[str, NodeProcess]) -
     assert sum(balances.values()) == 0
     for node in network.values():
         node.stop()
-        verified = ioe("chain", "verify", "--data-dir", str(node.data_dir), "--json")
+        verified = ioe_json("chain", "verify", "--data-dir", str(node.data_dir), "--json")
         assert verified["ok"] is True

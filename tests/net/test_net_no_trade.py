@@ -5,15 +5,11 @@ committed on either chain."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from nodes import NodeProcess, env, init, members, wait_for
+from nodes import ZONE, NodeProcess, enroll, init, members, wait_for
 
-from ioe.identity.pairing import normalise_code
 from ioe.node.client import ApiError
 from ioe.testing.faults import InjectedFaults
 
@@ -24,56 +20,6 @@ NO_TRADE = (
 )
 
 
-def ioe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ioe", *args],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=90,
-        check=False,
-    )
-
-
-def enroll_without_trading(owner_dir: Path, bootstrap: str, data: Path) -> str:
-    """Plug a device in and enroll it with ``--no-trade``; its enrolled agent key."""
-    device = subprocess.Popen(
-        [
-            sys.executable, "-m", "ioe", "device", "plug-in", "--data-dir", str(data),
-            "--type", "consumption", "--name", "Quiet plug", "--zone", "au/nsw/newtown",
-            "--no-mdns", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    )  # fmt: skip
-    try:
-        assert device.stdout is not None
-        first = json.loads(device.stdout.readline())
-        code = normalise_code((data / "pairing-code").read_text())
-
-        def pending() -> bool:
-            done = ioe("owner", "pending", "--data-dir", str(owner_dir), "--json")
-            return any(p["device"] == first["agent"] for p in json.loads(done.stdout or "[]"))
-
-        wait_for(pending, timeout=30)
-        done = ioe(
-            "owner", "enroll", "--data-dir", str(owner_dir), first["agent"], "--code", code,
-            "--no-trade", "--json",
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        second = json.loads(device.stdout.readline())
-        assert second["enrollment"] == "enrolled"
-        return str(second["agent"])
-    finally:
-        device.terminate()
-        device.wait(timeout=30)
-        for stream in (device.stdout, device.stderr):
-            if stream is not None:
-                stream.close()
-
-
 def test_a_no_trade_device_s_unchecked_payment_is_refused_and_nothing_is_committed(
     tmp_path: Path,
 ) -> None:
@@ -82,7 +28,9 @@ def test_a_no_trade_device_s_unchecked_payment_is_refused_and_nothing_is_committ
     device: NodeProcess | None = None
     try:
         owner.start("--no-mdns")
-        agent = enroll_without_trading(owner_dir, owner.addr, device_dir)
+        agent = enroll(
+            owner_dir, owner.addr, device_dir, "consumption", "Quiet plug", ZONE, "--no-trade"
+        )
         device = NodeProcess(device_dir, agent, faults=InjectedFaults(unchecked_pay=True))
         key_file = str(device_dir / "device.key")
         device.start("--no-mdns", "--bootstrap", owner.addr, "--key-file", key_file)

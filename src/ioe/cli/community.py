@@ -1,4 +1,4 @@
-"""``ioe community create|show|list|invite|members|leave|directory``: communities,
+"""``ioe community create|show|list|invite|members|leave|rules|directory``: communities,
 asked of the running node.
 
 ``directory`` also lists the public devices the node knows near the zone (``ioe node
@@ -8,10 +8,13 @@ directory``), so one command shows what is around.
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from ioe.cli.common import command_group, data_dir, data_dir_arg, emit_json
+from ioe.community.rules import RuleError, parse_rules
 from ioe.node.client import call_api
 
 
@@ -88,6 +91,26 @@ def cmd_leave(args: argparse.Namespace) -> int:
         emit_json(done)
         return 0
     print(f"membership ended ({done['revoked']})")
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    path = f"/v1/communities/{quote(args.community)}/rules"
+    if args.set is None:
+        emit_json(call_api(data_dir(args), "GET", path))
+        return 0
+    try:
+        text = Path(args.set).read_text()
+        parse_rules(text)  # the node checks again; this names a problem without a node
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read {args.set}: {exc.strerror}") from None
+    except RuleError as exc:
+        raise SystemExit(f"error: {args.set}: {exc}") from None
+    kept = call_api(data_dir(args), "PUT", path, json.loads(text))
+    if args.json:
+        emit_json(kept)
+        return 0
+    print(f"{kept['rules']} rule(s) kept; they apply to this owner's devices as they turn up")
     return 0
 
 
@@ -179,6 +202,16 @@ def add_commands(commands: Any) -> None:
     leave.add_argument("member", help="the member's agent key")
     leave.add_argument("--reason", default="", help="why (kept on the chain)")
     leave.set_defaults(handler=cmd_leave)
+    rules = sub.add_parser(
+        "rules",
+        help="show or set a community's automation rules",
+        description="Rules as data (a JSON file; docs/communities.md): when a device of this "
+        "owner turns up, invite it with a role, refuse it, or leave it to you. Without --set, "
+        "print the rules in force.",
+    )
+    rules.add_argument("community", help="the community's id")
+    rules.add_argument("--set", metavar="FILE", help="a rule file to check and keep")
+    rules.set_defaults(handler=cmd_rules)
     directory = sub.add_parser(
         "directory",
         help="public communities and devices near a zone",
@@ -188,6 +221,6 @@ def add_commands(commands: Any) -> None:
     )
     directory.add_argument("--zone", default=None, help="a zone prefix, e.g. au/nsw")
     directory.set_defaults(handler=cmd_directory)
-    for parser in (create, show, listing, invite, members, leave, directory):
+    for parser in (create, show, listing, invite, members, leave, rules, directory):
         data_dir_arg(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ioe.community.rules import RuleError
 from ioe.community.service import CommunityError, CommunityService
 from ioe.services.http import error, json_body
 
@@ -27,6 +28,8 @@ def add_routes(app: web.Application, service: CommunityService) -> None:
     app.router.add_post("/v1/communities/{community}/members", _add_member)
     app.router.add_get("/v1/communities/{community}/members", _members)
     app.router.add_delete("/v1/communities/{community}/members/{agent}", _remove_member)
+    app.router.add_get("/v1/communities/{community}/rules", _rules)
+    app.router.add_put("/v1/communities/{community}/rules", _set_rules)
 
 
 async def _create(request: web.Request) -> web.Response:
@@ -116,3 +119,20 @@ async def _directory(request: web.Request) -> web.Response:
     except CommunityError as exc:
         return error(400, str(exc))
     return web.json_response({"communities": [c.to_json() for c in found]})
+
+
+async def _rules(request: web.Request) -> web.Response:
+    try:
+        text = request.app[COMMUNITIES].rules_text(request.match_info["community"])
+    except CommunityError as exc:
+        return error(404, str(exc))
+    return web.Response(text=text, content_type="application/json")
+
+
+async def _set_rules(request: web.Request) -> web.Response:
+    text = await request.text()
+    try:
+        count = request.app[COMMUNITIES].set_rules(request.match_info["community"], text)
+    except (CommunityError, RuleError) as exc:
+        return error(400, str(exc))
+    return web.json_response({"rules": count})

@@ -8,19 +8,26 @@ several), and never imports the node.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ioe.community.rules import Action, Candidate, RuleError, decide, parse_rules
 from ioe.crypto.derivation import OwnerAccount
+from ioe.encoding import Value
 from ioe.engine.records import SignedAction
 from ioe.errors import EncodingError, IoEError
 from ioe.hashing import ActionHash, AgentPubKey, ExternalHash
 from ioe.identity.authority import Keyset
 from ioe.identity.certificate import EnrollmentCertificate, enrollment_record
 from ioe.identity.membership import OwnerMembership, is_certificate
+from ioe.identity.service.enrollment import DEVICES_SETTING
 from ioe.identity.service.host import IdentityHost
 from ioe.identity.service.keyset import node_keyset
 from ioe.identity.service.keyset_signing import sign_with_keyset
+from ioe.vocabulary import DeviceType
 from ioe.zomes.community.entries import (
     CHARTER_CONTEXT,
     CHARTER_VERSION,
@@ -44,7 +51,14 @@ from ioe.zomes.community.entries import (
 )
 from ioe.zones import zone_problem
 
+log = logging.getLogger(__name__)
+
 COMMUNITY_ZOME = "community"
+RULES_SETTING = "community.rules"
+"""Each founded community's rule file (text, by community id), as ``ioe community rules`` set it."""
+DECIDED_SETTING = "community.rules.decided"
+"""What the rules decided for each (community, device), so a refusal is not reconsidered."""
+RULES_POLL_S = 5.0
 MAX_LISTED = 500
 MAX_MEMBERS = 2_000
 """A community's member list is read up to this many memberships."""
@@ -82,6 +96,91 @@ class CommunityService:
 
     def __init__(self, host: IdentityHost) -> None:
         self.host = host
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Apply the communities' rules to this owner's devices as they turn up."""
+        if isinstance(self.host.conductor.account, OwnerAccount):
+            self._task = asyncio.create_task(self._keep_applying(), name="community rules")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # ------------------------------------------------------------------------------ rules
+
+    def rules_text(self, community: str) -> str:
+        self.show(community)
+        stored = self.host.conductor.db.get_setting(RULES_SETTING)
+        found = stored.get(community) if isinstance(stored, dict) else None
+        return found if isinstance(found, str) else '{"rules": []}'
+
+    def set_rules(self, community: str, text: str) -> int:
+        """Keep ``text`` as the community's rules (checked first: :class:`RuleError`);
+        returns how many rules it holds."""
+        self.show(community)
+        rules = parse_rules(text)
+        stored = self.host.conductor.db.get_setting(RULES_SETTING)
+        kept: dict[str, Value] = dict(stored) if isinstance(stored, dict) else {}
+        kept[community] = text
+        self.host.conductor.db.put_setting(RULES_SETTING, kept)
+        return len(rules)
+
+    async def _keep_applying(self) -> None:
+        while True:
+            try:
+                await self.apply_rules()
+            except (IoEError, RuleError) as exc:
+                log.info("community rules not applied: %s", exc)
+            await asyncio.sleep(RULES_POLL_S)
+
+    async def apply_rules(self) -> list[tuple[str, str, str]]:
+        """Decide, by each community's rules, on this owner's enrolled devices not yet decided:
+        invite them, or note the refusal (``ask`` leaves them for the manager). Returns
+        (community, device, action) for what was done now."""
+        db = self.host.conductor.db
+        stored = db.get_setting(RULES_SETTING)
+        if not isinstance(stored, dict) or not stored:
+            return []
+        devices = [d for d in db.get_setting(DEVICES_SETTING) or [] if isinstance(d, dict)]
+        decided_raw = db.get_setting(DECIDED_SETTING)
+        decided: dict[str, Value] = dict(decided_raw) if isinstance(decided_raw, dict) else {}
+        done = []
+        for community, text in stored.items():
+            if not isinstance(text, str):
+                continue
+            rules = parse_rules(text)
+            for device in devices:
+                key = f"{community} {device.get('agent')}"
+                if key in decided:
+                    continue
+                candidate = Candidate(
+                    DeviceType(str(device.get("type"))),
+                    str(device.get("zone") or ""),
+                    self.host.reputation.score_of(AgentPubKey.from_text(str(device["agent"]))),
+                    mine=True,
+                )
+                decision = decide(rules, candidate)
+                if decision.action is Action.ASK:
+                    continue
+                if decision.action is Action.INVITE:
+                    assert decision.role is not None
+                    try:
+                        await self.add_member(
+                            str(community),
+                            str(device["agent"]),
+                            role=decision.role.value,
+                            access=[a.value for a in decision.access],
+                        )
+                    except CommunityError as exc:  # its chain is not on the network yet
+                        log.info("rule invite of %s waits: %s", device["agent"], exc)
+                        continue
+                decided[key] = decision.action.value
+                db.put_setting(DECIDED_SETTING, decided)
+                done.append((str(community), str(device["agent"]), decision.action.value))
+        return done
 
     async def create(
         self,

@@ -170,6 +170,8 @@ class Node:
             await self.device.start()
         if self.community_access is not None and self.dnas:
             self.community_access.start()
+        if self.dnas:
+            self.communities.start()
         if self.rewarder is not None:
             self.rewarder.start()
         if self.demand is not None:
@@ -219,6 +221,7 @@ class Node:
         if self.demand is not None:
             await self.demand.close()
         await self.app_host.close()
+        await self.communities.close()
         if self.community_access is not None:
             await self.community_access.close()
         if self.device is not None:
