@@ -293,3 +293,55 @@ def test_rules_invite_a_matching_device_and_refuse_one_that_does_not(
     finally:
         for process in running:
             stop(process)
+
+
+def test_the_manager_is_told_of_arrivals_in_its_zone_and_of_members_leaving(
+    owners: tuple[NodeProcess, NodeProcess],
+) -> None:
+    ann, _ = owners
+    base = ann.data_dir.parent
+    community = ioe_json(
+        "community", "create", "--data-dir", str(ann.data_dir),
+        "--name", "Newtown", "--zone", "au/nsw/newtown", "--json",
+    )["community"]  # fmt: skip
+    elsewhere = ioe_json(
+        "community", "create", "--data-dir", str(ann.data_dir),
+        "--name", "Hobart", "--zone", "au/tas/hobart", "--json",
+    )["community"]  # fmt: skip
+
+    def alerts(kind: str) -> list[dict[str, Any]]:
+        found = ioe_json("community", "alerts", "--data-dir", str(ann.data_dir), "--json")
+        return [a for a in found["alerts"] if a["type"] == kind]
+
+    plug = enroll(
+        ann.data_dir, ann.addr, base / "plug", "consumption", "Heater", "au/nsw/newtown/x"
+    )
+    running = run_device(base / "plug", ann.addr, "plug", "Heater")
+    try:
+        arrived = wait_for(
+            lambda: [a for a in alerts("community_arrival") if a["agent"] == plug], timeout=60
+        )
+        assert {a["community"] for a in arrived} == {community}  # not Hobart's
+        assert elsewhere not in {a["community"] for a in alerts("community_arrival")}
+        assert arrived[0]["zone"] == "au/nsw/newtown/x"
+        assert arrived[0]["device_type"] == "consumption"
+        wait_for(
+            lambda: ioe_json(
+                "community", "invite", community, plug, "--data-dir", str(ann.data_dir), "--json"
+            ),
+            timeout=60,
+            interval=1.0,
+        )
+        time.sleep(6)  # the manager's node notes its members at its next round (5 s)
+    finally:
+        stop(running)  # a polite stop: the device says it left
+
+    def gone() -> list[dict[str, Any]]:
+        return [
+            a
+            for a in alerts("community_member_presence")
+            if a["agent"] == plug and a["present"] is False
+        ]
+
+    [left] = wait_for(gone, timeout=60, interval=1.0)
+    assert left["community"] == community

@@ -1,5 +1,5 @@
-"""``ioe community create|show|list|invite|members|leave|rules|directory``: communities,
-asked of the running node.
+"""``ioe community create|show|list|invite|members|leave|rules|alerts|directory``:
+communities, asked of the running node.
 
 ``directory`` also lists the public devices the node knows near the zone (``ioe node
 directory``), so one command shows what is around.
@@ -114,6 +114,20 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    found = call_api(data_dir(args), "GET", "/v1/community-alerts")
+    if args.json:
+        emit_json(found)
+        return 0
+    for alert in found["alerts"]:
+        if alert["type"] == "community_arrival":
+            print(f"  arrived  {alert['agent']}  {alert['device_type']:12} {alert['zone']}")
+        else:
+            state = "back" if alert["present"] else "gone"
+            print(f"  {state:8} {alert['agent']}  member of {alert['community']}")
+    return 0
+
+
 def cmd_directory(args: argparse.Namespace) -> int:
     query = _zone_query(args.zone)
     communities = call_api(data_dir(args), "GET", "/v1/community-directory" + query)
@@ -212,6 +226,14 @@ def add_commands(commands: Any) -> None:
     rules.add_argument("community", help="the community's id")
     rules.add_argument("--set", metavar="FILE", help="a rule file to check and keep")
     rules.set_defaults(handler=cmd_rules)
+    alerts = sub.add_parser(
+        "alerts",
+        help="devices that arrived in your communities' zones, members coming and going",
+        description="The newest alerts of the running node (also signals on /v1/signals): "
+        "a device turning up in the zone of a community founded here, and members of those "
+        "communities leaving or coming back.",
+    )
+    alerts.set_defaults(handler=cmd_alerts)
     directory = sub.add_parser(
         "directory",
         help="public communities and devices near a zone",
@@ -221,6 +243,6 @@ def add_commands(commands: Any) -> None:
     )
     directory.add_argument("--zone", default=None, help="a zone prefix, e.g. au/nsw")
     directory.set_defaults(handler=cmd_directory)
-    for parser in (create, show, listing, invite, members, leave, rules, directory):
+    for parser in (create, show, listing, invite, members, leave, rules, alerts, directory):
         data_dir_arg(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")

@@ -25,6 +25,7 @@ def add_routes(app: web.Application, service: CommunityService) -> None:
     app.router.add_get("/v1/communities", _founded)
     app.router.add_get("/v1/communities/{community}", _show)
     app.router.add_get("/v1/community-directory", _directory)
+    app.router.add_get("/v1/community-alerts", _alerts)
     app.router.add_post("/v1/communities/{community}/members", _add_member)
     app.router.add_get("/v1/communities/{community}/members", _members)
     app.router.add_delete("/v1/communities/{community}/members/{agent}", _remove_member)
@@ -136,3 +137,7 @@ async def _set_rules(request: web.Request) -> web.Response:
     except (CommunityError, RuleError) as exc:
         return error(400, str(exc))
     return web.json_response({"rules": count})
+
+
+async def _alerts(request: web.Request) -> web.Response:
+    return web.json_response({"alerts": list(request.app[COMMUNITIES].alerts)})

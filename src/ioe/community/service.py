@@ -9,6 +9,7 @@ several), and never imports the node.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ioe.hashing import ActionHash, AgentPubKey, ExternalHash
 from ioe.identity.authority import Keyset
 from ioe.identity.certificate import EnrollmentCertificate, enrollment_record
 from ioe.identity.membership import OwnerMembership, is_certificate
+from ioe.identity.service.directory import entry_for, in_zone
 from ioe.identity.service.enrollment import DEVICES_SETTING
 from ioe.identity.service.host import IdentityHost
 from ioe.identity.service.keyset import node_keyset
@@ -59,6 +61,8 @@ RULES_SETTING = "community.rules"
 DECIDED_SETTING = "community.rules.decided"
 """What the rules decided for each (community, device), so a refusal is not reconsidered."""
 RULES_POLL_S = 5.0
+MAX_ALERTS = 200
+"""Alerts kept for ``GET /v1/communities/alerts`` (the newest; each also goes out as a signal)."""
 MAX_LISTED = 500
 MAX_MEMBERS = 2_000
 """A community's member list is read up to this many memberships."""
@@ -97,6 +101,10 @@ class CommunityService:
     def __init__(self, host: IdentityHost) -> None:
         self.host = host
         self._task: asyncio.Task[None] | None = None
+        self.alerts: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_ALERTS)
+        self._members: dict[str, set[AgentPubKey]] = {}
+        """Live members of the communities founded here, by community id (refreshed with the
+        rules, every :data:`RULES_POLL_S`)."""
 
     def start(self) -> None:
         """Apply the communities' rules to this owner's devices as they turn up."""
@@ -132,9 +140,61 @@ class CommunityService:
         while True:
             try:
                 await self.apply_rules()
+                await self.refresh_members()
             except (IoEError, RuleError) as exc:
                 log.info("community rules not applied: %s", exc)
             await asyncio.sleep(RULES_POLL_S)
+
+    # ------------------------------------------------------------------------------ alerts
+
+    async def refresh_members(self) -> None:
+        """Note who the live members of each community founded here are (for alerts)."""
+        for listed in self.founded():
+            community = listed.charter.id.to_text()
+            self._members[community] = {m.membership.member for m in await self.members(community)}
+
+    def _alert(self, alert: dict[str, Any]) -> None:
+        alert = {**alert, "at_us": self.host.conductor.clock()}
+        self.alerts.append(alert)
+        self.host.signals.publish(alert)
+
+    def presence(self, agent: AgentPubKey, present: bool) -> None:
+        """A member of the network came or went: tell the manager when it is a member of one
+        of its communities (``community_member_presence``), or a device that turned up in the
+        zone of one (``community_arrival``)."""
+        if not isinstance(self.host.conductor.account, OwnerAccount):
+            return
+        for community, members in self._members.items():
+            if agent in members:
+                self._alert(
+                    {
+                        "type": "community_member_presence",
+                        "community": community,
+                        "agent": agent.to_text(),
+                        "present": present,
+                    }
+                )
+        if not present:
+            return
+        info = self.host.dht_for(self.host.core_cell()).members().get(agent)
+        entry = None if info is None else entry_for(info)
+        if entry is None or entry.zone is None or entry.device_type is None:
+            return
+        for listed in self.founded():
+            community = listed.charter.id.to_text()
+            if agent in self._members.get(community, set()):
+                continue
+            if in_zone(entry.zone, listed.charter.zone):
+                self._alert(
+                    {
+                        "type": "community_arrival",
+                        "community": community,
+                        "agent": agent.to_text(),
+                        "zone": entry.zone,
+                        "device_type": entry.device_type,
+                        "name": entry.name,
+                    }
+                )
 
     async def apply_rules(self) -> list[tuple[str, str, str]]:
         """Decide, by each community's rules, on this owner's enrolled devices not yet decided:

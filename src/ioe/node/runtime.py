@@ -283,6 +283,7 @@ class Node:
         self.signals.publish({"type": "presence", "agent": agent.to_text(), "present": present})
         if isinstance(self.enrollment, OwnerEnrollment):  # the owner's own devices, singled out
             self.enrollment.device_presence(agent)
+        self.communities.presence(agent, present)  # the manager's members and zones
 
     def _device_written(self, point: str, value: object, caller: AgentPubKey) -> None:
         self.signals.publish(
