@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodes import NodeProcess, env, init, members, wait_for
+from nodes import NodeProcess, env, init, ioe_json, members, stop, wait_for
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
@@ -23,23 +23,6 @@ from ioe.node.nodefile import read_node_file
 
 pytestmark = pytest.mark.process
 LIVENESS_S = "2"
-
-
-def ioe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ioe", *args],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=90,
-        check=False,
-    )
-
-
-def ioe_json(*args: str) -> Any:
-    done = ioe(*args)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def plug_in(data_dir: Path, name: str, bootstrap: str) -> subprocess.Popen[str]:
@@ -96,19 +79,6 @@ def enroll(owner_dir: Path, device: subprocess.Popen[str], device_dir: Path, *ex
 def directory(data_dir: Path, *extra: str) -> dict[str, dict[str, Any]]:
     listed = ioe_json("node", "directory", "--data-dir", str(data_dir), "--json", *extra)
     return {item["agent"]: item for item in listed}
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=30)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
 
 
 def test_directory_visibility_and_the_owners_alert_when_a_plug_is_unplugged(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ioe.community.rules import RuleError
-from ioe.community.service import CommunityError, CommunityService
+from ioe.community.service import CommunityError, CommunityService, Listed
 from ioe.services.http import error, json_body
 
 COMMUNITIES: web.AppKey[CommunityService] = web.AppKey("communities", CommunityService)
@@ -55,19 +55,25 @@ async def _create(request: web.Request) -> web.Response:
     return web.json_response({"community": listed.charter.id.to_text(), **listed.to_json()})
 
 
+async def _counted(service: CommunityService, listed: Listed) -> dict[str, object]:
+    """A community founded here as the API shows it: its manager and its live members."""
+    members = await service.members(listed.charter.id.to_text())
+    return {**listed.to_json(), "members": 1 + len(members)}
+
+
 async def _founded(request: web.Request) -> web.Response:
-    found = request.app[COMMUNITIES].founded()
-    return web.json_response({"communities": [c.to_json() for c in found]})
+    service = request.app[COMMUNITIES]
+    found = [await _counted(service, listed) for listed in service.founded()]
+    return web.json_response({"communities": found})
 
 
 async def _show(request: web.Request) -> web.Response:
-    service, community = request.app[COMMUNITIES], request.match_info["community"]
+    service = request.app[COMMUNITIES]
     try:
-        listed = service.show(community)
+        listed = service.show(request.match_info["community"])
     except CommunityError as exc:
         return error(404, str(exc))
-    members = await service.members(community)
-    return web.json_response({**listed.to_json(), "members": 1 + len(members)})
+    return web.json_response(await _counted(service, listed))
 
 
 async def _add_member(request: web.Request) -> web.Response:
