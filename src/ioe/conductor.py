@@ -16,7 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioe.crypto.derivation import OWNER_DEVICE_INDEX, OwnerAccount, device_agent_key
+from ioe.crypto.derivation import (
+    APP_AGENT_BASE,
+    OWNER_DEVICE_INDEX,
+    OwnerAccount,
+    device_agent_key,
+)
 from ioe.crypto.keys import KeyPair
 from ioe.crypto.keystore import Unlock, read_keystore, write_keystore
 from ioe.dnas import build_dna, core_network, network_spec
@@ -302,6 +307,8 @@ class Conductor:
         the cells of its agents before a key rotation."""
         if not isinstance(self.account, DeviceAccount):
             return True
+        if slot.device == self.account.index and slot.agent >= APP_AGENT_BASE:
+            return True  # an app key of this device (``app_agent_index``)
         return (slot.device, slot.agent) == (self.account.index, self.account.agent)
 
     @property

@@ -1,8 +1,12 @@
 """The DNAs this release ships, assembled from the zomes.
 
 ``core`` is the network every IoE agent joins: public profiles, signed telemetry, the currency,
-identity documents, reputation claims and communities. Changing any integrity zome (its version
-or types) changes the DNA hash, i.e. starts a new network.
+identity documents, reputation claims, communities and the app store. Changing any integrity
+zome (its version or types) changes the DNA hash, i.e. starts a new network.
+
+An **app network** (:func:`app_dna`) is the DNA one installation of an app runs in: the app
+membrane (members of the enrolled community only) and the zomes of an app DNA this release
+knows (:data:`APP_DNAS`).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from pathlib import Path
 from ioe.encoding import Value, encode
 from ioe.engine import capability, countersigning
 from ioe.engine.dna import DnaDef
+from ioe.engine.zome import CoordinatorZome, IntegrityZome
 from ioe.errors import EncodingError
-from ioe.identity.certificate import NETWORK_PROPERTY
+from ioe.hashing import ExternalHash
+from ioe.identity.certificate import NETWORK_PROPERTY, TRUSTED_KEYSETS_PROPERTY
 from ioe.zomes import (
+    appstore,
     community,
     currency,
     identity,
@@ -26,10 +33,20 @@ from ioe.zomes import (
     reputation,
     telemetry,
 )
+from ioe.zomes.appnet import board, membrane
+from ioe.zomes.appnet.membrane import APP_PROPERTY, COMMUNITY_PROPERTY, INSTALLATION_PROPERTY
 from ioe.zomes.currency.ledger import CurrencyRules
 from ioe.zomes.currency.value import ValueRules
 
 CORE_DNA_NAME = "ioe-core"
+APP_DNA_PREFIX = "ioe-app/"
+"""App networks are DNAs named ``ioe-app/<app dna>`` (``ioe-app/board/1``)."""
+
+APP_DNAS: Mapping[str, tuple[tuple[IntegrityZome, ...], tuple[CoordinatorZome, ...]]] = {
+    "board/1": ((board.integrity,), (board.coordinator,)),
+}
+"""The app DNAs this release runs, by the name a manifest gives (``dna``): an app names one of
+these; it cannot ship code of its own."""
 
 
 def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = "") -> DnaDef:
@@ -48,6 +65,7 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
             identity.integrity,
             reputation.integrity,
             community.integrity,
+            appstore.integrity,
         ),
         coordinator_zomes=(
             profile.coordinator,
@@ -58,10 +76,47 @@ def core_dna(properties: Mapping[str, Value] | None = None, network_seed: str = 
             ownership.coordinator,
             reputation.coordinator,
             community.coordinator,
+            appstore.coordinator,
         ),
         properties={NETWORK_PROPERTY: CORE_DNA_NAME, **(properties or {})},
         network_seed=network_seed,
     )
+
+
+def app_dna(
+    dna: str, community: ExternalHash, installation: ExternalHash, app: str, core: DnaDef
+) -> DnaDef:
+    """The network of one installation of an app: DNA ``dna`` (a name of :data:`APP_DNAS`),
+    behind the app membrane (members of ``community`` only). Its properties name the community,
+    the installation and the core network whose members it admits. ``ValueError`` for a DNA
+    this release does not know."""
+    if dna not in APP_DNAS:
+        raise ValueError(f"this release runs no app DNA {dna!r} (it knows {sorted(APP_DNAS)})")
+    properties: dict[str, Value] = {
+        COMMUNITY_PROPERTY: bytes(community),
+        INSTALLATION_PROPERTY: bytes(installation),
+        APP_PROPERTY: app,
+    }
+    for key in (NETWORK_PROPERTY, TRUSTED_KEYSETS_PROPERTY):
+        if key in core.properties:
+            properties[key] = core.properties[key]
+    return _app_dna(APP_DNA_PREFIX + dna, properties)
+
+
+def _app_dna(name: str, properties: Mapping[str, Value], network_seed: str = "") -> DnaDef:
+    integrity_zomes, coordinator_zomes = APP_DNAS[name.removeprefix(APP_DNA_PREFIX)]
+    return DnaDef(
+        name=name,
+        integrity_zomes=(membrane.integrity, *integrity_zomes),
+        coordinator_zomes=coordinator_zomes,
+        properties=properties,
+        network_seed=network_seed,
+    )
+
+
+def is_app_dna(dna: DnaDef) -> bool:
+    """Whether ``dna`` is an app network (started by the app store, not at node start)."""
+    return dna.name.startswith(APP_DNA_PREFIX)
 
 
 _BUILDERS = {CORE_DNA_NAME: core_dna}
@@ -120,7 +175,14 @@ def _no_float(text: str) -> Value:
 def build_dna(spec: Mapping[str, Value]) -> DnaDef | None:
     """Rebuild a DNA from its stored spec (name, properties, network seed), or None if this
     build does not know a DNA of that name."""
-    builder = _BUILDERS.get(spec.get("name"))  # type: ignore[arg-type]
+    name = spec.get("name")
+    properties = spec.get("properties") or {}
+    seed = str(spec.get("network_seed", ""))
+    if not isinstance(name, str) or not isinstance(properties, Mapping):
+        return None
+    if name.startswith(APP_DNA_PREFIX) and name.removeprefix(APP_DNA_PREFIX) in APP_DNAS:
+        return _app_dna(name, properties, seed)
+    builder = _BUILDERS.get(name)
     if builder is None:
         return None
-    return builder(spec.get("properties") or {}, str(spec.get("network_seed", "")))
+    return builder(properties, seed)

@@ -115,3 +115,9 @@ class AppHost(Protocol):
     def observe(self, agent: AgentPubKey, about: ActionHash, *, kept: bool) -> None:
         """Record in this node's reputation whether ``agent`` kept what ``about`` claimed."""
         ...
+
+    async def post_to_app(self, topic: str, body: dict[str, Any]) -> None:
+        """Post a note (a JSON object) under ``topic`` to the members of the app network the
+        app runs in, when it was installed into a community from the store; nothing happens
+        for an app started by hand, which has no app network (``docs/apps.md``)."""
+        ...

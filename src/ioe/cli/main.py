@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ioe import __version__
 from ioe.bench.chain import bench_chain
+from ioe.cli.apps import add_commands as add_apps_commands
 from ioe.cli.blocked import cmd_node_blocked
 from ioe.cli.common import add_network_options as _add_network_options
 from ioe.cli.common import data_dir as _data_dir
@@ -511,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_wallet_commands(commands)
     add_reputation_commands(commands)
     add_community_commands(commands)
+    add_apps_commands(commands)
     add_sim_commands(commands)
     add_report_command(add_plug_commands(commands))
 

@@ -48,6 +48,7 @@ siblings or of the root.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import unicodedata
 from typing import Self
@@ -139,6 +140,18 @@ def derive_seed(parent: bytes, context: bytes, index: int) -> bytes:
             person=context + bytes(8),
         )
     )
+
+
+APP_AGENT_BASE = 1 << 32
+"""Agent indexes from here on are app keys (:func:`app_agent_index`), never a device's own."""
+
+
+def app_agent_index(installation: bytes) -> int:
+    """The index of a device's agent key for one installation of an app (``installation``: its
+    id): the book's device seed → app keys. Each installation has its own key, so dropping it
+    (uninstall, a member removed) never touches the device key or another app's."""
+    digest = hashlib.blake2b(b"ioe/app-key/v1" + installation, digest_size=4).digest()
+    return APP_AGENT_BASE + int.from_bytes(digest, "big")
 
 
 def device_agent_key(device_seed: bytes, index: int) -> KeyPair:

@@ -182,6 +182,13 @@ class DnaNetwork:
         self._reported: set[AgentPubKey] = set()  # agents last reported present
         self._watched: set[AgentPubKey] = set()
         self._local: dict[AgentPubKey, _LocalAgent] = {}
+        self.excluded: set[AgentPubKey] = set()
+        """Agents this node no longer counts as members though their membrane proof once passed
+        (an app network's members whose community membership was revoked since): their infos
+        are refused and they are left out of :meth:`members`, so their requests are refused."""
+        self.closed = False
+        """Set by :meth:`close`: the network's protocols refuse every request from then on
+        (an app network this node left keeps no handler serving)."""
         self._down_until: dict[PeerId, float] = {}
         self._failures: dict[PeerId, int] = {}
         self._wake = asyncio.Event()
@@ -253,6 +260,7 @@ class DnaNetwork:
                 self._spawn(self.exchange_agent_infos(peer))
 
     async def close(self) -> None:
+        self.closed = True
         with contextlib.suppress(Exception):
             await self.routing.close()
         tasks = list(self._tasks)
@@ -326,6 +334,7 @@ class DnaNetwork:
             info.agent: info
             for info in self.store.agent_infos(self.clock())
             if info.agent not in self._blocked
+            and info.agent not in self.excluded
             and not info.departed
             and (info.agent in self._local or not self.revocations.revoked(info.agent))
         }
@@ -356,6 +365,8 @@ class DnaNetwork:
         return {PeerId(info.peer_id) for info in self.members().values()}
 
     def _require_member(self, peer: PeerId) -> None:
+        if self.closed:
+            raise RequestRefused("this node no longer runs this DNA's network")
         self._refuse_blocked(peer)
         if peer not in self._member_peers():
             self.stats.refused_peers += 1
@@ -373,7 +384,7 @@ class DnaNetwork:
                 info = AgentInfo.from_bytes(item)
             except EncodingError:
                 continue
-            if info.agent in self._blocked:
+            if info.agent in self._blocked or info.agent in self.excluded:
                 continue
             problem = info.check(self.dna, now) or self.revocations.info_refusal(info)
             if problem is not None:
@@ -436,6 +447,8 @@ class DnaNetwork:
             log.debug("agent info exchange with %s failed: %s", peer, exc)
 
     async def _on_agents(self, peer: PeerId, payload: bytes) -> bytes:
+        if self.closed:
+            raise RequestRefused("this node no longer runs this DNA's network")
         self._refuse_blocked(peer)
         offered = self._accept_infos(_decode(payload))
         if not any(info.peer_id == peer for info in offered) and peer not in self._member_peers():

@@ -45,6 +45,7 @@ from aiohttp import WSMsgType, web
 
 from ioe import __version__
 from ioe.apps.demand import routes as demand_routes
+from ioe.appstore import routes as appstore_routes
 from ioe.community import routes as community_routes
 from ioe.drivers.model import DeviceOffline, PointError
 from ioe.engine.capability import SECRET_BYTES
@@ -111,6 +112,7 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     reputation_routes.add_routes(app)
     wallet_routes.add_routes(app, node.wallet)
     community_routes.add_routes(app, node.communities)
+    appstore_routes.add_routes(app, node.appstore)
     demand_routes.add_page_routes(app)
     if node.demand is not None and node.demand.app is not None:
         demand_routes.add_routes(app, node.demand.app)

@@ -147,5 +147,8 @@ class NodeAppHost:
             {"type": "signal", "zome": zome, "name": name, "payload": payload}
         )
 
+    async def post_to_app(self, topic: str, body: dict[str, Any]) -> None:
+        """An app started by hand runs in no app network: nothing to post to."""
+
     def observe(self, agent: AgentPubKey, about: ActionHash, *, kept: bool) -> None:
         self._node.reputation.reduction_judged(agent, about, delivered=kept)

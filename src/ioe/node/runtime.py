@@ -11,18 +11,22 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ioe.apps.demand.rewarder import DemandRewarder
 from ioe.apps.demand.service import DemandService, DemandSetup
+from ioe.appstore.host import RunningApp
+from ioe.appstore.service import AppStore
 from ioe.community.access import CommunityAccess
 from ioe.community.service import CommunityService
 from ioe.conductor import Conductor
+from ioe.crypto.keys import KeyPair
 from ioe.dht.service import DhtConfig, DnaNetwork
-from ioe.dnas import CORE_DNA_NAME
+from ioe.dnas import CORE_DNA_NAME, is_app_dna
 from ioe.engine.cell import Cell
+from ioe.engine.dna import DnaDef
 from ioe.errors import IoEError
 from ioe.faults import NO_FAULTS, Faults
 from ioe.hashing import AgentPubKey, DnaHash
@@ -38,6 +42,7 @@ from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, dial_disco
 from ioe.net.p2p import P2PConfig, P2PNetwork
 from ioe.node.api import start_api
 from ioe.node.app_host import NodeAppHost
+from ioe.node.installed_apps import InstalledApps
 from ioe.node.nodefile import NodeFile, remove_node_file, write_node_file
 from ioe.services.countersign import Countersigner
 from ioe.services.device import DeviceBridge, DeviceSetup
@@ -122,6 +127,8 @@ class Node:
             else None
         )
         self.app_host = NodeAppHost(self)  # all the node's apps may ask of it
+        self.installed_apps = InstalledApps(self)  # app networks, and the code of known apps
+        self.appstore = AppStore(self)  # publishing, installing, paying and running apps
         self.demand = DemandService(self.app_host, demand) if demand is not None else None
         self.rewarder = DemandRewarder(self.app_host) if demand_rewards else None
         if self.device is not None:
@@ -134,6 +141,8 @@ class Node:
         # enrollment protocol until its owner provisions it.
         member = self.enrollment.enrollment is not Enrollment.UNENROLLED
         for cell in self.conductor.cells() if member else ():
+            if is_app_dna(cell.dna):
+                continue  # an app network runs only while the app store says so
             dht = self.dnas.get(cell.dna.hash)
             if dht is None:
                 dht = DnaNetwork(
@@ -172,6 +181,7 @@ class Node:
             self.community_access.start()
         if self.dnas:
             self.communities.start()
+            self.appstore.start()
         if self.rewarder is not None:
             self.rewarder.start()
         if self.demand is not None:
@@ -221,6 +231,8 @@ class Node:
         if self.demand is not None:
             await self.demand.close()
         await self.app_host.close()
+        await self.appstore.close()
+        await self.installed_apps.close()
         await self.communities.close()
         if self.community_access is not None:
             await self.community_access.close()
@@ -276,6 +288,22 @@ class Node:
 
     def agents(self) -> Sequence[Cell]:
         return self.conductor.cells()
+
+    # ------------------------------------------------------------------------------ apps
+
+    async def join_app_network(
+        self, dna: DnaDef, agent_index: int, proof_for: Callable[[KeyPair], bytes]
+    ) -> tuple[Cell, DnaNetwork]:
+        return await self.installed_apps.join(dna, agent_index, proof_for)
+
+    async def leave_app_network(self, dna: DnaHash) -> None:
+        await self.installed_apps.leave(dna)
+
+    async def run_app(self, running: RunningApp) -> None:
+        await self.installed_apps.run(running)
+
+    async def stop_app(self, running: RunningApp) -> None:
+        await self.installed_apps.stop(running)
 
     def _presence(self, agent: AgentPubKey, present: bool) -> None:
         """A member joined or left (its own signed word, or its node stopped or started

@@ -57,6 +57,8 @@ class MemoryAppHost:
     payments: list[Payment] = field(default_factory=list)
     signals: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     observations: list[tuple[AgentPubKey, ActionHash, bool]] = field(default_factory=list)
+    posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Notes the app posted to its app network (``post_to_app``)."""
     services: dict[str, tuple[tuple[str, ...], Service]] = field(default_factory=dict)
     published: set[ActionHash] = field(default_factory=set)
     _serial: int = 0
@@ -146,3 +148,6 @@ class MemoryAppHost:
 
     def observe(self, agent: AgentPubKey, about: ActionHash, *, kept: bool) -> None:
         self.observations.append((agent, about, kept))
+
+    async def post_to_app(self, topic: str, body: dict[str, Any]) -> None:
+        self.posts.append((topic, body))

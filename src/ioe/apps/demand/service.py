@@ -14,8 +14,10 @@ reduction_claims`), waits until they are published, and names them to the reward
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ioe.apps.demand.claims import reduction_claims
 from ioe.apps.demand.feed import open_feed
@@ -33,6 +35,8 @@ CLAIMS_KEY = "apps.demand.claims"
 """The plug's record of the reduction claims it made, by interval end."""
 CURRENCY_ZOME = "currency"
 CLAIM_PUBLISH_S = 10.0
+ALERTS_TOPIC = "demand.alerts"
+"""Where the app posts its alerts in its app network (``docs/apps.md``)."""
 REWARD_CALL_S = 180.0
 
 
@@ -51,6 +55,44 @@ class DemandSetup:
     """The appliance's load for the avoided energy; None: the plug's last measured power."""
     rewarder: AgentPubKey | None = None
     zone: str = "au/nsw"
+
+
+SETTING_KEYS = frozenset({"prices", "speed", "rewarder", "zone", "load_w", "peak"})
+
+
+def setup_from_settings(settings: dict[str, Any]) -> DemandSetup:
+    """How the app runs when installed from the store: the installation's settings
+    (``{"prices": "nsw1", "speed": 300, "rewarder": AGENT, "zone": "au/nsw", "load_w": 1100,
+    "peak": {...PeakSettings}}``, every key optional). ``ValueError`` naming what is wrong."""
+    unknown = set(settings) - SETTING_KEYS
+    if unknown:
+        raise ValueError(
+            f"unknown demand settings {sorted(unknown)} (known: {sorted(SETTING_KEYS)})"
+        )
+    prices = settings.get("prices", "nsw1")
+    speed = settings.get("speed", 1.0)
+    zone = settings.get("zone", "au/nsw")
+    load_w = settings.get("load_w")
+    peak = settings.get("peak")
+    if not isinstance(prices, str) or not isinstance(zone, str):
+        raise ValueError("prices and zone are text")
+    if not isinstance(speed, int | float) or isinstance(speed, bool) or speed <= 0:
+        raise ValueError("speed is a positive number")
+    if load_w is not None and (not isinstance(load_w, int | float) or load_w < 0):
+        raise ValueError("load_w is a non-negative number")
+    if peak is not None and not isinstance(peak, dict):
+        raise ValueError("peak is an object of the app's peak settings")
+    rewarder = None
+    if settings.get("rewarder") is not None:
+        rewarder = AgentPubKey.from_text(str(settings["rewarder"]))
+    return DemandSetup(
+        prices=prices,
+        speed=float(speed),
+        settings=peak,
+        load_w=None if load_w is None else float(load_w),
+        rewarder=rewarder,
+        zone=zone,
+    )
 
 
 class HostPlug:
@@ -74,6 +116,7 @@ class DemandService:
         self.host = host
         self.setup = setup
         self.app: DemandApp | None = None
+        self._posting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if not self.host.has_device:
@@ -87,7 +130,7 @@ class DemandService:
             feed_info=info,
             plug=HostPlug(self.host),
             store=self.host,
-            publish=lambda name, payload: self.host.signal("demand", name, payload),
+            publish=self._publish,
             settle=self._settle if self.setup.rewarder is not None else None,
             settings=settings,
             load_w=self.setup.load_w,
@@ -102,6 +145,23 @@ class DemandService:
     async def close(self) -> None:
         if self.app is not None:
             await self.app.close()
+        for task in list(self._posting):
+            task.cancel()
+
+    def _publish(self, name: str, payload: dict[str, Any]) -> None:
+        """A tick or alert for the page; an alert also goes to the community's app network
+        (when the app was installed from the store), so the other members see it."""
+        self.host.signal("demand", name, payload)
+        if name == "demand.alert" and payload.get("alert"):
+            task = asyncio.create_task(self._post(payload))
+            self._posting.add(task)
+            task.add_done_callback(self._posting.discard)
+
+    async def _post(self, payload: dict[str, Any]) -> None:
+        try:
+            await self.host.post_to_app(ALERTS_TOPIC, payload)
+        except Exception as exc:  # a note lost is no reason to stop the plug
+            log.info("demand alert not posted to the app network: %s", exc)
 
     async def _settle(self, period: OffPeriod) -> bool:
         """Claim the period's reductions on this device's chain (one claim per off interval,
