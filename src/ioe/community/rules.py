@@ -7,14 +7,16 @@ A rule file is JSON — never code, never ``eval``::
        "then": {"action": "invite", "role": "member", "access": ["see", "control"]}},
       {"when": {"zone": "au/nsw/newtown", "min_reputation": 900},
        "then": {"action": "invite", "role": "observer"}},
-      {"when": {"device_type": "generator"}, "then": {"action": "refuse"}}
+      {"when": {"device_type": "generator"},
+       "then": {"action": "refuse", "reason": "no generators on this street"}}
     ]}
 
 Conditions (all must hold; a missing one always holds): ``device_type`` (one type or a list),
 ``zone`` (the device's zone is this zone or inside it), ``min_reputation`` (this node's score
 of the device, per mille), ``owner`` (``mine``: enrolled by the community's manager keyset;
 ``other``). Actions: ``invite`` (with a ``role`` and optional ``access``, checked against the
-role), ``refuse``, ``ask`` (leave it to the manager). The first rule that matches decides; when
+role), ``refuse`` (with an optional ``reason``, told to an owner whose join it refuses),
+``ask`` (leave it to the manager). The first rule that matches decides; when
 none does, the manager is asked. Anything else in a file — an unknown key, operator or value —
 is refused with a message naming it, and nothing of the file is kept.
 """
@@ -32,6 +34,7 @@ from ioe.zones import zone_problem
 
 MAX_RULES = 64
 MAX_RULE_FILE_BYTES = 64 * 1024
+MAX_REASON = 200
 CONDITIONS = ("device_type", "zone", "min_reputation", "owner")
 OWNERS = ("mine", "other")
 
@@ -63,6 +66,15 @@ class Decision:
     access: tuple[Access, ...] = ()
     rule: int | None = None
     """Which rule decided (its index), None when none matched."""
+    reason: str = ""
+    """A refusal's words for the owner refused (the rule's ``reason``; may be empty)."""
+
+    def refusal(self) -> str:
+        """Why a refused device is refused, in the rule's words or naming the rule."""
+        if self.reason:
+            return self.reason
+        where = f"rule {self.rule + 1}" if self.rule is not None else "a rule"
+        return f"refused by {where} of the community's rules"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +102,7 @@ def decide(rules: list[Rule], candidate: Candidate) -> Decision:
     for index, rule in enumerate(rules):
         if rule.matches(candidate):
             d = rule.decision
-            return Decision(d.action, d.role, d.access, index)
+            return Decision(d.action, d.role, d.access, index, d.reason)
     return Decision(Action.ASK)
 
 
@@ -165,18 +177,33 @@ def _owner(value: Any, where: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_DECISION_KEYS = {
+    Action.INVITE: {"action", "role", "access"},
+    Action.REFUSE: {"action", "reason"},
+    Action.ASK: {"action"},
+}
+
+
+def _reason(value: Any, where: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_REASON or not value.isprintable():
+        raise RuleError(f"{where}: reason is printable text of at most {MAX_REASON} characters")
+    return value
+
+
 def _decision(then: Any, where: str) -> Decision:
     if not isinstance(then, dict) or not isinstance(then.get("action"), str):
-        raise RuleError(f"{where}: then is {{action, role?, access?}}")
+        raise RuleError(f"{where}: then is {{action, role?, access?, reason?}}")
     try:
         action = Action(then["action"])
     except ValueError:
         raise RuleError(
             f"{where}: unknown action {then['action']!r} (invite, refuse, ask)"
         ) from None
-    extra = set(then) - ({"action", "role", "access"} if action is Action.INVITE else {"action"})
+    extra = set(then) - _DECISION_KEYS[action]
     if extra:
         raise RuleError(f"{where}: {action} takes no {sorted(extra)[0]!r}")
+    if action is Action.REFUSE:
+        return Decision(action, reason=_reason(then.get("reason", ""), where))
     if action is not Action.INVITE:
         return Decision(action)
     try:

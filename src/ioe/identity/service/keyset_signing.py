@@ -27,6 +27,13 @@ the answer carries the signature once given (**fetch**, so the officer needs no 
 A refusal is signed by the officer's authorization key (over the request id, under
 ``ioe/keyset-sign/refused/v1``), so nobody else can refuse in its name.
 
+**Signing without asking.** Another service of the node may set
+:attr:`KeysetSigning.auto_approve`: a rule asked once, when a request first arrives, whether this
+node's human already agreed to exactly that document (the community service: a membership of a
+join this owner asked for). It judges the document itself, never the requester's words; when it
+says yes the request is signed at once and signalled as ``approval_given``, else it waits for
+the human as any other.
+
 **Never trust the officer's word**: a signature counts only if it verifies for that body and
 that context and its signer is a signer of the spec (:func:`valid_signers`); a node that answers
 with anything else is not asked again.
@@ -38,7 +45,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +72,7 @@ from ioe.net.interface import NetworkError, PeerId
 if TYPE_CHECKING:
     from ioe.identity.service.host import IdentityHost
 
+from ioe.zomes.appstore.entries import INSTALLATION_CONTEXT
 from ioe.zomes.community.entries import CHARTER_CONTEXT, MEMBERSHIP_CONTEXT
 
 log = logging.getLogger(__name__)
@@ -91,12 +99,21 @@ DOCUMENT_KINDS: Mapping[bytes, str] = {
     KEYSET_CHANGE_CONTEXT: "keyset change",
     CHARTER_CONTEXT: "community charter",
     MEMBERSHIP_CONTEXT: "community membership",
+    INSTALLATION_CONTEXT: "app installation",
 }
 """The only contexts an officer's node signs under: an authorization key signs nothing else."""
 
-_SUMMARY_TEXT = ("name", "device_type", "zone", "visibility", "reason")
+_SUMMARY_TEXT = ("name", "device_type", "zone", "visibility", "reason", "role")
 _SUMMARY_INT = ("serial", "last_valid_seq", "issued_us", "seq")
-_SUMMARY_AGENT = ("device", "owner", "revoked", "replacement", "old_device", "new_device")
+_SUMMARY_AGENT = (
+    "device", "owner", "revoked", "replacement", "old_device", "new_device", "member",
+)  # fmt: skip
+_SUMMARY_HASH = ("community",)
+"""Fields naming a document by its id (a membership's community)."""
+_SUMMARY_RENAMED = {"kind": "member_kind"}
+"""Text fields shown under another name (``kind`` is the summary's own: the document's kind)."""
+_SUMMARY_LIST = ("access",)
+"""Lists of short words (a membership's access levels)."""
 
 
 class SigningError(IoEError):
@@ -216,6 +233,18 @@ def summary(context: bytes, document: bytes) -> dict[str, Any]:
         if type(item) is bytes:
             with contextlib.suppress(EncodingError, ValueError):
                 out[name] = AgentPubKey(item).to_text()
+    for name in _SUMMARY_HASH:
+        item = value.get(name)
+        if type(item) is bytes:
+            with contextlib.suppress(EncodingError, ValueError):
+                out[name] = ExternalHash(item).to_text()
+    for name, shown in _SUMMARY_RENAMED.items():
+        if isinstance(value.get(name), str):
+            out[shown] = value[name][:MAX_WHAT]
+    for name in _SUMMARY_LIST:
+        items = value.get(name)
+        if type(items) is list and all(isinstance(i, str) for i in items):
+            out[name] = [i[:MAX_WHAT] for i in items[:16]]
     return out
 
 
@@ -270,6 +299,9 @@ class KeysetSigning:
 
     node: IdentityHost
     approvals: dict[str, Approval] = field(default_factory=dict)
+    auto_approve: Callable[[SigningRequest], bool] | None = None
+    """Asked once per new request whether it is signed without asking the human (see the
+    module docstring); None: every request waits for the human."""
 
     @property
     def account(self) -> OwnerAccount | None:
@@ -315,7 +347,11 @@ class KeysetSigning:
             raise RequestRefused("too many signing requests waiting here; try again later")
         approval = Approval(request, peer, self._now())
         self.approvals[approval.id] = approval
-        self.node.signals.publish({"type": "approval_pending", **approval.to_json()})
+        if self.auto_approve is not None and self.auto_approve(request):
+            self.decide(approval.id, True)
+            self.node.signals.publish({"type": "approval_given", **approval.to_json()})
+        else:
+            self.node.signals.publish({"type": "approval_pending", **approval.to_json()})
         return approval.answer()
 
     def pending(self) -> list[dict[str, Any]]:
