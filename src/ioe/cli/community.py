@@ -1,8 +1,14 @@
-"""``ioe community create|show|list|invite|members|leave|rules|alerts|directory``:
-communities, asked of the running node.
+"""``ioe community create|show|list|invite|members|leave|role|rules|alerts|directory|join|
+requests|accept|refuse``: communities, asked of the running node.
 
 ``directory`` also lists the public devices the node knows near the zone (``ioe node
 directory``), so one command shows what is around.
+
+Between owners: ``invite`` of another owner's device or person answers ``pending`` at once (the
+other owner's node is asked for its signatures); ``join`` asks a community's manager, from the
+member's owner's node, and answers ``member``, ``pending`` or ``refused``; ``requests`` lists
+what waits for this owner (join requests as a manager, membership approvals as an owner),
+``accept`` and ``refuse`` decide either; ``role`` gives a member a new role.
 """
 
 from __future__ import annotations
@@ -60,6 +66,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _made_line(made: dict[str, Any]) -> str:
+    """A membership made, or an invitation waiting for the member's owner, in words."""
+    levels = ", ".join(made["access"]) or "no access"
+    if made.get("state") == "pending":
+        return (
+            f"{made['agent']} is invited as a {made['role']} ({levels}); its owner's node is "
+            f"asked to sign (invitation {made['invitation']}, see ioe community requests)"
+        )
+    return f"{made['agent']} is now a {made['role']} ({levels})"
+
+
 def cmd_invite(args: argparse.Namespace) -> int:
     body = {"member": args.member, "role": args.role, "access": args.access}
     path = f"/v1/communities/{quote(args.community)}/members"
@@ -67,7 +84,94 @@ def cmd_invite(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(made)
         return 0
-    print(f"{made['agent']} is now a {made['role']} ({', '.join(made['access'])})")
+    print(_made_line(made))
+    return 0
+
+
+def cmd_role(args: argparse.Namespace) -> int:
+    body = {"role": args.role, "access": args.access}
+    path = f"/v1/communities/{quote(args.community)}/members/{quote(args.member)}/role"
+    made = call_api(data_dir(args), "PUT", path, body, timeout=args.timeout)
+    if args.json:
+        emit_json(made)
+        return 0
+    print(_made_line(made))
+    return 0
+
+
+def _levels(text: str | None) -> list[str] | None:
+    """``see,control`` → ``["see", "control"]`` (None when not given)."""
+    if text is None:
+        return None
+    levels = [level.strip() for level in text.split(",") if level.strip()]
+    unknown = [level for level in levels if level not in ("see", "control", "trade")]
+    if unknown or not levels:
+        raise SystemExit(f"error: --allow takes see, control and trade, not {text!r}")
+    return levels
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    body = {
+        "device": args.device,
+        "role": args.role,
+        "allow": _levels(args.allow),
+        "timeout": args.timeout,
+    }
+    path = f"/v1/communities/{quote(args.community)}/join"
+    answer = call_api(data_dir(args), "POST", path, body, timeout=args.timeout + 30)
+    if args.json:
+        emit_json(answer)
+        return 0
+    who = f"{answer['agent']} ({answer['kind']})"
+    if answer["state"] == "member":
+        print(f"{who} is a {answer['role']} of {answer['name']} ({', '.join(answer['access'])})")
+    elif answer["state"] == "refused":
+        print(f"{who} was refused by {answer['name']}: {answer.get('reason', '')}")
+    else:
+        waiting = {"manager": "the manager has to decide", "signatures": "signatures under way"}
+        print(f"{who}: pending ({waiting.get(answer.get('waiting_for', ''), 'no answer yet')})")
+    return 0
+
+
+def cmd_requests(args: argparse.Namespace) -> int:
+    found = call_api(data_dir(args), "GET", "/v1/community-requests")
+    if args.json:
+        emit_json(found)
+        return 0
+    asked = [r for r in found["join_requests"] if r["state"] == "asked"]
+    approvals = [a for a in found["approvals"] if a["state"] == "pending"]
+    print(f"{len(asked)} join request(s) to decide")
+    for r in asked:
+        what = r["device_type"] or r["kind"]
+        print(f"  {r['id']}  {r['agent']}  {what:12} {r['zone'] or '-':24} {r['community']}")
+    print(f"{len(approvals)} membership(s) to approve")
+    for a in approvals:
+        doc = a["document"]
+        levels = ",".join(doc.get("access", []))
+        print(f"  {a['id']}  {doc.get('member')}  {doc.get('role')} ({levels})  {a['what']}")
+    waiting = [i for i in found["invitations"] if i["state"] == "pending"]
+    waiting_joins = [j for j in found["joins"] if j["state"] == "pending"]
+    print(f"{len(waiting)} invitation(s) and {len(waiting_joins)} join(s) waiting for others")
+    return 0
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    path = f"/v1/community-requests/{quote(args.request)}/accept"
+    done = call_api(data_dir(args), "POST", path, {"role": args.role})
+    if args.json:
+        emit_json(done)
+        return 0
+    print(f"{args.request} accepted")
+    return 0
+
+
+def cmd_refuse(args: argparse.Namespace) -> int:
+    path = f"/v1/community-requests/{quote(args.request)}/refuse"
+    done = call_api(data_dir(args), "POST", path, {"reason": args.reason})
+    if args.json:
+        emit_json(done)
+        return 0
+    print(f"{args.request} refused")
     return 0
 
 
@@ -120,12 +224,24 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         emit_json(found)
         return 0
     for alert in found["alerts"]:
-        if alert["type"] == "community_arrival":
-            print(f"  arrived  {alert['agent']}  {alert['device_type']:12} {alert['zone']}")
-        else:
-            state = "back" if alert["present"] else "gone"
-            print(f"  {state:8} {alert['agent']}  member of {alert['community']}")
+        print(_alert_line(alert))
     return 0
+
+
+def _alert_line(alert: dict[str, Any]) -> str:
+    kind, agent = alert["type"], alert.get("agent")
+    if kind == "community_arrival":
+        return f"  arrived  {agent}  {alert['device_type']:12} {alert['zone']}"
+    if kind == "community_member_presence":
+        state = "back" if alert["present"] else "gone"
+        return f"  {state:8} {agent}  member of {alert['community']}"
+    if kind == "community_join_request":
+        return f"  asks     {agent}  to join {alert['community']} (request {alert['id']})"
+    if kind == "community_invitation_accepted":
+        return f"  joined   {agent}  {alert['role']} of {alert['community']}"
+    if kind == "community_invitation_refused":
+        return f"  refused  {agent}  {alert['community']}: {alert.get('reason', '')}"
+    return f"  {kind}  {agent}"
 
 
 def cmd_directory(args: argparse.Namespace) -> int:
@@ -150,7 +266,7 @@ def add_commands(commands: Any) -> None:
     sub = command_group(
         commands,
         "community",
-        summary="communities: found one, list yours, find public ones by zone",
+        summary="communities: found, find, join, invite, decide requests, roles",
         description="Communities group devices and people under a manager keyset "
         "(docs/communities.md). Every command asks the running node of --data-dir.",
     )
@@ -184,7 +300,9 @@ def add_commands(commands: Any) -> None:
         "invite",
         help="make a device or a person a member",
         description="A membership of a community founded here, signed by its manager keyset "
-        "and by the member's owner keyset. This owner's own devices (and itself) join at once.",
+        "and by the member's owner keyset. This owner's own devices (and itself) join at once; "
+        "another owner's device or person is invited: its owner's node is asked to sign, and "
+        "the membership is committed when it does (state pending until then).",
     )
     invite.add_argument("community", help="the community's id")
     invite.add_argument("member", help="the member's agent key (a device, or an owner agent)")
@@ -243,6 +361,80 @@ def add_commands(commands: Any) -> None:
     )
     directory.add_argument("--zone", default=None, help="a zone prefix, e.g. au/nsw")
     directory.set_defaults(handler=cmd_directory)
-    for parser in (create, show, listing, invite, members, leave, rules, alerts, directory):
+    between = _add_between_owners(sub)
+    for parser in (
+        create, show, listing, invite, members, leave, rules, alerts, directory, *between,
+    ):  # fmt: skip
         data_dir_arg(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_between_owners(sub: Any) -> list[Any]:
+    """The commands between owners: a member's role, joins, and deciding requests."""
+    role = sub.add_parser(
+        "role",
+        help="give a member a new role",
+        description="A new membership with ROLE. Lowering (no access the member did not have) "
+        "ends the old membership at once, then the new one is signed (another owner's node "
+        "signs it without asking); raising waits for the signatures, then replaces the old.",
+    )
+    role.add_argument("community", help="the community's id")
+    role.add_argument("member", help="the member's agent key")
+    role.add_argument("role", choices=["manager", "operator", "member", "observer"])
+    role.add_argument(
+        "--access",
+        action="append",
+        choices=["see", "control", "trade"],
+        help="an access level (repeatable; default: all the role allows)",
+    )
+    role.add_argument("--timeout", type=float, default=60.0, help="seconds for signatures")
+    role.set_defaults(handler=cmd_role)
+    join = sub.add_parser(
+        "join",
+        help="ask to join another owner's community",
+        description="Ask the community's manager (its node, over /ioe/community-join/1) that "
+        "DEVICE of this owner join (this owner itself, as a person, without --device). Its "
+        "rules may invite or refuse at once, or leave it to the manager. This node signs the "
+        "membership that comes back without asking, if its access is within --allow.",
+    )
+    join.add_argument("community", help="the community's id (ioe community directory)")
+    join.add_argument("--device", default=None, help="the agent of a device this owner enrolled")
+    join.add_argument(
+        "--role", default=None, choices=["operator", "member", "observer"], help="a role to ask"
+    )
+    join.add_argument(
+        "--allow",
+        default=None,
+        metavar="LEVELS",
+        help="access levels the member may give, e.g. see,control (default: all the role may)",
+    )
+    join.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds to wait while signatures are made"
+    )
+    join.set_defaults(handler=cmd_join)
+    requests = sub.add_parser(
+        "requests",
+        help="join requests and membership approvals waiting for you",
+        description="Join requests to communities founded here (decide them with accept or "
+        "refuse), memberships of your devices or yourself that other communities ask you to "
+        "sign, and the invitations and joins still waiting for others.",
+    )
+    requests.set_defaults(handler=cmd_requests)
+    accept = sub.add_parser(
+        "accept",
+        help="accept a join request or sign a membership",
+        description="Accept join request ID (invite with --role, default the role it asked "
+        "for) or approve membership ID (sign it as asked).",
+    )
+    accept.add_argument("request", help="the id shown by ioe community requests")
+    accept.add_argument("--role", default=None, choices=["operator", "member", "observer"])
+    accept.set_defaults(handler=cmd_accept)
+    refuse = sub.add_parser(
+        "refuse",
+        help="refuse a join request or a membership",
+        description="Refuse join request ID (the requester is told --reason) or membership ID.",
+    )
+    refuse.add_argument("request", help="the id shown by ioe community requests")
+    refuse.add_argument("--reason", default="", help="why (told to whoever asked to join)")
+    refuse.set_defaults(handler=cmd_refuse)
+    return [role, join, requests, accept, refuse]

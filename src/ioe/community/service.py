@@ -1,5 +1,12 @@
 """Communities on a node: found one (its charter signed by this owner's keyset), show the ones
-founded here, and list the public communities of a zone as the network knows them.
+founded here, list the public communities of a zone as the network knows them, and make, change
+and end memberships.
+
+A membership of this owner's own device (or itself) is signed and committed at once. One of
+another owner's member is signed by the manager here, then waits for that owner's signatures in
+the background (an :class:`~ioe.community.invitation.Invitation`, alerts
+``community_invitation_accepted`` / ``community_invitation_refused``); joins asked by other
+owners arrive through :class:`~ioe.community.joining.JoinDesk`.
 
 The service reaches its node through :class:`~ioe.identity.service.host.IdentityHost` (a charter
 is signed as identity documents are, by M officers of an enterprise keyset where there are
@@ -12,23 +19,31 @@ import asyncio
 import collections
 import contextlib
 import logging
+import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from ioe.community.errors import CommunityError
+from ioe.community.invitation import MEMBER, REFUSED, Invitation, Plan
+from ioe.community.join import joined_as
+from ioe.community.joining import JoinDesk
 from ioe.community.rules import Action, Candidate, RuleError, decide, parse_rules
 from ioe.crypto.derivation import OwnerAccount
 from ioe.encoding import Value
-from ioe.engine.records import SignedAction
-from ioe.errors import EncodingError, IoEError
+from ioe.errors import IoEError
 from ioe.hashing import ActionHash, AgentPubKey, ExternalHash
 from ioe.identity.authority import Keyset
-from ioe.identity.certificate import EnrollmentCertificate, enrollment_record
-from ioe.identity.membership import OwnerMembership, is_certificate
+from ioe.identity.document import Signatures
 from ioe.identity.service.directory import entry_for, in_zone
 from ioe.identity.service.enrollment import DEVICES_SETTING
 from ioe.identity.service.host import IdentityHost
 from ioe.identity.service.keyset import node_keyset
-from ioe.identity.service.keyset_signing import sign_with_keyset
+from ioe.identity.service.keyset_signing import (
+    APPROVAL_LIFETIME_US,
+    SigningError,
+    sign_with_keyset,
+)
 from ioe.vocabulary import DeviceType
 from ioe.zomes.community.entries import (
     CHARTER_CONTEXT,
@@ -64,13 +79,23 @@ RULES_POLL_S = 5.0
 MAX_ALERTS = 200
 """Alerts kept for ``GET /v1/communities/alerts`` (the newest; each also goes out as a signal)."""
 MAX_LISTED = 500
+"""A directory lists at most this many communities (a zone's anchor may hold more)."""
 MAX_MEMBERS = 2_000
 """A community's member list is read up to this many memberships."""
-"""A directory lists at most this many communities (a zone's anchor may hold more)."""
+MAX_INVITATIONS = 256
+"""Invitations kept at once (waiting ones, and finished ones until the approval lifetime)."""
+INVITATION_TIMEOUT_S = APPROVAL_LIFETIME_US / 1_000_000
+"""How long an invitation waits for the other owner: as long as its node keeps the request."""
 
-
-class CommunityError(IoEError):
-    """A community could not be founded or found; the message says why."""
+# CommunityError is defined in ioe.community.errors (the join desk raises it too) and kept here.
+__all__ = [
+    "CommunityError",
+    "CommunityService",
+    "Listed",
+    "Member",
+    "access_for",
+    "live_memberships",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +130,36 @@ class CommunityService:
         self._members: dict[str, set[AgentPubKey]] = {}
         """Live members of the communities founded here, by community id (refreshed with the
         rules, every :data:`RULES_POLL_S`)."""
+        self.invitations: dict[str, Invitation] = {}
+        """Memberships of other owners' members waiting for (or given, or refused) their
+        signatures, by invitation id."""
+        self._background: set[asyncio.Task[None]] = set()
+        self.joins = JoinDesk(self)
+        """Joins: asked of this node as a manager, and asked by this owner of others."""
 
     def start(self) -> None:
-        """Apply the communities' rules to this owner's devices as they turn up."""
+        """Apply the communities' rules to this owner's devices as they turn up, and answer
+        join requests (an owner's node only: a device neither manages nor joins by itself)."""
         if isinstance(self.host.conductor.account, OwnerAccount):
             self._task = asyncio.create_task(self._keep_applying(), name="community rules")
+            self.joins.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._background) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` in the background until it ends or the node closes."""
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def now(self) -> int:
+        return self.host.conductor.clock()
 
     # ------------------------------------------------------------------------------ rules
 
@@ -143,6 +187,10 @@ class CommunityService:
                 await self.refresh_members()
             except (IoEError, RuleError) as exc:
                 log.info("community rules not applied: %s", exc)
+            try:
+                await self.joins.refresh_held()
+            except IoEError as exc:
+                log.info("memberships held not refreshed: %s", exc)
             await asyncio.sleep(RULES_POLL_S)
 
     # ------------------------------------------------------------------------------ alerts
@@ -153,7 +201,8 @@ class CommunityService:
             community = listed.charter.id.to_text()
             self._members[community] = {m.membership.member for m in await self.members(community)}
 
-    def _alert(self, alert: dict[str, Any]) -> None:
+    def alert(self, alert: dict[str, Any]) -> None:
+        """Tell the owner: kept for ``GET /v1/community-alerts`` and sent as a signal."""
         alert = {**alert, "at_us": self.host.conductor.clock()}
         self.alerts.append(alert)
         self.host.signals.publish(alert)
@@ -166,7 +215,7 @@ class CommunityService:
             return
         for community, members in self._members.items():
             if agent in members:
-                self._alert(
+                self.alert(
                     {
                         "type": "community_member_presence",
                         "community": community,
@@ -185,7 +234,7 @@ class CommunityService:
             if agent in self._members.get(community, set()):
                 continue
             if in_zone(entry.zone, listed.charter.zone):
-                self._alert(
+                self.alert(
                     {
                         "type": "community_arrival",
                         "community": community,
@@ -309,11 +358,18 @@ class CommunityService:
         role: str = "member",
         access: list[str] | None = None,
         timeout_s: float | None = None,
-    ) -> Member:
+    ) -> Member | Invitation:
         """Make ``member`` (a device's agent or an owner agent) a member of a community founded
         here, signed by the manager keyset and by the member's owner keyset. This owner's own
-        devices (and itself) join at once; another owner's device needs that owner's
-        signatures, which this release does not collect yet (``CommunityError``)."""
+        devices (and itself) join at once (a :class:`Member`); another owner's member is
+        invited: the manager signs now, that owner's node is asked in the background and the
+        membership is committed once it signs (a pending :class:`Invitation`)."""
+        plan = await self.plan(community, member, role, access)
+        return await self._sign(plan, timeout_s=timeout_s)
+
+    async def plan(self, community: str, member: str, role: str, access: list[str] | None) -> Plan:
+        """The membership to sign: ``CommunityError`` for a community not founded here, a bad
+        key, role or access, or a member whose chain the network does not hold yet."""
         own = self.show(community)
         try:
             agent = AgentPubKey.from_text(member)
@@ -321,46 +377,141 @@ class CommunityService:
         except ValueError as exc:
             raise CommunityError(f"not a member key or role: {exc}") from None
         dht = self.host.dht_for(self.host.core_cell())
-        joined = joined_with(await dht.get_agent_activity(agent), agent)
+        joined = joined_as(await dht.get_agent_activity(agent), agent)
         if joined is None:
             raise CommunityError(f"{agent.short()} is not a member of this network (yet)")
-        joined_at, kind, owner = joined
-        keyset = node_keyset(self.host.conductor)
-        if owner.id != keyset.id:
-            raise CommunityError(
-                f"{agent.short()} belongs to another owner, whose signature a membership needs"
-            )
-        if kind is MemberKind.DEVICE and chosen is Role.MANAGER:
+        if joined.kind is MemberKind.DEVICE and chosen is Role.MANAGER:
             raise CommunityError("a device cannot manage a community")
         unsigned = CommunityMembership(
             MEMBERSHIP_VERSION,
             own.charter.id,
             agent,
-            kind,
+            joined.kind,
             chosen,
             access_for(chosen, access),
-            self.host.conductor.clock(),
+            self.now(),
         )
-        what = f"{kind} {agent.short()} as {chosen} of {own.charter.name!r}"
-        manager = await sign_with_keyset(
-            self.host, MEMBERSHIP_CONTEXT, unsigned.message(), keyset=own.charter.manager,
-            what=what, timeout_s=timeout_s,
+        return Plan(
+            own.charter.name, unsigned, own.action, joined.action, own.charter.manager,
+            joined.keyset,
         )  # fmt: skip
-        owners = await sign_with_keyset(
-            self.host, MEMBERSHIP_CONTEXT, unsigned.message(), keyset=owner, what=what,
-            timeout_s=timeout_s,
-        )  # fmt: skip
+
+    async def _sign(
+        self, plan: Plan, *, replaces: ActionHash | None = None, timeout_s: float | None = None
+    ) -> Member | Invitation:
+        """The manager's signatures now; the owner's now too when this node holds them, else
+        an invitation that collects them. ``replaces`` is revoked as the new one is committed."""
+        manager = await self._signatures(plan, plan.manager, timeout_s)
+        if plan.owner.id != node_keyset(self.host.conductor).id:
+            return self._invite(plan, manager, replaces)
+        owners = await self._signatures(plan, plan.owner, timeout_s)
+        return self._commit(plan, manager, owners, replaces)
+
+    async def _signatures(self, plan: Plan, keyset: Keyset, timeout_s: float | None) -> Signatures:
+        try:
+            return await sign_with_keyset(
+                self.host, MEMBERSHIP_CONTEXT, plan.unsigned.message(), keyset=keyset,
+                what=plan.what, timeout_s=timeout_s,
+            )  # fmt: skip
+        except SigningError as exc:
+            raise CommunityError(f"the membership is not signed: {exc}") from None
+
+    def _commit(
+        self,
+        plan: Plan,
+        manager: Signatures,
+        owners: Signatures,
+        replaces: ActionHash | None = None,
+    ) -> Member:
+        """Commit the signed membership (after revoking the one it replaces)."""
         signed = CommunityMembership(
-            **{**_fields(unsigned), "manager_signatures": manager, "owner_signatures": owners}
+            **{**_fields(plan.unsigned), "manager_signatures": manager, "owner_signatures": owners}
         )
+        if replaces is not None:
+            self._revoke(replaces, f"replaced: now a {signed.role}")
         payload = {
             "membership": signed.to_bytes(),
-            "charter_at": own.action,
-            "member_joined": joined_at,
+            "charter_at": plan.charter_at,
+            "member_joined": plan.member_joined,
         }
         action = self.host.call(self.host.core_cell(), COMMUNITY_ZOME, "add_member", payload)
         assert isinstance(action, ActionHash)
         return Member(action, signed)
+
+    def _revoke(self, membership: ActionHash, reason: str) -> ActionHash:
+        payload = {"membership_at": membership, "reason": reason}
+        action = self.host.call(self.host.core_cell(), COMMUNITY_ZOME, "revoke_member", payload)
+        assert isinstance(action, ActionHash)
+        return action
+
+    # ------------------------------------------------------------------------------ invitations
+
+    def _invite(self, plan: Plan, manager: Signatures, replaces: ActionHash | None) -> Invitation:
+        self._expire_invitations()
+        if len(self.invitations) >= MAX_INVITATIONS:
+            raise CommunityError("too many invitations waiting for their owners; try later")
+        invitation = Invitation(secrets.token_hex(8), plan, manager, self.now(), replaces)
+        self.invitations[invitation.id] = invitation
+        self.spawn(self._collect(invitation), f"invitation {invitation.id}")
+        return invitation
+
+    async def _collect(self, invitation: Invitation) -> None:
+        """Wait (bounded by the approval lifetime) for the member's owner to sign, then
+        commit; the manager is told either way."""
+        plan = invitation.plan
+        try:
+            owners = await self._signatures(plan, plan.owner, INVITATION_TIMEOUT_S)
+            member = self._commit(plan, invitation.manager_signatures, owners, invitation.replaces)
+        except IoEError as exc:
+            invitation.state, invitation.reason = REFUSED, str(exc)
+            self.alert({"type": "community_invitation_refused", **invitation.to_json()})
+            return
+        invitation.state, invitation.membership = MEMBER, member.action
+        self.alert({"type": "community_invitation_accepted", **invitation.to_json()})
+
+    def _expire_invitations(self) -> None:
+        now = self.now()
+        for key in [
+            k
+            for k, i in self.invitations.items()
+            if i.finished and now - i.started_us > APPROVAL_LIFETIME_US
+        ]:
+            del self.invitations[key]
+
+    def listed_invitations(self) -> list[dict[str, Any]]:
+        self._expire_invitations()
+        return [i.to_json() for i in self.invitations.values()]
+
+    # ------------------------------------------------------------------------------ roles
+
+    async def change_role(
+        self,
+        community: str,
+        member: str,
+        role: str,
+        access: list[str] | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> Member | Invitation:
+        """Give a member a new membership with ``role``. Lowering (no access it did not have)
+        revokes the old membership at once, then signs and commits the new one (another
+        owner's node signs that without asking: it is within what it already gave). Raising
+        collects the signatures first and revokes the old one only as the new is committed."""
+        current = await self.membership_of(community, member)
+        plan = await self.plan(community, member, role, access)
+        old, new = current.membership, plan.unsigned
+        if (old.role, old.access) == (new.role, new.access):
+            raise CommunityError(f"{member[:60]} is already a {new.role} with that access")
+        if set(new.access) <= set(old.access):
+            self._revoke(current.action, f"role lowered to {new.role}")
+            return await self._sign(plan, timeout_s=timeout_s)
+        return await self._sign(plan, replaces=current.action, timeout_s=timeout_s)
+
+    async def membership_of(self, community: str, member: str) -> Member:
+        for found in await self.members(community):
+            if found.membership.member.to_text() == member:
+                return found
+        raise CommunityError(f"{member[:60]!r} is no member of {community[:60]!r}")
 
     async def members(self, community: str) -> list[Member]:
         """The live memberships of a community, as the network holds them."""
@@ -373,16 +524,21 @@ class CommunityService:
         return sorted(found, key=lambda m: (m.membership.role, m.membership.member))
 
     async def remove_member(self, community: str, member: str, reason: str = "") -> ActionHash:
-        """End ``member``'s membership (as the community's manager, or as the member's owner)."""
-        for found in await self.members(community):
-            if found.membership.member.to_text() == member:
-                payload = {"membership_at": found.action, "reason": reason}
-                action = self.host.call(
-                    self.host.core_cell(), COMMUNITY_ZOME, "revoke_member", payload
-                )
-                assert isinstance(action, ActionHash)
-                return action
-        raise CommunityError(f"{member[:60]!r} is no member of {community[:60]!r}")
+        """End ``member``'s membership (as the community's manager, or as the member's owner:
+        then this node no longer signs a lower role of it without asking)."""
+        found = await self.membership_of(community, member)
+        self.joins.forget_held(found.membership.community, found.membership.member)
+        return self._revoke(found.action, reason)
+
+    async def charter(self, community: str) -> Listed:
+        """A community by id: founded here, or public (its charter from the directory)."""
+        for listed in self.founded():
+            if listed.charter.id.to_text() == community:
+                return listed
+        for action, charter in await self._public(""):
+            if charter.id.to_text() == community:
+                return Listed(action, charter, members=1)
+        raise CommunityError(f"no community {community[:60]!r} is known on the network")
 
     async def directory(self, zone: str = "") -> list[Listed]:
         """The public communities in ``zone`` and below ("" for all), as the network knows
@@ -391,9 +547,21 @@ class CommunityService:
             problem = zone_problem(zone)
             if problem:
                 raise CommunityError(f"--zone: {problem}")
+        listed: dict[ExternalHash, Listed] = {}
+        for action, charter in await self._public(zone):
+            members = await self.members(charter.id.to_text())
+            listed[charter.id] = Listed(action, charter, members=1 + len(members))
+        for own in self.founded():
+            in_zone = own.charter.zone == zone or own.charter.zone.startswith(zone + "/")
+            if own.charter.visibility is Visibility.PRIVATE and (not zone or in_zone):
+                listed.setdefault(own.charter.id, own)
+        return sorted(listed.values(), key=lambda item: (item.charter.zone, item.charter.name))
+
+    async def _public(self, zone: str) -> list[tuple[ActionHash, CommunityCharter]]:
+        """The valid public charters linked from ``zone``'s anchor, each once."""
         dht = self.host.dht_for(self.host.core_cell())
         links = await dht.get_links(zone_anchor(zone), ZONE_LINK)
-        listed: dict[ExternalHash, Listed] = {}
+        found: dict[ExternalHash, tuple[ActionHash, CommunityCharter]] = {}
         for link in links[:MAX_LISTED]:
             if not isinstance(link.target, ActionHash):
                 continue
@@ -404,14 +572,9 @@ class CommunityService:
             if not isinstance(entry, CommunityEntry):
                 continue
             charter = checked_charter(entry.charter)
-            if isinstance(charter, CommunityCharter) and charter.id not in listed:
-                members = await self.members(charter.id.to_text())
-                listed[charter.id] = Listed(link.target, charter, members=1 + len(members))
-        for own in self.founded():
-            in_zone = own.charter.zone == zone or own.charter.zone.startswith(zone + "/")
-            if own.charter.visibility is Visibility.PRIVATE and (not zone or in_zone):
-                listed.setdefault(own.charter.id, own)
-        return sorted(listed.values(), key=lambda item: (item.charter.zone, item.charter.name))
+            if isinstance(charter, CommunityCharter) and charter.id not in found:
+                found[charter.id] = (link.target, charter)
+        return list(found.values())
 
 
 def _fields(document: Any) -> dict[str, Any]:
@@ -456,22 +619,6 @@ async def live_memberships(
             continue
         found.append((item.target, CommunityMembership.from_bytes(entry.membership)))
     return found
-
-
-def joined_with(
-    activity: list[SignedAction], agent: AgentPubKey
-) -> tuple[ActionHash, MemberKind, Keyset] | None:
-    """Where ``agent`` joined (its ``AgentValidationPkg``), as what, and its owner keyset."""
-    found = enrollment_record(activity, agent)
-    if found is None:
-        return None
-    signed, proof = found
-    try:
-        if is_certificate(proof):
-            return signed.hash, MemberKind.DEVICE, EnrollmentCertificate.from_bytes(proof).keyset
-        return signed.hash, MemberKind.PERSON, OwnerMembership.from_bytes(proof).keyset
-    except EncodingError:
-        return None
 
 
 def access_for(role: Role, access: list[str] | None) -> tuple[Access, ...]:
