@@ -57,8 +57,9 @@ class AppStoreHost(IdentityHost, Protocol):
         """Say goodbye to that network and stop serving it (the chain stays on disk)."""
         ...
 
-    async def run_app(self, running: RunningApp) -> None:
-        """Start what this node does for the app (its code, if this release has any for it)."""
+    async def run_app(self, running: RunningApp) -> bool:
+        """Start what this node does for the app: its code, if this release has some for it
+        and this node suits it (the demand app needs a device). Whether any started."""
         ...
 
     async def stop_app(self, running: RunningApp) -> None: ...

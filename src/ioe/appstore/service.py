@@ -181,6 +181,8 @@ class AppStore:
         self.running: dict[ExternalHash, RunningApp] = {}
         """The installed apps running here, by installation id."""
         self._networks: dict[ExternalHash, DnaNetwork] = {}
+        self._with_code: set[ExternalHash] = set()
+        """Installations whose app code runs here (not only their network)."""
         self._task: asyncio.Task[None] | None = None
         self._checked_at: dict[ExternalHash, float] = {}
         self._lock = asyncio.Lock()
@@ -562,11 +564,13 @@ class AppStore:
         self.host.signals.publish(
             {"type": "app_started", "app": item.manifest.app, "installation": item.action.to_text()}
         )
-        await self.host.run_app(running)
+        if await self.host.run_app(running):
+            self._with_code.add(installation_id)
 
     async def _stop(self, installation: ExternalHash) -> None:
         running = self.running.pop(installation)
         self._networks.pop(installation, None)
+        self._with_code.discard(installation)
         try:
             await self.host.stop_app(running)
         finally:
@@ -636,6 +640,7 @@ class AppStore:
                 "app_agent": r.cell.agent.to_text(),
                 "dna": r.dna_hash.to_text(),
                 "members": len(self._networks[i].members()) if i in self._networks else 0,
+                "code": i in self._with_code,
             }
             for i, r in self.running.items()
         ]

@@ -24,6 +24,7 @@ from ioe.crypto.keys import KeyPair
 from ioe.dht.service import DnaNetwork
 from ioe.engine.cell import Cell
 from ioe.engine.dna import DnaDef
+from ioe.errors import IoEError
 from ioe.hashing import DnaHash, ExternalHash
 from ioe.zomes.appnet.board import BOARD_ZOME
 
@@ -86,10 +87,11 @@ class InstalledApps:
             await dht.depart()
         await dht.close()
 
-    async def run(self, running: RunningApp) -> None:
+    async def run(self, running: RunningApp) -> bool:
+        """Start the app's code, where this release has some and the node has a device."""
         launcher = LAUNCHERS.get(running.manifest.app)
         if launcher is None or not self._node.app_host.has_device:
-            return  # no code here for it (or no device to run it on): its network runs
+            return False  # no code here for it (or no device to run it on): its network runs
 
         async def post(topic: str, body: dict[str, Any]) -> None:
             self._node.call(
@@ -102,11 +104,13 @@ class InstalledApps:
         try:
             settings = json.loads(running.installation.settings or "{}")
             self.launched[running.installation.id] = await launcher(host, settings)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, IoEError) as exc:
             log.warning("app %s not started: %s", running.manifest.app, exc)
             self._node.signals.publish(
                 {"type": "app_failed", "app": running.manifest.app, "reason": str(exc)}
             )
+            return False
+        return True
 
     async def stop(self, running: RunningApp) -> None:
         launched = self.launched.pop(running.installation.id, None)

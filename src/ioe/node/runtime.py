@@ -299,8 +299,8 @@ class Node:
     async def leave_app_network(self, dna: DnaHash) -> None:
         await self.installed_apps.leave(dna)
 
-    async def run_app(self, running: RunningApp) -> None:
-        await self.installed_apps.run(running)
+    async def run_app(self, running: RunningApp) -> bool:
+        return await self.installed_apps.run(running)
 
     async def stop_app(self, running: RunningApp) -> None:
         await self.installed_apps.stop(running)
