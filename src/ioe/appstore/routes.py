@@ -1,15 +1,17 @@
 """HTTP routes of the app store (added to the node's API by :func:`add_routes`).
 
-GET  /v1/apps                       → {"apps": [...]}: the newest listing of every app
-GET  /v1/apps/{app}[?developer=A]   → the app's newest listing
-POST /v1/apps                       {"manifest": TEXT} (a manifest file) → the listing
-POST /v1/apps/{app}/install         {"community", "settings"?, "periods"?, "developer"?} → the
+GET  /v1/store                      → {"apps": [...]}: the newest listing of every app
+GET  /v1/store/{app}[?developer=A]  → the app's newest listing
+POST /v1/store                      {"manifest": TEXT} (a manifest file) → the listing
+POST /v1/store/{app}/install        {"community", "settings"?, "periods"?, "developer"?} → the
                                     installation ({"installation", "state", "granted", ...})
-POST /v1/apps/{app}/uninstall       {"community", "reason"?} → {"uninstalled": action}
-GET  /v1/app-subscriptions          → {"subscriptions": [...]}: installations made here
-GET  /v1/app-installations?community=ID → {"installations": [...]}: into that community
-GET  /v1/apps-running               → {"running": [...]}: the apps running on this node
-GET  /v1/apps/{app}/board?topic=T   → {"posts": [...]} in the app's network
+POST /v1/store/{app}/uninstall      {"community", "reason"?} → {"uninstalled": action}
+GET  /v1/store-subscriptions        → {"subscriptions": [...]}: installations made here
+GET  /v1/store-installations?community=ID → {"installations": [...]}: into that community
+GET  /v1/running-apps               → {"running": [...]}: the apps running on this node
+GET  /v1/running-apps/{app}/board?topic=T → {"posts": [...]} in the app's network
+
+(``/v1/apps/<app>`` is each app's own API, served by the app where it runs.)
 """
 
 from __future__ import annotations
@@ -27,15 +29,15 @@ APP_STORE: web.AppKey[AppStore] = web.AppKey("app_store", AppStore)
 
 def add_routes(app: web.Application, store: AppStore) -> None:
     app[APP_STORE] = store
-    app.router.add_get("/v1/apps", _list)
-    app.router.add_post("/v1/apps", _publish)
-    app.router.add_get("/v1/apps/{app}", _show)
-    app.router.add_post("/v1/apps/{app}/install", _install)
-    app.router.add_post("/v1/apps/{app}/uninstall", _uninstall)
-    app.router.add_get("/v1/apps/{app}/board", _board)
-    app.router.add_get("/v1/app-subscriptions", _subscriptions)
-    app.router.add_get("/v1/app-installations", _installations)
-    app.router.add_get("/v1/apps-running", _running)
+    app.router.add_get("/v1/store", _list)
+    app.router.add_post("/v1/store", _publish)
+    app.router.add_get("/v1/store/{app}", _show)
+    app.router.add_post("/v1/store/{app}/install", _install)
+    app.router.add_post("/v1/store/{app}/uninstall", _uninstall)
+    app.router.add_get("/v1/store-subscriptions", _subscriptions)
+    app.router.add_get("/v1/store-installations", _installations)
+    app.router.add_get("/v1/running-apps", _running)
+    app.router.add_get("/v1/running-apps/{app}/board", _board)
 
 
 def _now(store: AppStore) -> int:

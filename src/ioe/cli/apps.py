@@ -32,7 +32,7 @@ def _capabilities(item: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    found = call_api(data_dir(args), "GET", "/v1/apps")
+    found = call_api(data_dir(args), "GET", "/v1/store")
     if args.json:
         emit_json(found)
         return 0
@@ -44,7 +44,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     query = f"?developer={quote(args.developer)}" if args.developer else ""
-    found = call_api(data_dir(args), "GET", f"/v1/apps/{quote(args.app)}{query}")
+    found = call_api(data_dir(args), "GET", f"/v1/store/{quote(args.app)}{query}")
     if args.json:
         emit_json(found)
         return 0
@@ -61,7 +61,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             text = handle.read(MAX_MANIFEST_FILE_BYTES + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise SystemExit(f"error: cannot read {args.manifest}: {exc}") from None
-    listed = call_api(data_dir(args), "POST", "/v1/apps", {"manifest": text})
+    listed = call_api(data_dir(args), "POST", "/v1/store", {"manifest": text})
     if args.json:
         emit_json(listed)
         return 0
@@ -89,7 +89,7 @@ def _confirm(listing: dict[str, Any], args: argparse.Namespace) -> None:
 def cmd_install(args: argparse.Namespace) -> int:
     directory = data_dir(args)
     query = f"?developer={quote(args.developer)}" if args.developer else ""
-    listing = call_api(directory, "GET", f"/v1/apps/{quote(args.app)}{query}")
+    listing = call_api(directory, "GET", f"/v1/store/{quote(args.app)}{query}")
     _confirm(listing, args)
     settings = None
     if args.settings:
@@ -103,7 +103,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         "periods": args.periods,
         "developer": args.developer,
     }
-    path = f"/v1/apps/{quote(args.app)}/install"
+    path = f"/v1/store/{quote(args.app)}/install"
     installed = call_api(directory, "POST", path, body, timeout=args.timeout)
     if args.json:
         emit_json(installed)
@@ -117,7 +117,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     body = {"community": args.community, "reason": args.reason}
-    done = call_api(data_dir(args), "POST", f"/v1/apps/{quote(args.app)}/uninstall", body)
+    done = call_api(data_dir(args), "POST", f"/v1/store/{quote(args.app)}/uninstall", body)
     if args.json:
         emit_json(done)
         return 0
@@ -126,7 +126,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
 
 def cmd_subscriptions(args: argparse.Namespace) -> int:
-    found = call_api(data_dir(args), "GET", "/v1/app-subscriptions")
+    found = call_api(data_dir(args), "GET", "/v1/store-subscriptions")
     if args.json:
         emit_json(found)
         return 0
@@ -140,7 +140,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
 
 
 def cmd_running(args: argparse.Namespace) -> int:
-    found = call_api(data_dir(args), "GET", "/v1/apps-running")
+    found = call_api(data_dir(args), "GET", "/v1/running-apps")
     if args.json:
         emit_json(found)
         return 0
@@ -151,7 +151,7 @@ def cmd_running(args: argparse.Namespace) -> int:
 
 
 def cmd_board(args: argparse.Namespace) -> int:
-    path = f"/v1/apps/{quote(args.app)}/board?topic={quote(args.topic)}"
+    path = f"/v1/running-apps/{quote(args.app)}/board?topic={quote(args.topic)}"
     found = call_api(data_dir(args), "GET", path)
     if args.json:
         emit_json(found)

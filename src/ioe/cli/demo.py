@@ -8,13 +8,17 @@ of the home — a smart plug (a simulated pool pump behind it), the site meter a
    pending; the owner enrolls it with its code; the device receives its seed and certificate and
    restarts as an enrolled member of the network (the same flow as ``ioe device plug-in`` and
    ``ioe owner enroll``).
-2. **Demand management.** The plug runs the Demand Management app on real AEMO prices (NSW,
-   January 2023, bundled), replayed fast from an hour before the recording's first price peak:
-   it switches the pump off while the price peaks more than the threshold over its trailing
-   average, and back on when the peak passes.
-3. **Credits.** Each off-period is claimed from the site meter, which checks the claim and pays
+2. **A community and an app from the store.** The owner founds the home's community, makes the
+   plug a member, publishes the Demand Management app's manifest to the store (as its
+   developer) and installs it into the community, granting what it asks: to see the plug's
+   power and control its switch. The plug's node starts the app in the app's own network.
+3. **Demand management.** The plug runs the app on real AEMO prices (NSW, January 2023,
+   bundled), replayed fast from an hour before the recording's first price peak: it switches
+   the pump off while the price peaks more than the threshold over its trailing average, and
+   back on when the peak passes.
+4. **Credits.** Each off-period is claimed from the site meter, which checks the claim and pays
    the demand-reduction credits with a countersigned ``reward`` transfer; both wallets show it.
-4. **Verification.** At the end every chain is verified from genesis, and a copy of the plug's
+5. **Verification.** At the end every chain is verified from genesis, and a copy of the plug's
    database with one flipped bit is shown to be caught.
 
 The app's page is served by the plug's node; its address is printed at the start. The demo ends
@@ -33,12 +37,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ioe.apps.demand.rule import PeakSettings, decide_all
 from ioe.apps.demand.runner import DemandApp
-from ioe.apps.demand.service import DemandSetup
+from ioe.appstore.service import AppStoreError
+from ioe.community.service import CommunityError
 from ioe.conductor import DB_FILE, KEYSTORE_FILE, Conductor, known_dnas, open_database
 from ioe.crypto.keystore import Unlock, create_device_key_file, write_keystore
 from ioe.dht.service import DhtConfig
@@ -69,6 +75,7 @@ SETTLE_WAIT_S = 30.0
 LEAD_IN_S = 3600
 """The replay starts this long before the recording's first price peak."""
 ENROLL_TIMEOUT_S = 60.0
+INSTALL_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,30 +228,63 @@ async def _run(
         prices = replay_window(bundled_prices(REGION), THRESHOLD_PCT)
         prices_file = root / "prices.csv"
         prices_file.write_text(price_csv_text(prices), encoding="utf-8")
-        plug = await start(
-            PLUG,
-            demand=DemandSetup(
-                prices=str(prices_file),
-                speed=speed,
-                settings={"threshold_pct": THRESHOLD_PCT},
-                rewarder=meter.conductor.owner_cell.agent,
-                zone=ZONE,
-            ),
-        )
+        plug = await start(PLUG)
+        settings = {
+            "prices": str(prices_file),
+            "speed": speed,
+            "peak": {"threshold_pct": THRESHOLD_PCT},
+            "rewarder": meter.conductor.owner_cell.agent.to_text(),
+            "zone": ZONE,
+        }
+        app = await _install_demand(owner, plug, settings, out)
         out(f"the plug's page: {plug.api_url}/app/demand/#token={plug.token}")
         out(
             f"prices: AEMO NSW1, replayed from {prices_file.name} at {speed:g}x; the plug is"
             f" off while a price is more than {THRESHOLD_PCT:g} % over its trailing average"
         )
         stats = await _watch(
-            plug=plug, meter=meter, pv=pv, duration_s=duration_s, stop=stop, out=out
+            app=app, plug=plug, meter=meter, pv=pv, duration_s=duration_s, stop=stop, out=out
         )
     stats.update(_verify(root, out))
     return stats
 
 
+async def _install_demand(
+    owner: Node, plug: Node, settings: dict[str, Any], out: Callable[[str], None]
+) -> DemandApp:
+    """Found the home's community with the plug in it, publish the demand app's manifest and
+    install it there; the plug's app store starts it. Bounded by :data:`INSTALL_TIMEOUT_S`."""
+    listed = await owner.communities.create("Home", ZONE)
+    community = listed.charter.id.to_text()
+    plug_agent = plug.conductor.owner_cell.agent.to_text()
+    manifest = (resources.files("ioe.apps.demand") / "manifest.json").read_text()
+    async with asyncio.timeout(INSTALL_TIMEOUT_S):
+        while True:  # the plug's chain reaches the network once it runs
+            try:
+                await owner.communities.add_member(community, plug_agent, role="member")
+                break
+            except CommunityError:
+                await asyncio.sleep(0.25)
+        out(f"community {community[:20]}… 'Home': the plug is a member")
+        listing = await owner.appstore.publish(manifest)
+        out(f"the store lists {listing.manifest.name} {listing.manifest.app_version}")
+        while True:  # the listing reaches its authorities
+            try:
+                installed = await owner.appstore.install(community, "demand", settings=settings)
+                break
+            except AppStoreError:
+                await asyncio.sleep(0.25)
+        granted = ", ".join(f"{g['access']} {g['point']}" for g in installed["granted"])
+        out(f"installed into the community, granting: {granted}")
+        while (app := plug.demand_app()) is None:
+            await asyncio.sleep(0.1)
+    out("the plug runs the app in its own network")
+    return app
+
+
 async def _watch(
     *,
+    app: DemandApp,
     plug: Node,
     meter: Node,
     pv: Node,
@@ -252,8 +292,7 @@ async def _watch(
     stop: asyncio.Event,
     out: Callable[[str], None],
 ) -> dict[str, Any]:
-    assert plug.demand is not None and plug.demand.app is not None and plug.device is not None
-    app = plug.demand.app
+    assert plug.device is not None
     deadline = time.monotonic() + duration_s
     while time.monotonic() < deadline and not stop.is_set():
         with contextlib.suppress(TimeoutError):

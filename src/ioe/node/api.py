@@ -114,8 +114,7 @@ async def start_api(node: Node, host: str, port: int) -> tuple[web.AppRunner, st
     community_routes.add_routes(app, node.communities)
     appstore_routes.add_routes(app, node.appstore)
     demand_routes.add_page_routes(app)
-    if node.demand is not None and node.demand.app is not None:
-        demand_routes.add_routes(app, node.demand.app)
+    demand_routes.add_routes(app, node.demand_app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ioe.apps.demand.rewarder import DemandRewarder
+from ioe.apps.demand.runner import DemandApp
 from ioe.apps.demand.service import DemandService, DemandSetup
 from ioe.appstore.host import RunningApp
 from ioe.appstore.service import AppStore
@@ -290,6 +291,16 @@ class Node:
         return self.conductor.cells()
 
     # ------------------------------------------------------------------------------ apps
+
+    def demand_app(self) -> DemandApp | None:
+        """The Demand Management app running here: started by hand (``--demand-prices``) or
+        installed into the device's community from the store."""
+        if self.demand is not None and self.demand.app is not None:
+            return self.demand.app
+        for launched in self.installed_apps.launched.values():
+            if isinstance(launched, DemandService) and launched.app is not None:
+                return launched.app
+        return None
 
     async def join_app_network(
         self, dna: DnaDef, agent_index: int, proof_for: Callable[[KeyPair], bytes]
