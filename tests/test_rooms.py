@@ -17,6 +17,7 @@ SRC = Path(ioe.__file__).resolve().parent
 ROOMS_BELOW_THE_NODE = (
     "apps",
     "community",
+    "appstore",
     "identity",
     "wallet",
     "services",
