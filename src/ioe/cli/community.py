@@ -380,7 +380,11 @@ def _add_between_owners(sub: Any) -> list[Any]:
     )
     role.add_argument("community", help="the community's id")
     role.add_argument("member", help="the member's agent key")
-    role.add_argument("role", choices=["manager", "operator", "member", "observer"])
+    role.add_argument(
+        "role",
+        choices=["manager", "operator", "member", "observer"],
+        help="the member's new role (a device cannot be manager)",
+    )
     role.add_argument(
         "--access",
         action="append",
@@ -427,7 +431,12 @@ def _add_between_owners(sub: Any) -> list[Any]:
         "for) or approve membership ID (sign it as asked).",
     )
     accept.add_argument("request", help="the id shown by ioe community requests")
-    accept.add_argument("--role", default=None, choices=["operator", "member", "observer"])
+    accept.add_argument(
+        "--role",
+        default=None,
+        choices=["operator", "member", "observer"],
+        help="a join request: invite with this role instead of the one asked",
+    )
     accept.set_defaults(handler=cmd_accept)
     refuse = sub.add_parser(
         "refuse",
