@@ -49,6 +49,7 @@ from ioe.conductor import DB_FILE, KEYSTORE_FILE, Conductor, known_dnas, open_da
 from ioe.crypto.keystore import Unlock, create_device_key_file, write_keystore
 from ioe.dht.service import DhtConfig
 from ioe.drivers.registry import DriverOptions
+from ioe.drivers.sim import ScenarioClock
 from ioe.errors import ChainIntegrityError
 from ioe.identity.device_account import DeviceAccount
 from ioe.identity.service.enrollment import (
@@ -204,6 +205,12 @@ async def _run(
         for device in (METER, PV, PLUG):
             unlocks[device] = await _enroll(owner, device, root, dht, out)
         bootstrap = (owner.network.listen_addrs()[0],)
+        prices = replay_window(bundled_prices(REGION), THRESHOLD_PCT)
+        prices_file = root / "prices.csv"
+        prices_file.write_text(price_csv_text(prices), encoding="utf-8")
+        # the simulated devices live in the replayed day (its sun, its fridge cycles), from the
+        # moment the app's replay starts, at the replay's pace
+        scenario = ScenarioClock(prices[0].end_us, speed)
 
         async def start(device: _Device, **extra: Any) -> Node:
             conductor = stack.enter_context(Conductor.open(root / device.dir_name, unlocks[device]))
@@ -211,7 +218,7 @@ async def _run(
                 conductor,
                 NodeConfig(dht=dht, bootstrap=bootstrap),
                 device=DeviceSetup(
-                    DriverOptions(driver="sim", sim=device.sim),
+                    DriverOptions(driver="sim", sim=device.sim, clock=scenario),
                     name=device.name,
                     interval_s=0.25,
                     batch_every_s=1.0,
@@ -225,9 +232,6 @@ async def _run(
 
         meter = await start(METER, demand_rewards=True)
         pv = await start(PV)
-        prices = replay_window(bundled_prices(REGION), THRESHOLD_PCT)
-        prices_file = root / "prices.csv"
-        prices_file.write_text(price_csv_text(prices), encoding="utf-8")
         plug = await start(PLUG)
         settings = {
             "prices": str(prices_file),
@@ -237,6 +241,7 @@ async def _run(
             "zone": ZONE,
         }
         app = await _install_demand(owner, plug, settings, out)
+        scenario.start()  # the app's replay has begun: the devices' day moves with it
         out(f"the plug's page: {plug.api_url}/app/demand/#token={plug.token}")
         out(
             f"prices: AEMO NSW1, replayed from {prices_file.name} at {speed:g}x; the plug is"
@@ -306,8 +311,8 @@ async def _watch(
             continue
         threshold = "—" if last["threshold"] is None else f"{last['threshold']:8.2f}"
         out(
-            f"  {last['time'][11:16]}  price {last['price']:8.2f}  threshold {threshold}"
-            f"  plug {'ON ' if state['plug']['on'] else 'OFF'} {state['plug']['power_w']:6.1f} W"
+            f"  {last['time'][11:16]}  price {last['price']:8.2f} $/MWh  threshold {threshold}"
+            f"  plug {_plug_now(await plug.device.read())}"
             f"  PV {-(pv_power or 0) if isinstance(pv_power, int | float) else 0:5.0f} W out"
             f"  credits {state['credits']}"
         )
@@ -332,6 +337,15 @@ async def _watch(
         "settled_mc": report["settled_mc"],
         "plug_balance": plug_balance,
     }
+
+
+def _plug_now(values: dict[str, Any]) -> str:
+    """The plug's switch and power read at one moment (one device read), so an OFF plug never
+    shows the power it drew before it was switched."""
+    on = values.get("switch")
+    power = values.get("power_w")
+    watts = f"{power:6.1f} W" if isinstance(power, int | float) else "     ? W"
+    return f"{'ON ' if on else 'OFF'} {watts}"
 
 
 async def _await_settled(app: DemandApp, timeout_s: float, out: Callable[[str], None]) -> None:

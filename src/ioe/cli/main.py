@@ -349,12 +349,16 @@ def cmd_bench_countersign(args: argparse.Namespace) -> int:
 
 def cmd_device_run(args: argparse.Namespace) -> int:
     from ioe.drivers.registry import DriverOptions  # noqa: PLC0415 - see _node_config
+    from ioe.drivers.sim.clock import scenario_start_us  # noqa: PLC0415
     from ioe.services.device import DeviceSetup  # noqa: PLC0415
 
     data_dir = _data_dir(args)
     try:
         config = _node_config(args)
         demand = demand_setup(args)
+        sim_start = None if args.sim_start is None else scenario_start_us(args.sim_start)
+        if not args.sim_speed > 0:
+            raise ValueError("--sim-speed is a positive number")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -371,6 +375,8 @@ def cmd_device_run(args: argparse.Namespace) -> int:
             unit=args.unit,
             ocpp=args.ocpp,
             charger=args.charger,
+            sim_start_us=sim_start,
+            sim_speed=args.sim_speed,
         ),
         name=args.name,
         interval_s=args.interval,
@@ -655,6 +661,18 @@ def _add_device_commands(commands: Any) -> None:
         "--sim",
         help="simulated device: plug (a fridge), pump (a pool pump), aircon, pv, battery, ev,"
         " meter",
+    )
+    run.add_argument(
+        "--sim-start",
+        default=None,
+        help="a simulated device lives in this moment of the bundled data instead of now "
+        "(ISO 8601 with offset, e.g. 2023-01-16T14:45+11:00), as a replayed price feed does",
+    )
+    run.add_argument(
+        "--sim-speed",
+        type=float,
+        default=1.0,
+        help="scenario seconds per real second from --sim-start (match --demand-speed)",
     )
     run.add_argument("--mqtt", help="MQTT broker HOST:PORT (tasmota, shelly)")
     run.add_argument("--topic", help="Tasmota topic")

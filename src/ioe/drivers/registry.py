@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ioe.data import load_series
 from ioe.drivers.base import Driver
@@ -17,6 +17,8 @@ from ioe.drivers.model import PointError
 from ioe.drivers.ocpp_cs import OcppCentralSystem
 from ioe.drivers.shelly import ShellyHttpDriver, ShellyMqttDriver
 from ioe.drivers.sim import (
+    Clock,
+    ScenarioClock,
     SimAirConditioner,
     SimBattery,
     SimDevice,
@@ -46,6 +48,22 @@ class DriverOptions:
     unit: int = 1
     ocpp: str | None = None
     charger: str | None = None
+    sim_start_us: int | None = None
+    """A simulated device's scenario starts at this time (µs since the epoch; None: it follows
+    the wall clock) and runs at ``sim_speed`` (``ioe device run --sim-start --sim-speed``)."""
+    sim_speed: float = 1.0
+    clock: Clock | None = field(default=None, compare=False)
+    """The clock a simulated device follows, for a caller that runs several devices in one
+    scenario (the demo); wins over ``sim_start_us``."""
+
+
+def sim_clock(options: DriverOptions) -> Clock:
+    """The clock a simulated device of ``options`` follows (see :class:`DriverOptions`)."""
+    if options.clock is not None:
+        return options.clock
+    if options.sim_start_us is not None:
+        return ScenarioClock(options.sim_start_us, options.sim_speed, started=True)
+    return wall_clock_us
 
 
 def host_port(text: str, what: str) -> tuple[str, int]:
@@ -87,7 +105,8 @@ async def open_driver(options: DriverOptions) -> AsyncIterator[Driver]:
     name = options.driver
     if name == "sim":
         kind = _need(options.sim, "sim KIND", name)
-        yield SimDriver(simulated_device(kind, wall_clock_us()), wall_clock_us)
+        clock = sim_clock(options)
+        yield SimDriver(simulated_device(kind, clock()), clock)
     elif name == "tasmota":
         host, port = host_port(_need(options.mqtt, "mqtt HOST:PORT", name), "mqtt")
         yield TasmotaDriver(host, port, _need(options.topic, "topic TOPIC", name))

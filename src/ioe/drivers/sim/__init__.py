@@ -17,7 +17,7 @@ charging), < 0 is export (generation, discharging).
 from ioe.drivers.sim.aircon import SimAirConditioner
 from ioe.drivers.sim.base import SimDevice
 from ioe.drivers.sim.battery import SimBattery
-from ioe.drivers.sim.clock import Clock, FakeClock, wall_clock_us
+from ioe.drivers.sim.clock import Clock, FakeClock, ScenarioClock, wall_clock_us
 from ioe.drivers.sim.driver import SimDriver
 from ioe.drivers.sim.ev import SimEv, SimEvCharger
 from ioe.drivers.sim.meter import ENERGY_EXPORT_WH, SimMeter
@@ -42,5 +42,6 @@ __all__ = [
     "SimPvInverter",
     "example_site",
     "solar_shape",
+    "ScenarioClock",
     "wall_clock_us",
 ]
