@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ioe import __version__
 from ioe.drivers.base import Driver
+from ioe.drivers.emulators import TasmotaPlugEmulator
 from ioe.drivers.homeassistant import (
     NUMBER_LIMIT,
     HaTopics,
@@ -36,7 +37,6 @@ from ioe.drivers.model import (
 )
 from ioe.drivers.tasmota import TasmotaDriver
 from ioe.testing.driver_contract import read_until
-from ioe.testing.fake_devices import FakeTasmotaPlug
 from ioe.testing.mosquitto import MosquittoBroker
 from ioe.vocabulary import DeviceType
 
@@ -393,7 +393,7 @@ async def test_configs_are_sent_again_when_home_assistant_restarts(
 
 @pytest.mark.anyio
 async def test_the_bridge_drives_a_tasmota_plug(mosquitto: MosquittoBroker) -> None:
-    plug = FakeTasmotaPlug(mosquitto.host, mosquitto.port, "plug_7", tele_period_s=0.2)
+    plug = TasmotaPlugEmulator(mosquitto.host, mosquitto.port, "plug_7", tele_period_s=0.2)
     await plug.start()
     try:
         async with (

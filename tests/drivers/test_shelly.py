@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ioe.drivers.emulators import ShellyPlugEmulator
 from ioe.drivers.model import DeviceOffline, DeviceProtocolError, PointValue
 from ioe.drivers.shelly import (
     SHELLY_PLUG,
@@ -28,7 +29,6 @@ from ioe.drivers.shelly import (
     switch_values,
 )
 from ioe.testing.driver_contract import DriverContract, DriverHarness, read_until
-from ioe.testing.fake_devices import FakeShellyPlug
 from ioe.testing.mosquitto import MosquittoBroker
 
 # Switch.GetStatus of a Plus Plug S (firmware 1.x), as documented.
@@ -218,8 +218,8 @@ def test_any_http_answer_is_a_result_or_a_protocol_error(status: int, body: byte
 
 
 @pytest.fixture
-async def shelly() -> AsyncIterator[FakeShellyPlug]:
-    device = FakeShellyPlug()
+async def shelly() -> AsyncIterator[ShellyPlugEmulator]:
+    device = ShellyPlugEmulator()
     try:
         yield device
     finally:
@@ -227,7 +227,7 @@ async def shelly() -> AsyncIterator[FakeShellyPlug]:
 
 
 class ShellyHttpHarness(DriverHarness):
-    def __init__(self, device: FakeShellyPlug) -> None:
+    def __init__(self, device: ShellyPlugEmulator) -> None:
         self.device = device
 
     def make_driver(self) -> ShellyHttpDriver:
@@ -245,13 +245,13 @@ class ShellyHttpHarness(DriverHarness):
 
 class TestShellyHttpContract(DriverContract):
     @pytest.fixture
-    async def harness(self, shelly: FakeShellyPlug) -> DriverHarness:
+    async def harness(self, shelly: ShellyPlugEmulator) -> DriverHarness:
         await shelly.start_http()
         return ShellyHttpHarness(shelly)
 
 
 @pytest.mark.anyio
-async def test_http_uses_the_documented_rpc_calls(shelly: FakeShellyPlug) -> None:
+async def test_http_uses_the_documented_rpc_calls(shelly: ShellyPlugEmulator) -> None:
     url = await shelly.start_http()
     async with ShellyHttpDriver(url) as driver:
         values = await driver.read()
@@ -279,7 +279,7 @@ async def test_http_uses_the_documented_rpc_calls(shelly: FakeShellyPlug) -> Non
 
 @pytest.mark.anyio
 async def test_http_garbage_is_a_protocol_error_then_reads_recover(
-    shelly: FakeShellyPlug, caplog: pytest.LogCaptureFixture
+    shelly: ShellyPlugEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ioe.drivers.shelly")
     url = await shelly.start_http()
@@ -295,7 +295,7 @@ async def test_http_garbage_is_a_protocol_error_then_reads_recover(
 
 
 @pytest.mark.anyio
-async def test_http_rpc_errors_are_reported_with_their_code(shelly: FakeShellyPlug) -> None:
+async def test_http_rpc_errors_are_reported_with_their_code(shelly: ShellyPlugEmulator) -> None:
     url = await shelly.start_http()
     async with ShellyHttpDriver(url, switch_id=3) as driver:
         with pytest.raises(ShellyRpcError) as raised:
@@ -305,7 +305,7 @@ async def test_http_rpc_errors_are_reported_with_their_code(shelly: FakeShellyPl
 
 @pytest.mark.anyio
 async def test_http_write_to_an_unreachable_device_raises_device_offline(
-    shelly: FakeShellyPlug,
+    shelly: ShellyPlugEmulator,
 ) -> None:
     url = await shelly.start_http()
     async with ShellyHttpDriver(url, timeout_s=1.0) as driver:
@@ -319,7 +319,7 @@ async def test_http_write_to_an_unreachable_device_raises_device_offline(
 
 
 class ShellyMqttHarness(DriverHarness):
-    def __init__(self, broker: MosquittoBroker, device: FakeShellyPlug) -> None:
+    def __init__(self, broker: MosquittoBroker, device: ShellyPlugEmulator) -> None:
         self.broker = broker
         self.device = device
 
@@ -338,20 +338,22 @@ class ShellyMqttHarness(DriverHarness):
 
 class TestShellyMqttContract(DriverContract):
     @pytest.fixture
-    async def harness(self, mosquitto: MosquittoBroker, shelly: FakeShellyPlug) -> DriverHarness:
+    async def harness(
+        self, mosquitto: MosquittoBroker, shelly: ShellyPlugEmulator
+    ) -> DriverHarness:
         await shelly.start_mqtt(mosquitto.host, mosquitto.port)
         return ShellyMqttHarness(mosquitto, shelly)
 
 
 @pytest.fixture
-async def mqtt_shelly(mosquitto: MosquittoBroker, shelly: FakeShellyPlug) -> FakeShellyPlug:
+async def mqtt_shelly(mosquitto: MosquittoBroker, shelly: ShellyPlugEmulator) -> ShellyPlugEmulator:
     await shelly.start_mqtt(mosquitto.host, mosquitto.port)
     return shelly
 
 
 @pytest.mark.anyio
 async def test_mqtt_requests_are_rpc_frames_answered_on_the_client_topic(
-    mosquitto: MosquittoBroker, mqtt_shelly: FakeShellyPlug
+    mosquitto: MosquittoBroker, mqtt_shelly: ShellyPlugEmulator
 ) -> None:
     device_id = mqtt_shelly.device_id
     async with (
@@ -383,7 +385,7 @@ async def test_mqtt_requests_are_rpc_frames_answered_on_the_client_topic(
 
 @pytest.mark.anyio
 async def test_mqtt_notifications_update_reads(
-    mosquitto: MosquittoBroker, mqtt_shelly: FakeShellyPlug
+    mosquitto: MosquittoBroker, mqtt_shelly: ShellyPlugEmulator
 ) -> None:
     async with ShellyMqttDriver(mosquitto.host, mosquitto.port, mqtt_shelly.device_id) as driver:
         await read_until(driver, lambda v: v.get("switch") is False)
@@ -396,7 +398,7 @@ async def test_mqtt_notifications_update_reads(
 
 @pytest.mark.anyio
 async def test_mqtt_garbage_from_the_device_is_logged_and_ignored(
-    mosquitto: MosquittoBroker, mqtt_shelly: FakeShellyPlug, caplog: pytest.LogCaptureFixture
+    mosquitto: MosquittoBroker, mqtt_shelly: ShellyPlugEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ioe.drivers.shelly")
     device_id = mqtt_shelly.device_id
@@ -451,7 +453,7 @@ async def test_mqtt_rpc_without_an_answer_is_device_offline(mosquitto: Mosquitto
 
 @pytest.mark.anyio
 async def test_mqtt_driver_recovers_after_the_broker_restarts(
-    mosquitto: MosquittoBroker, mqtt_shelly: FakeShellyPlug
+    mosquitto: MosquittoBroker, mqtt_shelly: ShellyPlugEmulator
 ) -> None:
     async with ShellyMqttDriver(mosquitto.host, mosquitto.port, mqtt_shelly.device_id) as driver:
         await read_until(driver, lambda v: v.get("switch") is False)

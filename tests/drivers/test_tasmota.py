@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ioe.drivers.emulators import TasmotaPlugEmulator
 from ioe.drivers.model import DeviceOffline, DeviceProtocolError
 from ioe.drivers.mqtt import MAX_PAYLOAD_BYTES, MqttClient
 from ioe.drivers.tasmota import (
@@ -28,7 +29,6 @@ from ioe.drivers.tasmota import (
     parse_state,
 )
 from ioe.testing.driver_contract import DriverContract, DriverHarness, read_until
-from ioe.testing.fake_devices import FakeTasmotaPlug
 from ioe.testing.mosquitto import MosquittoBroker
 
 # A tele/<topic>/SENSOR message as a Tasmota 13 plug (Sonoff POW R2 class) sends it.
@@ -226,8 +226,8 @@ def test_view_tracks_reports_and_presence() -> None:
 
 
 @pytest.fixture
-async def plug(mosquitto: MosquittoBroker) -> AsyncIterator[FakeTasmotaPlug]:
-    device = FakeTasmotaPlug(mosquitto.host, mosquitto.port, tele_period_s=0.5)
+async def plug(mosquitto: MosquittoBroker) -> AsyncIterator[TasmotaPlugEmulator]:
+    device = TasmotaPlugEmulator(mosquitto.host, mosquitto.port, tele_period_s=0.5)
     await device.start()
     try:
         yield device
@@ -236,7 +236,7 @@ async def plug(mosquitto: MosquittoBroker) -> AsyncIterator[FakeTasmotaPlug]:
 
 
 class TasmotaHarness(DriverHarness):
-    def __init__(self, broker: MosquittoBroker, plug: FakeTasmotaPlug) -> None:
+    def __init__(self, broker: MosquittoBroker, plug: TasmotaPlugEmulator) -> None:
         self.broker = broker
         self.plug = plug
 
@@ -255,7 +255,7 @@ class TasmotaHarness(DriverHarness):
 
 class TestTasmotaContract(DriverContract):
     @pytest.fixture
-    def harness(self, mosquitto: MosquittoBroker, plug: FakeTasmotaPlug) -> DriverHarness:
+    def harness(self, mosquitto: MosquittoBroker, plug: TasmotaPlugEmulator) -> DriverHarness:
         return TasmotaHarness(mosquitto, plug)
 
 
@@ -277,7 +277,7 @@ def online(values: dict[str, object]) -> bool:
 
 @pytest.mark.anyio
 async def test_writes_are_the_tasmota_power_commands(
-    mosquitto: MosquittoBroker, plug: FakeTasmotaPlug
+    mosquitto: MosquittoBroker, plug: TasmotaPlugEmulator
 ) -> None:
     async with (
         TasmotaDriver(mosquitto.host, mosquitto.port, plug.topic) as driver,
@@ -298,7 +298,7 @@ async def test_writes_are_the_tasmota_power_commands(
 
 @pytest.mark.anyio
 async def test_reads_follow_the_energy_telemetry(
-    mosquitto: MosquittoBroker, plug: FakeTasmotaPlug
+    mosquitto: MosquittoBroker, plug: TasmotaPlugEmulator
 ) -> None:
     async with TasmotaDriver(mosquitto.host, mosquitto.port, plug.topic) as driver:
         await read_until(driver, online)
@@ -312,7 +312,7 @@ async def test_reads_follow_the_energy_telemetry(
 
 @pytest.mark.anyio
 async def test_a_button_press_on_the_plug_is_seen(
-    mosquitto: MosquittoBroker, plug: FakeTasmotaPlug
+    mosquitto: MosquittoBroker, plug: TasmotaPlugEmulator
 ) -> None:
     async with TasmotaDriver(mosquitto.host, mosquitto.port, plug.topic) as driver:
         await read_until(driver, lambda v: v.get("switch") is False)
@@ -323,7 +323,7 @@ async def test_a_button_press_on_the_plug_is_seen(
 
 @pytest.mark.anyio
 async def test_garbage_from_the_device_is_logged_and_ignored(
-    mosquitto: MosquittoBroker, plug: FakeTasmotaPlug, caplog: pytest.LogCaptureFixture
+    mosquitto: MosquittoBroker, plug: TasmotaPlugEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ioe.drivers.tasmota")
     garbage = [
@@ -351,7 +351,7 @@ async def test_garbage_from_the_device_is_logged_and_ignored(
 
 @pytest.mark.anyio
 async def test_oversized_payloads_are_dropped_unread(
-    mosquitto: MosquittoBroker, plug: FakeTasmotaPlug, caplog: pytest.LogCaptureFixture
+    mosquitto: MosquittoBroker, plug: TasmotaPlugEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="ioe.drivers.tasmota")
     huge = b'{"POWER":"ON","pad":"' + b"x" * MAX_PAYLOAD_BYTES + b'"}'
@@ -370,7 +370,7 @@ async def test_oversized_payloads_are_dropped_unread(
 
 @pytest.mark.anyio
 async def test_writing_to_an_offline_plug_raises_device_offline(
-    mosquitto: MosquittoBroker, plug: FakeTasmotaPlug
+    mosquitto: MosquittoBroker, plug: TasmotaPlugEmulator
 ) -> None:
     async with TasmotaDriver(mosquitto.host, mosquitto.port, plug.topic) as driver:
         await read_until(driver, online)
@@ -382,7 +382,7 @@ async def test_writing_to_an_offline_plug_raises_device_offline(
 
 @pytest.mark.anyio
 async def test_the_driver_recovers_after_the_broker_restarts(
-    mosquitto: MosquittoBroker, plug: FakeTasmotaPlug
+    mosquitto: MosquittoBroker, plug: TasmotaPlugEmulator
 ) -> None:
     async with TasmotaDriver(mosquitto.host, mosquitto.port, plug.topic) as driver:
         await read_until(driver, online)
@@ -399,7 +399,7 @@ async def test_the_driver_recovers_after_the_broker_restarts(
 
 @pytest.mark.anyio
 async def test_a_custom_full_topic(mosquitto: MosquittoBroker) -> None:
-    device = FakeTasmotaPlug(
+    device = TasmotaPlugEmulator(
         mosquitto.host, mosquitto.port, "kitchen", full_topic="%topic%/%prefix%/", power_on=True
     )
     await device.start()

@@ -32,6 +32,7 @@ from ioe.cli.community import add_commands as add_community_commands
 from ioe.cli.demand import add_demand_options, add_report_command, demand_setup
 from ioe.cli.demo import run_demo
 from ioe.cli.directory import add_directory_command
+from ioe.cli.emulate import add_emulate_command
 from ioe.cli.grants import add_commands as add_grant_commands
 from ioe.cli.grants import remote_call
 from ioe.cli.keys import add_commands as add_key_commands
@@ -641,6 +642,7 @@ def _add_device_commands(commands: Any) -> None:
         "device", help="bridge a device and control it", description="Device nodes."
     )
     device_commands = device.add_subparsers(dest="device_command", metavar="COMMAND", required=True)
+    add_emulate_command(device_commands)
     run = device_commands.add_parser(
         "run",
         help="run a device node bridging one device",

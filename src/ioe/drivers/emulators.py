@@ -1,8 +1,9 @@
-"""Device emulators that speak the real wire formats, for driver tests on loopback.
+"""Device emulators that speak the real wire formats: to try a setup before a real plug is
+involved (``ioe device emulate tasmota|shelly``), and for the drivers' tests on loopback.
 
-- :class:`FakeTasmotaPlug`: a Tasmota plug with energy monitoring on an MQTT broker (``cmnd`` /
+- :class:`TasmotaPlugEmulator`: a Tasmota plug with energy monitoring on an MQTT broker (``cmnd`` /
   ``stat`` / ``tele`` topics, ``ENERGY`` JSON as Tasmota formats it, retained ``LWT``).
-- :class:`FakeShellyPlug`: a Shelly Plus Plug S (Gen2 RPC) with an HTTP server
+- :class:`ShellyPlugEmulator`: a Shelly Plus Plug S (Gen2 RPC) with an HTTP server
   (``/rpc/<method>``) and an MQTT side (``<id>/rpc``, ``<id>/events/rpc``, ``<id>/online``).
 
 The electrical values follow a small model: when on, the plug draws ``load_w`` at
@@ -183,7 +184,7 @@ class _Meter:
 TASMOTA_TOTAL_START = "2023-11-04T09:12:44"
 
 
-class FakeTasmotaPlug:
+class TasmotaPlugEmulator:
     """A Tasmota plug (energy-monitoring, one relay) on an MQTT broker."""
 
     def __init__(
@@ -356,7 +357,7 @@ class RpcFailure(Exception):
         self.http_status = http_status
 
 
-class FakeShellyPlug:
+class ShellyPlugEmulator:
     """A Shelly Plus Plug S: the ``switch:0`` component over HTTP RPC and MQTT RPC."""
 
     MODEL = "SNPL-00112EU"
