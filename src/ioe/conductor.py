@@ -44,6 +44,11 @@ NETWORK_SETTING = "core_network"
 """The network this directory's agent belongs to (``ioe.dnas.network_spec``; absent: the
 default network). Set by ``ioe init --network``, ``ioe network use``, or, on a device, by the
 owner that enrolls it."""
+PROVISIONAL_SETTING = "provisional_device"
+"""Set on a device's data directory made with a provisional identity (``ioe device plug-in`` or
+``ioe device run`` on a new directory) until it is enrolled, or until its user runs it as its own
+owner (``ioe device run --standalone``): such a device runs unenrolled, under the factory-default
+policy, and joins no network."""
 RESTORE_SETTING = "chain_restore_pending"
 """Set by ``ioe recover`` until the owner's chains are fetched back from the network
 (``ioe.identity.service.recovery``): no genesis is written meanwhile, or the old chain would be

@@ -48,6 +48,7 @@ def plug_and_controller(tmp_path: Path) -> Iterator[tuple[Path, str, NodeProcess
             "plug",
             "--name",
             "Kettle plug",
+            "--standalone",  # nobody enrolls it: it is its own owner
             "--no-mdns",
             "--listen",
             "127.0.0.1:0",

@@ -9,8 +9,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ioe.conductor import Conductor, default_data_dir
+from ioe.conductor import DB_FILE, PROVISIONAL_SETTING, Conductor, default_data_dir
 from ioe.crypto.keystore import Unlock, create_device_key_file
+from ioe.store.sqlite import SqliteDatabase
 
 if TYPE_CHECKING:
     from ioe.node.runtime import NodeConfig
@@ -115,6 +116,11 @@ def provisional_identity(data_dir: Path, key_file: Path | None) -> Unlock:
         data_dir.mkdir(parents=True, exist_ok=True)
         if not key_file.exists():
             create_device_key_file(key_file)
+        db = SqliteDatabase.open(data_dir / DB_FILE)  # marked before any key exists
+        try:
+            db.put_setting(PROVISIONAL_SETTING, True)
+        finally:
+            db.close()
         conductor, _ = Conductor.init(data_dir, unlock)
         conductor.close()
     return unlock

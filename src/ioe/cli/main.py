@@ -383,12 +383,82 @@ def cmd_device_run(args: argparse.Namespace) -> int:
         interval_s=args.interval,
         batch_every_s=args.batch_every,
     )
+    if _provisional(data_dir, unlock, standalone=args.standalone):
+        return _run_unenrolled(
+            args, data_dir=data_dir, unlock=unlock, config=config, setup=setup, demand=demand
+        )
     restart = True
     while restart:  # again, as the new agent, after an ownership transfer
         with Conductor.open(data_dir, unlock) as conductor:
             restart = asyncio.run(
                 _serve(conductor, config, setup, demand, args.demand_rewards, unlock=unlock)
             )
+    return 0
+
+
+SIM_DEVICE_TYPES = {"pv": "generator", "battery": "storage", "meter": "monitor"}
+"""What a simulated device is (others consume), for an unenrolled one's enrollment request."""
+DRIVER_DEVICE_TYPES = {"sunspec": "generator"}
+
+
+def _provisional(data_dir: Path, unlock: Unlock, *, standalone: bool) -> bool:
+    """Whether the directory holds a never-enrolled device's provisional identity, to run
+    unenrolled. ``--standalone`` makes it its own owner instead, for good."""
+    from ioe.conductor import PROVISIONAL_SETTING  # noqa: PLC0415
+
+    with Conductor.open(data_dir, unlock) as conductor:
+        if isinstance(conductor.account, DeviceAccount):
+            return False
+        if not conductor.db.get_setting(PROVISIONAL_SETTING):
+            return False
+        if standalone:
+            conductor.db.put_setting(PROVISIONAL_SETTING, False)
+            print(
+                "this device is now its own owner (stand-alone): it joins the network with "
+                "its own owner membership",
+                file=sys.stderr,
+            )
+            return False
+    return True
+
+
+def _run_unenrolled(
+    args: argparse.Namespace,
+    *,
+    data_dir: Path,
+    unlock: Unlock,
+    config: Any,
+    setup: Any,
+    demand: Any,
+) -> int:
+    from ioe.identity.service.enrollment import PlugIn  # noqa: PLC0415
+    from ioe.node.plugin import pairing_code, run_plug_in  # noqa: PLC0415 - imports libp2p
+
+    device_type = args.type or SIM_DEVICE_TYPES.get(
+        args.sim or "", DRIVER_DEVICE_TYPES.get(args.driver, "consumption")
+    )
+    code = pairing_code(data_dir)
+    print(
+        f"this device is not enrolled: it runs under the factory-default policy (it reports "
+        f"to its own chain and joins no network, never trades) and asks the peers it reaches "
+        f"to be enrolled. Its owner enrolls it with `ioe owner enroll AGENT --code {code}` "
+        f"(the code is in {data_dir / 'pairing-code'}); `--standalone` runs it as its own "
+        f"owner instead.",
+        file=sys.stderr,
+        flush=True,
+    )
+    plug_in = PlugIn(args.name, device_type, None, code)  # its owner gives it a zone
+    asyncio.run(
+        run_plug_in(
+            data_dir,
+            unlock,
+            config,
+            plug_in,
+            device=setup,
+            demand=demand,
+            demand_rewards=args.demand_rewards,
+        )
+    )
     return 0
 
 
@@ -663,6 +733,19 @@ def _add_device_commands(commands: Any) -> None:
         "--sim",
         help="simulated device: plug (a fridge), pump (a pool pump), aircon, pv, battery, ev,"
         " meter",
+    )
+    run.add_argument(
+        "--standalone",
+        action="store_true",
+        help="a device nobody enrolled: run it as its own owner (it joins the network with its "
+        "own owner membership) instead of unenrolled under the factory-default policy",
+    )
+    run.add_argument(
+        "--type",
+        default=None,
+        choices=["consumption", "generator", "storage", "monitor"],
+        help="what an unenrolled device says it is when it asks to be enrolled "
+        "(default: from the driver)",
     )
     run.add_argument(
         "--sim-start",

@@ -1,4 +1,5 @@
-"""``ioe device plug-in``: an unenrolled device that asks to be enrolled, then runs enrolled.
+"""``ioe device plug-in``, and ``ioe device run`` on a never-enrolled directory: an unenrolled
+device that asks to be enrolled, then runs enrolled.
 
 The data directory starts with a provisional identity (an owner-style keystore unlocked by the
 0600 device key file, as ``ioe device run`` makes) and a pairing code in ``DIR/pairing-code``
@@ -20,6 +21,7 @@ import os
 import signal
 from pathlib import Path
 
+from ioe.apps.demand.service import DemandSetup
 from ioe.conductor import KEYSTORE_FILE, Conductor
 from ioe.crypto.keystore import Unlock, write_keystore
 from ioe.identity.device_account import DeviceAccount
@@ -31,6 +33,7 @@ from ioe.identity.service.enrollment import (
     PlugIn,
 )
 from ioe.node.runtime import Node, NodeConfig
+from ioe.services.device import DeviceSetup
 from ioe.vocabulary import NodeType
 
 PAIRING_CODE_FILE = "pairing-code"
@@ -56,11 +59,24 @@ def _announce(node: Node) -> None:
         "agent": node.conductor.owner_cell.agent.to_text(),
         "enrollment": node.enrollment.enrollment.value,
     }
+    if node.demand is not None:
+        line["page"] = f"{node.api_url}/app/demand/#token={node.token}"
     print(json.dumps(line), flush=True)
 
 
-async def run_plug_in(data_dir: Path, unlock: Unlock, config: NodeConfig, plug_in: PlugIn) -> None:
-    """Run until SIGINT/SIGTERM: unenrolled first, then (in the same process) enrolled."""
+async def run_plug_in(
+    data_dir: Path,
+    unlock: Unlock,
+    config: NodeConfig,
+    plug_in: PlugIn,
+    *,
+    device: DeviceSetup | None = None,
+    demand: DemandSetup | None = None,
+    demand_rewards: bool = False,
+) -> None:
+    """Run until SIGINT/SIGTERM: unenrolled first, then (in the same process) enrolled. With
+    ``device`` (``ioe device run``), the device is bridged in both phases: unenrolled, it
+    reports to its own chain under the factory-default policy and joins no network."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -77,7 +93,14 @@ async def run_plug_in(data_dir: Path, unlock: Unlock, config: NodeConfig, plug_i
                 role = EnrolledDeviceRole(NodeType(plug_in.device_type))
             else:
                 role = DeviceEnrollment(plug_in, persist)
-            node = Node(conductor, config, enrollment=role)
+            node = Node(
+                conductor,
+                config,
+                enrollment=role,
+                device=device,
+                demand=demand,
+                demand_rewards=demand_rewards and enrolled,
+            )
             node.transfers.persist = persist  # a transfer re-keys it: restart as the new agent
             await node.start()
             try:
