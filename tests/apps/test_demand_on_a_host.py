@@ -4,6 +4,8 @@ host port in memory (``ioe.testing.app_host``): no node, the same code a node ru
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from ioe.encoding import Value
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.testing.app_host import MemoryAppHost
 from ioe.zomes.currency.entries import ReductionClaim
+from ioe.zomes.currency.value import ValueRules
 
 PLUG = KeyPair(bytes([1]) * 32).agent
 METER = KeyPair(bytes([2]) * 32).agent
@@ -87,6 +90,8 @@ def test_the_rewarder_attests_and_pays_each_plausible_claim_once() -> None:
 
     again = asyncio.run(ask())  # the plug asks again (its answer was lost): nothing twice
     assert again["paid"] == 3 and again["credits_mc"] == 0
+    # ... and it is told, claim by claim, what was paid before
+    assert [item.get("credits_mc") for item in again["claims"][:3]] == [REWARD_MC] * 3
     assert len(host.payments) == 3
     assert len([c for c in host.calls if c[1] == "attest"]) == 3
     assert set(host.settings[PAID_KEY]) == set(good)  # type: ignore[arg-type]
@@ -164,6 +169,65 @@ def test_a_plug_claims_each_interval_once_even_when_the_meter_is_away() -> None:
         asyncio.run(service._settle(period))
     assert len(plug.settings[CLAIMS_KEY]) == 4  # type: ignore[arg-type]  # no credit, no claim
     away[0] = False
-    assert asyncio.run(service._settle(period)) is True
+    # paid: what the meter's rules gave each of the four claims (not the plug's 50 each)
+    assert asyncio.run(service._settle(period)) == 4 * REWARD_MC
     assert len([c for c in plug.calls if c[1] == "claim_reduction"]) == 4
     assert len(meter.payments) == 4 and {p.to for p in meter.payments} == {PLUG}
+    # asked again (say its answer was lost), the meter pays nothing twice and the plug still
+    # knows what the period was paid
+    assert asyncio.run(service._settle(period)) == 4 * REWARD_MC
+    assert len(meter.payments) == 4
+
+
+# Value rules unlike the defaults, so a valuation by the defaults cannot pass for them:
+# locality 1200 ‰ on the own site, demand +500 ‰ per 1000 of need up to 1500 ‰, device-signed
+# readings trusted at 900 ‰.
+NETWORK_RULES = ValueRules(
+    locality_pm=(1200, 1100, 1000, 950, 900),
+    demand_slope_pm=500,
+    demand_max_pm=1500,
+    trust_pm=(500, 900, 1250, 1300),
+)
+
+
+def test_the_app_values_a_reduction_by_the_network_s_rules(tmp_path: Path) -> None:
+    """The plug's own valuation uses the rules the network pays by (``AppHost.value_rules``),
+    not the defaults, so the page's "earned" is what the wallet would receive.
+
+    Worked by hand: an hour at $100/MWh, then one interval at $400: its trailing average is
+    100, 400 > 1.3 × 100, so the plug (1200 W) is off for 5 minutes and avoids 100 Wh. The need
+    index is (400 − 100) / 100 = 3 → clamped to 1000 ‰; the demand factor 1000 + 1000 × 500 /
+    1000 = 1500 ‰ (the maximum). Clean (1000 ‰) × own site (1200 ‰) × demand (1500 ‰) ×
+    device-signed (900 ‰) × reputation (1000 ‰): 100 Wh × 1.2 × 1.5 × 0.9 = 162 mc. (By the
+    defaults it would be 100 × 1.1 × 1.3 × 0.8 = 114 mc.) The cost avoided: 0.1 kWh at
+    $400/MWh = $0.04."""
+    prices = tmp_path / "prices.csv"
+    rows = [100.0] * 12 + [400.0] + [100.0] * 3
+    first = dt.datetime(2023, 1, 18, 10, 5, tzinfo=dt.timezone(dt.timedelta(hours=10)))
+    lines = [f"{(first + dt.timedelta(minutes=5 * i)).isoformat()},{p}" for i, p in enumerate(rows)]
+    prices.write_text("\n".join(["time,price", *lines]) + "\n")
+    host = MemoryAppHost(
+        PLUG, device={"power_w": 1200.0, "switch": True}, rules=NETWORK_RULES, balance=651
+    )
+    instant = {"threshold_pct": 30, "min_off_minutes": 0, "min_on_minutes": 0}
+    setup = DemandSetup(str(prices), speed=300_000, settings=instant, load_w=1200.0)
+    service = DemandService(host, setup)
+
+    async def run() -> dict[str, Any]:
+        await service.start()
+        assert service.app is not None
+        async with asyncio.timeout(10):
+            while service.app.alert != "the price feed ended":
+                await asyncio.sleep(0.01)
+        state = service.app.state()
+        await service.close()
+        return state
+
+    state = asyncio.run(run())
+    assert [p["on"] for p in state["prices"]] == [True] * 12 + [False] + [True] * 3
+    assert state["credits_mc"] == 162
+    assert state["off_periods"][0]["credits_mc"] == 162
+    assert state["cost_avoided"] == pytest.approx(0.04)
+    assert state["feed"]["price_unit"] == "$/MWh"
+    assert state["wallet"]["balance"] == "0.651 kWh-c"
+    assert state["rewarded"] is False and state["off_periods"][0]["paid_mc"] is None

@@ -44,3 +44,13 @@ async def test_reads_writes_and_payments_follow_the_grant() -> None:
     assert inner.payments == [] and inner.writes == [("switch", False)]
     await host.post_to_app("demand.alerts", {"alert": "feed down"})
     assert posts == [("demand.alerts", {"alert": "feed down"})]
+
+
+async def test_the_wallet_balance_needs_trade_and_the_value_rules_are_the_network_s() -> None:
+    inner, host, _ = _hosts((Capability("power_w", Access.SEE),))
+    inner.balance = 651
+    with pytest.raises(NotGranted, match="trade"):
+        await host.balance_mc()
+    assert host.value_rules() is inner.rules  # no secret: every member validates by them
+    _, trader, _ = _hosts((Capability("power_w", Access.TRADE),))
+    assert await trader.balance_mc() == 0

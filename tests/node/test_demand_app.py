@@ -4,6 +4,8 @@ rewarder's checks of what a plug claims (``ioe.apps.demand.claims``)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import logging
 import math
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from ioe.apps.demand.claims import claim_hashes, reduction_claims, reduction_problem
 from ioe.apps.demand.report import summarize
 from ioe.apps.demand.rule import PeakSettings, decide_all
-from ioe.apps.demand.runner import DemandApp, FeedInfo, OffPeriod
+from ioe.apps.demand.runner import DemandApp, FeedInfo, OffPeriod, resume_notice
 from ioe.errors import ZomeCallError
 from ioe.hashing import ActionHash
 from ioe.market_data import PricePoint
@@ -28,6 +30,7 @@ US = 1_000_000
 START_US = 1_673_919_300 * US
 STEP_S = 300
 LOAD_W = 1200.0  # 100 Wh per 5-minute interval, exactly
+NEM = dt.timezone(dt.timedelta(hours=10))
 
 
 class FakePlug:
@@ -200,10 +203,10 @@ def test_the_running_app_settles_in_the_background_while_the_feed_goes_on() -> N
         release = asyncio.Event()
         paid: list[OffPeriod] = []
 
-        async def slow_settle(period: OffPeriod) -> bool:
+        async def slow_settle(period: OffPeriod) -> int:
             await release.wait()  # a meter that takes its time
             paid.append(period)
-            return True
+            return period.credits_mc
 
         items = points(PRICES)
         app, _, _, _ = make_app(fed(items), settle=slow_settle, settings_=RULE)
@@ -247,12 +250,12 @@ def test_closed_off_periods_are_settled_once_and_a_failure_is_retried() -> None:
         paid: list[OffPeriod] = []
         fail = [True]
 
-        async def settle(period: OffPeriod) -> bool:
+        async def settle(period: OffPeriod) -> int:
             if fail[0]:
                 fail[0] = False
                 raise ConnectionError("the meter did not answer")
             paid.append(period)
-            return True
+            return period.credits_mc
 
         app, _, _, _ = make_app(fed([]), settle=settle, settings_=RULE)
         peak_twice = PRICES + [400.0] * 3 + [100.0] * 3
@@ -268,6 +271,163 @@ def test_closed_off_periods_are_settled_once_and_a_failure_is_retried() -> None:
         assert all(p["settled"] for p in app.state()["off_periods"])
 
     asyncio.run(main())
+
+
+def test_a_restart_says_where_it_resumes_on_the_page_and_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Replayed again from its start after a restart, the feed's intervals up to the last one
+    decided are passed over; meanwhile the page and the log say so instead of a silent, frozen
+    "starting". The first run decided up to 14:05 NEM time (30 intervals after 11:35). At the
+    replay's first interval again (11:40), 29 more are to be skipped and the new one follows:
+    30 intervals, 2 s apart here, are about 1 min."""
+    items = points(PRICES)
+    newer = PricePoint(items[-1].end_us + STEP_S * US, 100.0)
+    gate = asyncio.Event()
+
+    async def replayed() -> AsyncIterator[PricePoint]:
+        yield items[0]
+        await gate.wait()  # the replay takes its time to reach new intervals
+        for item in [*items[1:], newer]:
+            yield item
+        await asyncio.Event().wait()  # and then goes on (no "feed ended" here)
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        store = FakeStore()
+        first, _, _, _ = make_app(fed([]), store=store, settings_=RULE)
+        await run_through(first, items)
+        again, _, _, _ = make_app(replayed(), store=store, settings_=RULE, pace_s=2.0)
+        with caplog.at_level(logging.INFO, logger="ioe.apps.demand.runner"):
+            await again.start()
+            async with asyncio.timeout(10):
+                while again.notice is None:
+                    await asyncio.sleep(0.01)
+            resuming = again.state()
+            gate.set()
+            async with asyncio.timeout(10):
+                while again.report()["intervals"] == len(items):
+                    await asyncio.sleep(0.01)
+        resumed = again.state()
+        await again.close()
+        return resuming, resumed
+
+    resuming, resumed = asyncio.run(main())
+    expected = (
+        "resuming after 14:05 (market time), where the last run stopped: 30 intervals already"
+        " decided are skipped; first new decision in about 1 min"
+    )
+    assert resuming["notice"] == expected
+    assert resuming["plug"]["reason"] == "resuming"
+    assert expected in caplog.text
+    assert "resumed at the interval ending 14:10, after skipping 30" in caplog.text
+    # decided again (the rule's trailing window starts afresh after a restart)
+    assert resumed["notice"] is None and resumed["plug"]["reason"] == "no average yet"
+    assert resumed["report"]["intervals"] == len(items) + 1
+
+
+def test_the_resume_notice_worked_by_hand() -> None:
+    """Decided up to 18:30; the replay restarts at 12:05, one interval a second: 12:05 to
+    18:30 is 78 intervals already decided (77 still to come after 12:05), and the first new
+    one, 18:35, arrives 78 s later."""
+    end = dt.datetime(2023, 1, 18, 18, 30, tzinfo=NEM)
+    start = dt.datetime(2023, 1, 18, 12, 5, tzinfo=NEM)
+    notice = resume_notice(
+        decided_end_us=int(end.timestamp()) * US,
+        point_end_us=int(start.timestamp()) * US,
+        skipped=1,
+        interval_s=300,
+        pace_s=1.0,
+        utc_offset_s=36_000,
+    )
+    assert notice == (
+        "resuming after 18:30 (market time), where the last run stopped: 78 intervals already"
+        " decided are skipped; first new decision in about 1 min 18 s"
+    )
+    live = resume_notice(  # a live feed (5 minutes a point) just behind: 2 intervals away
+        decided_end_us=int(end.timestamp()) * US,
+        point_end_us=int(end.timestamp()) * US - 300 * US,
+        skipped=1,
+        interval_s=300,
+        pace_s=300.0,
+        utc_offset_s=36_000,
+    )
+    assert live.endswith(
+        "2 intervals already decided are skipped; first new decision in about 10 min"
+    )
+
+
+def test_what_was_paid_is_kept_apart_from_what_the_rule_earned() -> None:
+    """The rewarder's word on what it paid is what the page calls paid, period by period,
+    even when it is not what the plug's rule earned: here it pays 500 mc for the first off
+    period and 300 mc for the second (made-up amounts no valuation gives); a third period is
+    still waiting."""
+
+    async def main() -> DemandApp:
+        amounts = [500, 300, None]
+
+        async def settle(period: OffPeriod) -> int | None:
+            return amounts.pop(0)
+
+        balance = [2000]
+
+        async def read_balance() -> int:
+            return balance[0]
+
+        plug = FakePlug()
+        app = DemandApp(
+            feed=fed([]),
+            feed_info=FeedInfo("test", interval_s=STEP_S, pace_s=3600.0),
+            plug=plug,
+            store=FakeStore(),
+            publish=lambda _n, _p: None,
+            settle=settle,
+            settings=RULE,
+            load_w=LOAD_W,
+            balance=read_balance,
+        )
+        await app.refresh_balance()
+        three_peaks = PRICES + [400.0] * 3 + [100.0] * 3 + [400.0] * 3 + [100.0] * 3
+        await run_through(app, points(three_peaks))
+        assert await app.settle_closed() is False  # the third is not paid yet
+        balance[0] = 2800
+        await app.refresh_balance()
+        return app
+
+    app = asyncio.run(main())
+    report = app.report()
+    periods = app.state()["off_periods"]
+    assert [p["paid_mc"] for p in periods] == [500, 300, None]
+    assert [p["settled"] for p in periods] == [True, True, False]
+    assert report["settled_mc"] == 800 and report["settled_credits"] == 0.8
+    assert report["credits_mc"] == sum(p["credits_mc"] for p in periods) != 800
+    assert (report["periods_paid"], report["periods_to_pay"]) == (2, 3)
+    assert report["balance_mc"] == 2800 and report["balance"] == "2.800 CPC"
+    assert app.state()["wallet"] == {"balance_mc": 2800, "balance": "2.800 CPC", "problem": None}
+
+
+def test_a_wallet_that_cannot_be_read_is_said_and_changes_nothing_else() -> None:
+    async def main() -> DemandApp:
+        async def no_wallet() -> int:
+            raise PermissionError("app 'demand' was not granted trade (the wallet)")
+
+        app = DemandApp(
+            feed=fed([]),
+            feed_info=FeedInfo("test", interval_s=STEP_S),
+            plug=FakePlug(),
+            store=FakeStore(),
+            publish=lambda _n, _p: None,
+            settings=RULE,
+            load_w=LOAD_W,
+            balance=no_wallet,
+        )
+        await app.refresh_balance()
+        await run_through(app, points(PRICES))
+        return app
+
+    app = asyncio.run(main())
+    wallet = app.state()["wallet"]
+    assert wallet["balance"] is None and "not granted trade" in wallet["problem"]
+    assert app.report()["off_intervals"] == 6
 
 
 # ------------------------------------------------------------------------------ the rewarder

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ioe.encoding import Value
 from ioe.hashing import ActionHash, AgentPubKey
+from ioe.zomes.currency.value import ValueRules
 
 Service = Callable[[str, Value, AgentPubKey], Awaitable[object]]
 """``service(function, payload, caller)``: what an app answers to other agents' remote calls."""
@@ -93,6 +94,17 @@ class AppHost(Protocol):
 
     def currency_symbol(self) -> str:
         """The unit's symbol in the network's currency settings."""
+        ...
+
+    def value_rules(self) -> ValueRules:
+        """The rules the network values energy by (its core DNA's ``value`` property): the
+        rules every reward is paid and validated by, so an app that estimates a reward agrees
+        with what is paid."""
+        ...
+
+    async def balance_mc(self) -> int:
+        """:attr:`agent`'s wallet balance in milli-credits (what rewards are paid into);
+        ``IoEError`` when it cannot be read (no currency here, or not granted to the app)."""
         ...
 
     async def pay(

@@ -2,9 +2,9 @@
 
 An app installed from the store runs with a :class:`GrantedAppHost` around the node's app host
 (:class:`ioe.apps.host.AppHost`): it reads only the device points granted *see*, writes only
-those granted *control*, pays only with a *trade* grant, and its notes go to its own app
-network's board. Uninstalling drops the wrapper with the app, so nothing it was granted
-outlives it.
+those granted *control*, pays and reads the wallet's balance only with a *trade* grant, and its
+notes go to its own app network's board. Uninstalling drops the wrapper with the app, so nothing
+it was granted outlives it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ioe.errors import IoEError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.zomes.appstore.entries import Capability
 from ioe.zomes.community.entries import Access
+from ioe.zomes.currency.value import ValueRules
 
 
 class NotGranted(IoEError):
@@ -80,6 +81,15 @@ class GrantedAppHost:
 
     def currency_symbol(self) -> str:
         return self._inner.currency_symbol()
+
+    def value_rules(self) -> ValueRules:
+        return self._inner.value_rules()
+
+    async def balance_mc(self) -> int:
+        """The wallet is the owner's business: an app sees its balance only with *trade*."""
+        if not self._trade:
+            raise NotGranted(f"app {self._app!r} was not granted trade (the wallet)")
+        return await self._inner.balance_mc()
 
     async def pay(
         self,

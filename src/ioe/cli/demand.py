@@ -96,26 +96,61 @@ def add_report_command(plug_commands: Any) -> None:
     report = plug_commands.add_parser(
         "report",
         help="what a running plug's demand app did",
-        description="Hours off, kWh avoided, cost avoided at the market price and credits "
-        "earned over the period the plug's app has run (from its running node).",
+        description="Hours off, kWh avoided, cost avoided at the market price, the credits "
+        "earned by the app's rule, what was paid into the wallet for them (with how many off "
+        "periods are paid) and the wallet's balance, over the period the plug's app has run "
+        "(from its running node).",
     )
     data_dir_arg(report)
     report.add_argument("--json", action="store_true", help="print JSON")
     report.set_defaults(handler=cmd_plug_report)
 
 
+def _money(amount: float, sign: str) -> str:
+    """An amount of the market's money: cents, or hundredths of a cent for small sums (one
+    plug's avoided cost is often under a dollar)."""
+    return f"{sign}{amount:.2f}" if abs(amount) >= 1 else f"{sign}{amount:.4f}"
+
+
+def report_lines(state: dict[str, Any]) -> list[str]:
+    """``ioe plug report`` in words, from the app's state (``GET /v1/apps/demand``): the
+    credits the rule earned and what was paid into the wallet are two figures, as they may
+    differ (periods not paid yet, or a rewarder that values them otherwise)."""
+    report = state["report"]
+    sign = state.get("feed", {}).get("money_sign", "$")
+    symbol = report.get("symbol", "")
+    lines = [
+        f"{report['intervals']} intervals, off {report['hours_off']:.2f} h,"
+        f" {report['kwh_avoided']:.3f} kWh avoided,"
+        f" {_money(report['cost_avoided'], sign)} avoided at the market price",
+        f"credits earned by the rule  {report['credits']:.3f} {symbol}",
+    ]
+    if report.get("rewarded", True):
+        lines.append(
+            f"paid into the wallet        {report['settled_credits']:.3f} {symbol}"
+            f" ({report.get('periods_paid', 0)} of {report.get('periods_to_pay', 0)}"
+            " off periods paid)"
+        )
+    else:
+        lines.append(
+            "paid into the wallet        nothing: no rewarder pays this plug"
+            " (ioe device run ... --demand-rewarder METER_AGENT)"
+        )
+    balance = report.get("balance")
+    problem = state.get("wallet", {}).get("problem")
+    lines.append(f"wallet balance              {balance or 'not known'}")
+    if balance is None and problem:
+        lines[-1] += f" ({problem})"
+    return lines
+
+
 def cmd_plug_report(args: argparse.Namespace) -> int:
     from ioe.node.client import call_api  # noqa: PLC0415
 
     state = call_api(data_dir(args), "GET", "/v1/apps/demand")
-    report = state["report"]
     if args.json:
-        emit_json(report)
+        emit_json(state["report"])
     else:
-        print(
-            f"{report['intervals']} intervals, off {report['hours_off']:.2f} h,"
-            f" {report['kwh_avoided']:.3f} kWh avoided, {report['cost_avoided']:.2f} avoided"
-            f" at the market price, {report['credits']:.3f} credits earned"
-            f" ({report['settled_credits']:.3f} paid)"
-        )
+        for line in report_lines(state):
+            print(line)
     return 0

@@ -21,6 +21,7 @@ from ioe.errors import IoEError
 from ioe.hashing import ActionHash, AgentPubKey
 from ioe.services.grants import ensure_open_grant
 from ioe.services.resolve import prefetch, resolving
+from ioe.zomes.currency.value import ValueRules
 
 if TYPE_CHECKING:
     from ioe.node.runtime import Node
@@ -126,6 +127,13 @@ class NodeAppHost:
 
     def currency_symbol(self) -> str:
         return self._node.wallet.symbol()
+
+    def value_rules(self) -> ValueRules:
+        """The core DNA's rules: the ones its currency zome pays and validates rewards by."""
+        return ValueRules.from_properties(self._cell().dna.properties)
+
+    async def balance_mc(self) -> int:
+        return self._node.wallet.balance().balance_mc
 
     async def pay(
         self,

@@ -18,6 +18,7 @@ from ioe.apps.host import FetchedRecord, Paid, Service
 from ioe.encoding import Value
 from ioe.errors import IoEError, ZomeCallError
 from ioe.hashing import ActionHash, AgentPubKey
+from ioe.zomes.currency.value import ValueRules
 
 ZomeFunction = Callable[[Any], object]
 RemoteFunction = Callable[[str, str, Value], Awaitable[object]]
@@ -44,6 +45,10 @@ class MemoryAppHost:
     device: dict[str, Value] | None = None
     """The device's values; None: the host bridges no device."""
     symbol: str = "kWh-c"
+    rules: ValueRules = field(default_factory=ValueRules)
+    """The network's value rules (``value_rules()``)."""
+    balance: int = 0
+    """The wallet's balance in milli-credits (``balance_mc()``); payments take from it."""
     zome_functions: dict[tuple[str, str], ZomeFunction] = field(default_factory=dict)
     records: dict[ActionHash, FetchedRecord] = field(default_factory=dict)
     remote_agents: dict[AgentPubKey, RemoteFunction] = field(default_factory=dict)
@@ -127,6 +132,12 @@ class MemoryAppHost:
     def currency_symbol(self) -> str:
         return self.symbol
 
+    def value_rules(self) -> ValueRules:
+        return self.rules
+
+    async def balance_mc(self) -> int:
+        return self.balance
+
     async def pay(
         self,
         to: AgentPubKey,
@@ -141,6 +152,7 @@ class MemoryAppHost:
             raise IoEError(f"the payment was refused: {self.refuse_payments}")
         amount = self.price_mc(terms) if amount_mc is None else amount_mc
         self.payments.append(Payment(to, amount, kind, provenance, terms, memo))
+        self.balance -= amount
         return Paid(self.new_hash(), amount)
 
     def signal(self, zome: str, name: str, payload: dict[str, Any]) -> None:

@@ -3,6 +3,9 @@
 ``--demand-prices`` names a ``time,price`` CSV file, a bundled recording by region (``nsw1``,
 ``sa1``) or ``nemweb:REGION`` for AEMO's live 5-minute prices (:func:`ioe.market_data.live.
 poll_nemweb`). A recording is replayed at ``speed`` intervals per real interval.
+
+Prices are read as the NEM states them: Australian dollars per MWh, interval ends in NEM time
+(UTC+10), which is how the page shows them; a bundled or live feed also names its region.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def open_feed(prices: str, speed: float) -> tuple[AsyncIterator[PricePoint], Fee
     """The feed named by ``prices``, and how to show it."""
     if prices.startswith("nemweb:"):
         region = prices.split(":", 1)[1].upper()
-        return poll_nemweb(region), FeedInfo(f"AEMO NEMWeb live, {region}")
+        return poll_nemweb(region), FeedInfo(f"AEMO NEMWeb live, {region}", region=region)
     points, name = _points(prices)
     if len(points) < 2:
         raise ValueError(f"{prices}: a replay needs at least two intervals")
@@ -56,5 +59,6 @@ def open_feed(prices: str, speed: float) -> tuple[AsyncIterator[PricePoint], Fee
         source=f"replay of {name} at {speed:g}x",
         interval_s=interval_s,
         pace_s=interval_s / speed,
+        region=prices.upper() if prices in BUNDLED_REGIONS and name.endswith("(bundled)") else None,
     )
     return replay(points, speed=speed), info

@@ -14,8 +14,9 @@ for ``ledger_head``). For each claim a plug names, all in the currency zome
    recompute.
 
 What was attested and paid is kept (setting :data:`PAID_KEY`), so a repeated request pays
-nothing twice. The meter attests the energy the plug claims: it does not yet compare claims with
-its own readings (see ``docs/demand-app.md``).
+nothing twice; the answer says, claim by claim, what was paid for it (now or before), so the
+plug can show what reached its wallet. The meter attests the energy the plug claims: it does
+not yet compare claims with its own readings (see ``docs/demand-app.md``).
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ class DemandRewarder:
         items = [{"claim": h.to_text(), **results[h]} for h in hashes]
         return {
             "paid": sum(1 for item in items if item["paid"]),
-            "credits_mc": sum(int(item.get("credits_mc", 0)) for item in items),
+            "credits_mc": sum(  # paid by this request
+                int(item.get("credits_mc", 0)) for item in items if not item.get("again")
+            ),
             "claims": items,
         }
 
@@ -114,7 +117,10 @@ class DemandRewarder:
     ) -> dict[str, Any]:
         done = self._done().get(claim_hash.to_text(), {})
         if "payment" in done:
-            return {"paid": True, "again": True}
+            before: dict[str, Any] = {"paid": True, "again": True}
+            if done.get("amount_mc", "").isdigit():
+                before["credits_mc"] = int(done["amount_mc"])
+            return before
         provenance: dict[str, Value] = {
             "energy_wh": claim.avoided_wh,
             "source": "grid_mix",
@@ -137,5 +143,7 @@ class DemandRewarder:
         except (TimeoutError, IoEError) as exc:
             log.warning("reward for %s not paid: %s", claim_hash.short(), exc)
             return {"paid": False, "reason": str(exc)}
-        self._keep(claim_hash.to_text(), payment=paid.action.to_text())
+        self._keep(
+            claim_hash.to_text(), payment=paid.action.to_text(), amount_mc=str(paid.amount_mc)
+        )
         return {"paid": True, "credits_mc": paid.amount_mc}

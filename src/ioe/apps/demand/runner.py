@@ -11,7 +11,15 @@ through its driver, and the tests:
   off-periods and the totals are kept (so a restart keeps the threshold and the history);
 - ``publish``: the node's signal hub (the web page's live updates);
 - ``settle``: pays out an off-period's demand-reduction credits (the node's wallet, through the
-  rewarder — see :mod:`ioe.apps.demand.service`), or None when nobody rewards this plug.
+  rewarder — see :mod:`ioe.apps.demand.service`) and says how much was paid, or None when
+  nobody rewards this plug;
+- ``balance``: reads the wallet's balance, so the page shows what actually arrived.
+
+Two figures of credits are kept apart because they can differ: what the plug **earned by the
+rule** (its own valuation of each off interval, by the network's value rules handed in as
+``rules``) and what was **paid into the wallet** (what the rewarder reports it paid, per off
+period). With the same rules on both sides they agree claim by claim; a difference means the
+rules or the claims differ, and the page shows it instead of hiding it.
 
 Safety first: a feed that stops, ends or sends garbage leaves the plug **on** (the appliance
 keeps running; the app never keeps a load off on data it cannot trust) and raises an alert
@@ -35,7 +43,7 @@ from ioe.apps.demand.report import avoided_wh, interval_credits_mc
 from ioe.apps.demand.rule import Decision, PeakSettings, initial_state, safe_decision, step
 from ioe.market_data import PricePoint
 from ioe.zomes.currency.ledger import format_mc
-from ioe.zomes.currency.value import Verification
+from ioe.zomes.currency.value import ValueRules, Verification
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,13 @@ SETTLE_RETRY_S = 2.0
 SETTLE_RETRY_MAX_S = 60.0
 STALE_INTERVALS = 3
 """A feed silent for this many intervals (at its pace) has stopped."""
+BALANCE_REFRESH_S = 10.0
+"""How often the wallet's balance is read again (other payments move it too)."""
+MONEY_SIGNS = {"AUD": "$", "NZD": "$", "USD": "$", "EUR": "€", "GBP": "£"}
+
+Settle = Callable[["OffPeriod"], Awaitable[int | None]]
+"""Pays an off-period's credits: the milli-credits the rewarder paid into the wallet for it
+once every claim of it is paid, None while some are not (tried again later)."""
 
 
 class Plug(Protocol):
@@ -70,7 +85,10 @@ class OffPeriod:
     """The end of the last off interval; None while the plug is still off."""
     wh_avoided: int
     credits_mc: int
+    """Earned by the rule: the plug's own valuation of the period's off intervals."""
     settled: bool = False
+    paid_mc: int | None = None
+    """Paid into the wallet for the period, as the rewarder reported it (None: not yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +100,20 @@ class FeedInfo:
     pace_s: float = 300.0
     """Real seconds between points as the feed delivers them (the interval, or less in a
     replay), for spotting a stopped feed."""
+    region: str | None = None
+    """The market region the prices are for (``NSW1``), when known."""
+    currency: str = "AUD"
+    """The money prices are in, per MWh (the NEM's: Australian dollars)."""
+
+    @property
+    def money_sign(self) -> str:
+        """How an amount of :attr:`currency` is written (``$`` for the NEM's dollars)."""
+        return MONEY_SIGNS.get(self.currency, self.currency + " ")
+
+    @property
+    def price_unit(self) -> str:
+        """The prices' unit, shown wherever a price is (``$/MWh``)."""
+        return f"{self.money_sign.strip()}/MWh"
 
 
 @dataclass(slots=True)
@@ -106,6 +138,55 @@ def _iso(end_us: int, offset_s: int) -> str:
     return datetime.fromtimestamp(end_us / 1e6, UTC).astimezone(zone).isoformat()
 
 
+def _stored_period(value: dict[str, Any]) -> OffPeriod:
+    """An off period as stored; one settled before paid amounts were kept counts as paid what
+    it earned (what the app then counted as settled)."""
+    period = OffPeriod(**value)
+    if period.settled and period.paid_mc is None:
+        return replace(period, paid_mc=period.credits_mc)
+    return period
+
+
+def _duration(seconds: float) -> str:
+    """``75`` → ``"1 min 15 s"``, ``5400`` → ``"1 h 30 min"``: a wait as a person reads it."""
+    whole = max(0, round(seconds))
+    if whole >= 3600:
+        hours, minutes = divmod(round(whole / 60), 60)
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    minutes, secs = divmod(whole, 60)
+    if minutes == 0:
+        return f"{secs} s"
+    return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+
+
+def resume_notice(
+    *,
+    decided_end_us: int,
+    point_end_us: int,
+    skipped: int,
+    interval_s: int,
+    pace_s: float,
+    utc_offset_s: int,
+) -> str:
+    """What a restarted app tells while it skips the intervals its last run decided.
+
+    A replay starts again from its first interval, and an interval is decided once, so after
+    a restart the app passes over the feed's intervals up to ``decided_end_us`` (the last one
+    decided) without a decision. Said plainly, that stretch looks like a frozen page; this says
+    where the app resumes, how many intervals of the feed are passed over (``skipped`` so far,
+    the one ending at ``point_end_us`` included, and those still to come) and about when the
+    first new decision comes, at the feed's pace (``pace_s`` real seconds per interval)."""
+    interval_us = interval_s * 1_000_000
+    remaining = max(0, (decided_end_us - point_end_us) // interval_us)
+    wait_s = (remaining + 1) * pace_s
+    at = _iso(decided_end_us, utc_offset_s)[11:16]
+    return (
+        f"resuming after {at} (market time), where the last run stopped: "
+        f"{skipped + remaining} intervals already decided are skipped; "
+        f"first new decision in about {_duration(wait_s)}"
+    )
+
+
 class DemandApp:
     """One plug's Demand Management app (see the module docstring)."""
 
@@ -117,13 +198,15 @@ class DemandApp:
         plug: Plug,
         store: Store,
         publish: Callable[[str, dict[str, Any]], None],
-        settle: Callable[[OffPeriod], Awaitable[bool]] | None = None,
+        settle: Settle | None = None,
         settings: PeakSettings | None = None,
         load_w: float | None = None,
         verification: Verification = Verification.DEVICE_SIGNED,
         zone: str = "au/nsw",
         symbol: str = "CPC",
         monotonic: Callable[[], float] | None = None,
+        rules: ValueRules | None = None,
+        balance: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self._feed = feed
         self.feed_info = feed_info
@@ -131,10 +214,13 @@ class DemandApp:
         self._store = store
         self._publish = publish
         self._settle = settle
+        self._balance = balance
         self._load_w = load_w
         self.verification = verification
         self.zone = zone
         self.symbol = symbol
+        self.rules = rules or ValueRules()
+        """The network's value rules: the app values each reduction as the rewarder pays it."""
         self._monotonic = monotonic or asyncio.get_running_loop().time
         stored = self._get(SETTINGS_KEY)
         if settings is not None:
@@ -154,6 +240,11 @@ class DemandApp:
         self.feed_status = "ok"
         self._last_point_at: float | None = None
         self._last_end_us: int | None = None
+        self.notice: str | None = None
+        """What the app is doing that is not a decision (resuming after a restart)."""
+        self.balance_mc: int | None = None
+        self.balance_problem: str | None = None
+        self._balance_read_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._settling: asyncio.Lock = asyncio.Lock()
         self._settle_wake = asyncio.Event()
@@ -162,6 +253,7 @@ class DemandApp:
 
     async def start(self) -> None:
         await self._switch(True, "starting")
+        await self.refresh_balance()
         self._tasks = [
             asyncio.create_task(self._follow_feed(), name="demand-feed"),
             asyncio.create_task(self._watch(), name="demand-watch"),
@@ -204,9 +296,17 @@ class DemandApp:
                     # already decided (a restart on the same replay, or a feed that repeats
                     # itself): decided and counted once, never again
                     skipped += 1
-                    if skipped == 1:
-                        log.info("demand app: skipping intervals already decided")
+                    self._skipping(decided, point.end_us, skipped)
                     continue
+                if skipped:
+                    log.info(
+                        "demand app: resumed at the interval ending %s, after skipping %d"
+                        " already decided",
+                        _iso(point.end_us, self.feed_info.utc_offset_s)[11:16],
+                        skipped,
+                    )
+                    skipped = 0
+                self.notice = None
                 try:
                     await self.on_price(point)
                 except ValueError as exc:
@@ -217,8 +317,25 @@ class DemandApp:
             return
         await self._to_safe_state("the price feed ended", "stale")
 
+    def _skipping(self, decided_end_us: int, point_end_us: int, skipped: int) -> None:
+        """Tell the page and the log that a restart is passing over decided intervals."""
+        info = self.feed_info
+        self.notice = resume_notice(
+            decided_end_us=decided_end_us,
+            point_end_us=point_end_us,
+            skipped=skipped,
+            interval_s=info.interval_s,
+            pace_s=info.pace_s,
+            utc_offset_s=info.utc_offset_s,
+        )
+        self.reason = "resuming"
+        if skipped == 1:
+            log.info("demand app: %s", self.notice)
+        self._emit()
+
     async def _watch(self) -> None:
-        """Spot a feed that went quiet; sample the plug's power for the page."""
+        """Spot a feed that went quiet; sample the plug's power for the page; read the
+        wallet's balance now and then."""
         period = max(0.05, min(1.0, self.feed_info.pace_s / 4))
         while True:
             await asyncio.sleep(period)
@@ -226,6 +343,9 @@ class DemandApp:
                 self.power = float(await self._plug.power_w())
                 if self.on and self.power > 0:
                     self._baseline_w = self.power
+            read_at = self._balance_read_at
+            if read_at is None or self._monotonic() - read_at >= BALANCE_REFRESH_S:
+                await self.refresh_balance()
             if self._last_point_at is not None and self.feed_status == "ok":
                 silent = self._monotonic() - self._last_point_at
                 if silent > STALE_INTERVALS * self.feed_info.pace_s:
@@ -259,6 +379,7 @@ class DemandApp:
             return
         log.warning("demand app: %s; the plug stays on", why)
         self.alert = why
+        self.notice = None  # whatever it said, the alert says what matters now
         self.feed_status = status
         # the rule restarts from "on": the minimum on time applies from here
         self._state, _ = safe_decision(self._state, self._last_end_us or 0, why)
@@ -301,7 +422,11 @@ class DemandApp:
             load = self._load()
             wh = avoided_wh(load, interval_s)
             credits = interval_credits_mc(
-                decision, avoided_wh=wh, verification=self.verification, zone=self.zone
+                decision,
+                avoided_wh=wh,
+                verification=self.verification,
+                zone=self.zone,
+                rules=self.rules,
             )
             totals.off_intervals += 1
             totals.wh_avoided += wh
@@ -346,14 +471,17 @@ class DemandApp:
                 async with asyncio.timeout(retry):
                     await self._settle_wake.wait()
             self._settle_wake.clear()
-            if await self.settle_closed():
+            done = await self.settle_closed()
+            await self.refresh_balance()  # what was paid shows in the wallet at once
+            if done:
                 retry = None  # nothing left: wait until a period closes
             else:
                 retry = SETTLE_RETRY_S if retry is None else min(SETTLE_RETRY_MAX_S, retry * 2)
 
     async def settle_closed(self) -> bool:
         """Pay out every closed off-period not yet settled, in order; True when none is left
-        (False: one failed, and it and the later ones wait for the next try)."""
+        (False: one failed, and it and the later ones wait for the next try). Each settled
+        period keeps what the rewarder paid for it, which is what the page calls paid."""
         if self._settle is None:
             return True
         async with self._settling:
@@ -368,16 +496,45 @@ class DemandApp:
                 except Exception as exc:
                     log.warning("demand credits not settled yet: %s", exc)
                     return False
-                if not paid:
+                if paid is None:
                     return False
+                if paid != period.credits_mc:
+                    log.warning(
+                        "demand app: the off period from %s earned %s by the rule but %s was"
+                        " paid into the wallet (do the plug and the rewarder use the same value"
+                        " rules?)",
+                        _iso(period.start_us, self.feed_info.utc_offset_s),
+                        format_mc(period.credits_mc, self.symbol),
+                        format_mc(paid, self.symbol),
+                    )
                 periods = self._history.off_periods  # found again: it may have moved on
                 for index, current in enumerate(periods):
                     if current.start_us == period.start_us:
-                        periods[index] = replace(current, settled=True)
-                self._history.totals.settled_mc += period.credits_mc
+                        periods[index] = replace(current, settled=True, paid_mc=paid)
+                self._history.totals.settled_mc += paid
                 self._save_history()
                 self._emit()
         return True
+
+    async def refresh_balance(self) -> None:
+        """Read the wallet's balance for the page (kept as it was, with the reason, when it
+        cannot be read: a wallet that is away is no reason to stop the plug)."""
+        if self._balance is None:
+            return
+        self._balance_read_at = self._monotonic()
+        found: int | None
+        try:
+            found = await self._balance()
+        except Exception as exc:
+            problem: str | None = str(exc) or type(exc).__name__
+            found = self.balance_mc
+        else:
+            problem = None
+        if (found, problem) != (self.balance_mc, self.balance_problem):
+            if problem and problem != self.balance_problem:
+                log.info("demand app: the wallet's balance cannot be read: %s", problem)
+            self.balance_mc, self.balance_problem = found, problem
+            self._emit()
 
     # ------------------------------------------------------------------------------ storage
 
@@ -401,7 +558,7 @@ class DemandApp:
             return _History()
         try:
             totals = _Totals(**stored["totals"])
-            periods = [OffPeriod(**p) for p in stored["off_periods"]]
+            periods = [_stored_period(p) for p in stored["off_periods"]]
             decisions = list(stored["decisions"])
         except (KeyError, TypeError):
             log.warning("demand app: stored history unreadable; starting afresh")
@@ -421,19 +578,37 @@ class DemandApp:
 
     # ------------------------------------------------------------------------------ views
 
+    def _money(self, amount_mc: int | None) -> str | None:
+        return None if amount_mc is None else format_mc(amount_mc, self.symbol)
+
     def report(self) -> dict[str, Any]:
-        """What the app did since it first ran (``ioe plug report``)."""
+        """What the app did since it first ran (``ioe plug report``).
+
+        ``credits`` is what the plug **earned by the rule** (its own valuation, by the
+        network's value rules); ``settled_credits`` is what was **paid into the wallet** for
+        the off periods settled so far (what the rewarder reported paying). They differ while
+        periods wait to be paid (``periods_paid`` of ``periods_to_pay``), or when the two
+        sides value a reduction differently. ``balance`` is the wallet's own figure, which
+        other payments move too (None: not known here)."""
         totals = self._history.totals
+        payable = [p for p in self._history.off_periods if p.end_us is not None and p.credits_mc]
         return {
             "intervals": totals.intervals,
             "off_intervals": totals.off_intervals,
             "hours_off": totals.off_intervals * self.feed_info.interval_s / 3600,
             "kwh_avoided": totals.wh_avoided / 1000,
             "cost_avoided": round(totals.cost_avoided, 6),
+            "currency": self.feed_info.currency,
             "credits": totals.credits_mc / 1000,
             "credits_mc": totals.credits_mc,
             "settled_credits": totals.settled_mc / 1000,
             "settled_mc": totals.settled_mc,
+            "periods_to_pay": len(payable),
+            "periods_paid": sum(1 for p in payable if p.settled),
+            "rewarded": self._settle is not None,
+            "symbol": self.symbol,
+            "balance_mc": self.balance_mc,
+            "balance": self._money(self.balance_mc),
         }
 
     def history_between(self, start_us: int, end_us: int | None) -> list[dict[str, Any]]:
@@ -445,6 +620,30 @@ class DemandApp:
             if d["end_us"] > start_us and (end_us is None or d["end_us"] <= end_us)
         ]
 
+    def _feed_view(self) -> dict[str, Any]:
+        info = self.feed_info
+        return {
+            "source": info.source,
+            "status": self.feed_status,
+            "region": info.region,
+            "currency": info.currency,
+            "money_sign": info.money_sign,
+            "price_unit": info.price_unit,
+            "interval_s": info.interval_s,
+            "utc_offset_s": info.utc_offset_s,
+        }
+
+    def _period_view(self, period: OffPeriod) -> dict[str, Any]:
+        offset = self.feed_info.utc_offset_s
+        return {
+            "start": _iso(period.start_us, offset),
+            "end": None if period.end_us is None else _iso(period.end_us, offset),
+            "kwh_avoided": period.wh_avoided / 1000,
+            "credits_mc": period.credits_mc,
+            "settled": period.settled,
+            "paid_mc": period.paid_mc,
+        }
+
     def state(self) -> dict[str, Any]:
         """What the page shows (``GET /v1/apps/demand``, and each ``demand.tick``)."""
         offset = self.feed_info.utc_offset_s
@@ -452,6 +651,7 @@ class DemandApp:
         return {
             "settings": self.settings.to_value(),
             "plug": {"on": self.on, "power_w": self.power, "reason": self.reason},
+            "notice": self.notice,
             "prices": [
                 {
                     "time": _iso(d["end_us"], offset),
@@ -463,24 +663,23 @@ class DemandApp:
                 }
                 for d in self._history.decisions
             ],
-            "off_periods": [
-                {
-                    "start": _iso(p.start_us, offset),
-                    "end": None if p.end_us is None else _iso(p.end_us, offset),
-                    "kwh_avoided": p.wh_avoided / 1000,
-                    "credits_mc": p.credits_mc,
-                    "settled": p.settled,
-                }
-                for p in self._history.off_periods
-            ],
+            "off_periods": [self._period_view(p) for p in self._history.off_periods],
+            "symbol": self.symbol,
             "credits_mc": totals.credits_mc,
             "credits": format_mc(totals.credits_mc, self.symbol),
             "settled_mc": totals.settled_mc,
+            "settled": format_mc(totals.settled_mc, self.symbol),
+            "rewarded": self._settle is not None,
+            "wallet": {
+                "balance_mc": self.balance_mc,
+                "balance": self._money(self.balance_mc),
+                "problem": self.balance_problem,
+            },
             "kwh_avoided": totals.wh_avoided / 1000,
             "cost_avoided": round(totals.cost_avoided, 4),
             "alert": self.alert,
             "report": self.report(),
-            "feed": {"source": self.feed_info.source, "status": self.feed_status},
+            "feed": self._feed_view(),
         }
 
     def _emit(self) -> None:

@@ -9,7 +9,12 @@ are served by :mod:`ioe.apps.demand.routes`.
 **Rewards.** A plug started with ``--demand-rewarder AGENT`` settles each closed off-period: it
 commits one ``ReductionClaim`` per off interval (:func:`~ioe.apps.demand.claims.
 reduction_claims`), waits until they are published, and names them to the rewarder
-(:mod:`ioe.apps.demand.rewarder`), which attests and pays them.
+(:mod:`ioe.apps.demand.rewarder`), which attests and pays them and says what it paid for each.
+
+**Valuation.** The app values each off interval by the network's value rules
+(:meth:`AppHost.value_rules`), the same rules the rewarder's payments are made and validated
+by, so what the page says was earned is what the wallet receives; it reads the wallet's balance
+(:meth:`AppHost.balance_mc`) to show that too.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 
 CLAIMS_KEY = "apps.demand.claims"
 """The plug's record of the reduction claims it made, by interval end."""
+PAID_CLAIMS_KEY = "apps.demand.claims_paid"
+"""What the rewarder said it paid for each claim (milli-credits, by claim hash)."""
 CURRENCY_ZOME = "currency"
 CLAIM_PUBLISH_S = 10.0
 ALERTS_TOPIC = "demand.alerts"
@@ -139,6 +146,8 @@ class DemandService:
             else Verification.DEVICE_SIGNED,
             zone=self.setup.zone,
             symbol=self.host.currency_symbol(),
+            rules=self.host.value_rules(),
+            balance=self.host.balance_mc,
         )
         await self.app.start()
 
@@ -163,17 +172,19 @@ class DemandService:
         except Exception as exc:  # a note lost is no reason to stop the plug
             log.info("demand alert not posted to the app network: %s", exc)
 
-    async def _settle(self, period: OffPeriod) -> bool:
+    async def _settle(self, period: OffPeriod) -> int | None:
         """Claim the period's reductions on this device's chain (one claim per off interval,
         kept so a retry claims nothing twice), wait until they are published, then ask the
-        rewarder to attest and pay them. True once every claim is paid."""
+        rewarder to attest and pay them. Once every claim is paid: the milli-credits paid for
+        them (remembered claim by claim, so a period paid over several tries adds up); None
+        while some are not."""
         assert self.app is not None and self.setup.rewarder is not None
         decisions = self.app.history_between(period.start_us, period.end_us)
         payloads = reduction_claims(
             decisions, interval_s=self.app.feed_info.interval_s, zone=self.setup.zone
         )
         if not payloads:
-            return True
+            return 0
         stored = self.host.get_setting(CLAIMS_KEY)
         made: dict[str, Value] = dict(stored) if isinstance(stored, dict) else {}
         hashes: list[str] = []
@@ -196,8 +207,26 @@ class DemandService:
             timeout_s=REWARD_CALL_S,
         )
         if not isinstance(result, dict):
-            return False
-        for item in result.get("claims", []):
-            if isinstance(item, dict) and not item.get("paid"):
+            return None
+        paid = self._keep_paid(result.get("claims", []))
+        if result.get("paid") != len(hashes):
+            return None
+        return sum(paid.get(h, 0) for h in hashes)
+
+    def _keep_paid(self, items: object) -> dict[str, int]:
+        """Keep what the rewarder says it paid per claim; all that is known so far."""
+        stored = self.host.get_setting(PAID_CLAIMS_KEY)
+        paid: dict[str, int] = {}
+        if isinstance(stored, dict):
+            paid = {k: v for k, v in stored.items() if isinstance(v, int)}
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            if not item.get("paid"):
                 log.warning("reward refused for %s: %s", item.get("claim"), item.get("reason"))
-        return result.get("paid") == len(hashes)
+                continue
+            amount = item.get("credits_mc")
+            if isinstance(item.get("claim"), str) and type(amount) is int:
+                paid[item["claim"]] = amount
+        self.host.put_setting(PAID_CLAIMS_KEY, dict[str, Value](paid))
+        return paid
