@@ -123,7 +123,7 @@ def test_a_private_device_is_listed_only_on_its_owners_node_and_its_own() -> Non
     assert SAFE.agent not in agents(directory(INFOS, {KETTLE.agent}))
 
 
-def test_zone_filter_is_by_segments_and_leaves_owners_out() -> None:
+def test_zone_filter_is_by_segments_and_leaves_owners_without_profiles_out() -> None:
     assert agents(directory(INFOS, set(), zone="au/nsw")) == [KETTLE.agent]
     assert agents(directory(INFOS, set(), zone="au")) == [KETTLE.agent, PV.agent]
     assert agents(directory(INFOS, set(), zone="au/nswx")) == [PV.agent]
@@ -132,6 +132,25 @@ def test_zone_filter_is_by_segments_and_leaves_owners_out() -> None:
         directory(INFOS, set(), zone="AU/../nsw")
     assert in_zone("au/nsw/newtown", "au/nsw") and not in_zone("au/nswx", "au/nsw")
     assert not in_zone("not a zone", "au")
+
+
+def test_owners_are_named_and_zoned_by_their_profiles() -> None:
+    """The tutorial's neighbours: two owners who set profiles in King St are listed by name and
+    zone, and a zone filter finds them there (an owner without a profile only without one)."""
+    ann, bob = ANN.agent_key().agent, BOB.agent_key().agent
+    profiles = {ann: ("Ann", "au/nsw/newtown/king-st"), bob: ("Bob", "au/nsw/newtown/king-st")}
+    in_street = directory(INFOS, set(), zone="au/nsw/newtown/king-st", profiles=profiles)
+    assert [(e.agent, e.name, e.zone) for e in in_street] == sorted(
+        [(ann, "Ann", "au/nsw/newtown/king-st"), (bob, "Bob", "au/nsw/newtown/king-st")],
+        key=lambda item: (item[1], item[0]),
+    )
+    assert in_street[0].to_json()["type"] == OWNER_KIND
+    in_suburb = directory(
+        INFOS, set(), zone="au/nsw/newtown", profiles={ann: ("Ann", "au/nsw/newtown/king-st")}
+    )
+    assert agents(in_suburb) == [KETTLE.agent, ann]  # Bob set no profile: left out of a zone
+    everyone = directory(INFOS, set(), profiles={ann: ("Ann", "au/nsw/newtown/king-st")})
+    assert bob in agents(everyone) and [e.name for e in everyone if e.agent == bob] == [None]
 
 
 def test_forged_departed_and_tampered_members_are_left_out() -> None:

@@ -47,6 +47,7 @@ from ioe import __version__
 from ioe.apps.demand import routes as demand_routes
 from ioe.appstore import routes as appstore_routes
 from ioe.community import routes as community_routes
+from ioe.dht.service import DnaNetwork
 from ioe.drivers.model import DeviceOffline, PointError
 from ioe.engine.capability import SECRET_BYTES
 from ioe.engine.cell import Cell
@@ -62,7 +63,7 @@ from ioe.identity.service import (
     rotation,
     transfer,
 )
-from ioe.identity.service.directory import directory
+from ioe.identity.service.directory import OWNER_KIND, directory, entry_for
 from ioe.identity.service.host import add_host
 from ioe.net.interface import NetworkError
 from ioe.services import countersign_routes
@@ -205,13 +206,8 @@ async def set_profile(request: web.Request) -> web.Response:
     return web.json_response({"agent": cell.agent.to_text(), "hash": action.to_text()})
 
 
-async def get_profile(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
-    try:
-        agent = AgentPubKey.from_text(request.match_info["agent"])
-    except EncodingError as exc:
-        return _error(400, f"not an agent key: {exc}")
-    dht = node.dht_for(_core(node))
+async def latest_profile(dht: DnaNetwork, agent: AgentPubKey) -> tuple[ActionHash, Profile] | None:
+    """``agent``'s newest profile as the network holds it (None: it set none)."""
     links = await dht.get_links(agent, PROFILE_LINK)
     for link in reversed(links):
         if not isinstance(link.target, ActionHash):
@@ -219,16 +215,31 @@ async def get_profile(request: web.Request) -> web.Response:
         record = await dht.get_record(link.target)
         if record is None or record.entry is None:
             continue
-        profile = decode_as(Profile, record.entry.payload)
-        return web.json_response(
-            {
-                "agent": agent.to_text(),
-                "name": profile.name,
-                "zone": profile.zone,
-                "hash": link.target.to_text(),
-            }
-        )
-    return _error(404, f"no profile found for {agent.to_text()}")
+        try:
+            return link.target, decode_as(Profile, record.entry.payload)
+        except EncodingError:
+            continue
+    return None
+
+
+async def get_profile(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    try:
+        agent = AgentPubKey.from_text(request.match_info["agent"])
+    except EncodingError as exc:
+        return _error(400, f"not an agent key: {exc}")
+    found = await latest_profile(node.dht_for(_core(node)), agent)
+    if found is None:
+        return _error(404, f"no profile found for {agent.to_text()}")
+    action, profile = found
+    return web.json_response(
+        {
+            "agent": agent.to_text(),
+            "name": profile.name,
+            "zone": profile.zone,
+            "hash": action.to_text(),
+        }
+    )
 
 
 async def dht_stats(request: web.Request) -> web.Response:
@@ -253,12 +264,24 @@ async def dht_stats(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+MAX_PROFILES_LOOKED_UP = 500
+"""The directory names at most this many members' owners by their profiles (one get each)."""
+
+
 async def list_directory(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     dht = node.dht_for(_core(node))
     viewers = {cell.agent for cell in node.conductor.cells()}  # this node's own agents only
     zone = request.query.get("zone") or None
-    entries = directory(dht.members().values(), viewers, zone=zone, present=dht.present)
+    infos = list(dht.members().values())
+    profiles: dict[AgentPubKey, tuple[str, str]] = {}
+    for info in infos[:MAX_PROFILES_LOOKED_UP]:
+        entry = entry_for(info)
+        if entry is not None and entry.kind == OWNER_KIND:
+            found = await latest_profile(dht, info.agent)
+            if found is not None:
+                profiles[info.agent] = (found[1].name, found[1].zone)
+    entries = directory(infos, viewers, zone=zone, present=dht.present, profiles=profiles)
     return web.json_response([entry.to_json() for entry in entries])
 
 

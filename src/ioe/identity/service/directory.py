@@ -5,8 +5,9 @@ A device's certificate is its membrane proof: it travels in every agent info the
 (and starts its chain, in its ``AgentValidationPkg``), so each node can list the members it knows
 without asking anyone. Members whose proof is not a certificate are owners (they join with an
 owner membership, or, on networks without the membrane rule, with no proof): they are listed as
-``owner`` entries with only their agent key, and only when no zone is asked for (an owner has
-no zone of its own; its profile says where it is).
+``owner`` entries under the name and zone of their profile (``ioe profile set``) when the caller
+found one, and a zone filter matches an owner by its profile's zone; an owner without a profile
+is listed only when no zone is asked for.
 
 **Visibility.** A device whose certificate says ``private`` is listed only by its owner's node
 (a node one of whose agents is the certificate's owner agent) and by the device's own node; any
@@ -19,7 +20,7 @@ Pure: no I/O; the caller passes the agent infos, who is looking, and who is pres
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,15 +106,28 @@ def visible_to(entry: DirectoryEntry, viewers: Collection[AgentPubKey]) -> bool:
     return entry.owner in viewers or entry.agent in viewers
 
 
+def with_profile(
+    entry: DirectoryEntry, profiles: Mapping[AgentPubKey, tuple[str, str]]
+) -> DirectoryEntry:
+    """An owner's entry with the name and zone of its profile, when it has one."""
+    found = profiles.get(entry.agent) if entry.kind == OWNER_KIND else None
+    if found is None:
+        return entry
+    name, zone = found
+    return DirectoryEntry(entry.agent, entry.kind, entry.owner, name, None, zone, entry.visibility)
+
+
 def directory(
     infos: Iterable[AgentInfo],
     viewers: Collection[AgentPubKey],
     *,
     zone: str | None = None,
     present: Callable[[AgentPubKey], bool] = lambda _: True,
+    profiles: Mapping[AgentPubKey, tuple[str, str]] | None = None,
 ) -> list[DirectoryEntry]:
-    """The directory as the node whose agents are ``viewers`` shows it: devices (in ``zone``
-    when given) it may list, then owners (only without ``zone``); sorted by zone, name, key."""
+    """The directory as the node whose agents are ``viewers`` shows it: devices it may list,
+    then owners (named by their ``profiles``: agent → (name, zone)); with ``zone``, only the
+    members in it (an owner by its profile's zone). Sorted by zone, name, key."""
     if zone is not None:
         parse_zone(zone)  # a bad filter is the caller's error, not an empty answer
     entries = []
@@ -121,6 +135,7 @@ def directory(
         entry = entry_for(info)
         if entry is None or not visible_to(entry, viewers):
             continue
+        entry = with_profile(entry, profiles or {})
         if zone is not None and (entry.zone is None or not in_zone(entry.zone, zone)):
             continue
         entries.append(entry)
