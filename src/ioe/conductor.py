@@ -49,6 +49,9 @@ PROVISIONAL_SETTING = "provisional_device"
 ``ioe device run`` on a new directory) until it is enrolled, or until its user runs it as its own
 owner (``ioe device run --standalone``): such a device runs unenrolled, under the factory-default
 policy, and joins no network."""
+PROVISIONAL_AGENTS_SETTING = "provisional_agents"
+"""The agent keys of a device's provisional identity (their chains stay in the database after
+enrollment, never published): ``ioe chain show`` says so."""
 RESTORE_SETTING = "chain_restore_pending"
 """Set by ``ioe recover`` until the owner's chains are fetched back from the network
 (``ioe.identity.service.recovery``): no genesis is written meanwhile, or the old chain would be

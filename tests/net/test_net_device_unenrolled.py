@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from nodes import NodeProcess, init, ioe_json, members, popen, stop, wait_for
+from nodes import NodeProcess, init, ioe, ioe_json, members, popen, stop, wait_for
 
 from ioe.identity.pairing import normalise_code
 
@@ -53,9 +53,15 @@ def test_a_device_nobody_enrolled_runs_unenrolled_until_its_owner_enrolls_it(
         wait_for(lambda: enrolled["agent"] in members(owner), timeout=30)
         read = ioe_json("device", "read", "--data-dir", str(plug_dir), "--json")
         assert "power_w" in read  # the same process, enrolled, still bridging the plug
+        grants = ioe("grant", "list", "--data-dir", str(plug_dir))
+        assert "currency: payers read the ledger head" in grants.stdout  # each grant's tag
     finally:
         stop(plug)
         owner.stop()
+    shown = ioe("chain", "show", "--data-dir", str(plug_dir), "--limit", "2").stdout
+    assert f"chain of {first['agent']}: the device's provisional identity" in shown
+    assert "never published" in shown
+    assert f"chain of {enrolled['agent']} in ioe-core" in shown
 
 
 def test_standalone_makes_a_device_its_own_owner_when_asked(tmp_path: Path) -> None:

@@ -9,7 +9,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ioe.conductor import DB_FILE, PROVISIONAL_SETTING, Conductor, default_data_dir
+from ioe.conductor import (
+    DB_FILE,
+    PROVISIONAL_AGENTS_SETTING,
+    PROVISIONAL_SETTING,
+    Conductor,
+    default_data_dir,
+)
 from ioe.crypto.keystore import Unlock, create_device_key_file
 from ioe.store.sqlite import SqliteDatabase
 
@@ -122,5 +128,7 @@ def provisional_identity(data_dir: Path, key_file: Path | None) -> Unlock:
         finally:
             db.close()
         conductor, _ = Conductor.init(data_dir, unlock)
+        agent = bytes(conductor.owner_cell.agent)
+        conductor.db.put_setting(PROVISIONAL_AGENTS_SETTING, [agent])
         conductor.close()
     return unlock

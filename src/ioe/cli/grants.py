@@ -37,9 +37,11 @@ def cmd_grant_list(args: argparse.Namespace) -> int:
     if args.json:
         _emit(grants)
     else:
+        print(f"{len(grants)} live grant(s) on this node's agent")
         for grant in grants:
-            who = ", ".join(grant["assignees"]) or "-"
+            who = ", ".join(grant["assignees"]) or "anyone"
             print(f"{grant['grant']}  {grant['access']:12} {','.join(grant['functions'])}  {who}")
+            print(f"    {grant['tag'] or '(no tag)'}")
     return 0
 
 

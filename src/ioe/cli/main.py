@@ -149,14 +149,23 @@ def cmd_chain_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_chain_show(args: argparse.Namespace) -> int:
+    from ioe.conductor import PROVISIONAL_AGENTS_SETTING  # noqa: PLC0415
+
     with open_database(_data_dir(args), verify=False) as db:
         dnas = known_dnas(db)
         specs = db.dna_specs()
+        provisional = db.get_setting(PROVISIONAL_AGENTS_SETTING) or []
         for dna_hash, agent in db.cells():
             store = db.chain(dna_hash, agent)
             name = specs.get(dna_hash, {}).get("name", "unknown DNA")
             lines = describe_chain(store, dnas.get(dna_hash), limit=args.limit)
-            print(f"chain of {agent.to_text()} in {name} ({dna_hash.to_text()})")
+            if bytes(agent) in provisional:
+                print(
+                    f"chain of {agent.to_text()}: the device's provisional identity, written "
+                    f"for {name} before enrollment and never published (it joined no network)"
+                )
+            else:
+                print(f"chain of {agent.to_text()} in {name} ({dna_hash.to_text()})")
             for line in lines:
                 print("  " + line)
     return 0
@@ -404,7 +413,7 @@ DRIVER_DEVICE_TYPES = {"sunspec": "generator"}
 def _provisional(data_dir: Path, unlock: Unlock, *, standalone: bool) -> bool:
     """Whether the directory holds a never-enrolled device's provisional identity, to run
     unenrolled. ``--standalone`` makes it its own owner instead, for good."""
-    from ioe.conductor import PROVISIONAL_SETTING  # noqa: PLC0415
+    from ioe.conductor import PROVISIONAL_AGENTS_SETTING, PROVISIONAL_SETTING  # noqa: PLC0415
 
     with Conductor.open(data_dir, unlock) as conductor:
         if isinstance(conductor.account, DeviceAccount):
@@ -413,6 +422,7 @@ def _provisional(data_dir: Path, unlock: Unlock, *, standalone: bool) -> bool:
             return False
         if standalone:
             conductor.db.put_setting(PROVISIONAL_SETTING, False)
+            conductor.db.put_setting(PROVISIONAL_AGENTS_SETTING, [])  # its chain is its own now
             print(
                 "this device is now its own owner (stand-alone): it joins the network with "
                 "its own owner membership",
