@@ -330,7 +330,9 @@ class DemandApp:
         )
         self.reason = "resuming"
         if skipped == 1:
-            log.info("demand app: %s", self.notice)
+            # a warning, as a node logs only those unless --verbose: until the feed reaches new
+            # intervals the app decides nothing, and whoever watches the plug should know why
+            log.warning("demand app: %s", self.notice)
         self._emit()
 
     async def _watch(self) -> None:
