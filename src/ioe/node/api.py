@@ -67,8 +67,8 @@ from ioe.identity.service.directory import OWNER_KIND, directory, entry_for
 from ioe.identity.service.host import add_host
 from ioe.net.interface import NetworkError
 from ioe.services import countersign_routes
+from ioe.services.http import MAX_JSON_DEPTH, is_public, json_body, json_depth
 from ioe.services.http import error as _error
-from ioe.services.http import is_public, json_body
 from ioe.services.jsonvalue import json_ready, secret_from_text, secret_to_text
 from ioe.services.remote import RemoteCallError, RemoteUnauthorized
 from ioe.services.resolve import resolving
@@ -136,8 +136,12 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     given = request.headers.get("Authorization", "")
     if not given and request.path == "/v1/signals" and "token" in request.query:
         given = f"Bearer {request.query['token']}"
-    if not hmac.compare_digest(given.encode(), f"Bearer {node.token}".encode()):
+    # a header that is not UTF-8 is a wrong token, not a server error
+    offered = given.encode("utf-8", errors="surrogateescape")
+    if not hmac.compare_digest(offered, f"Bearer {node.token}".encode()):
         return _error(401, "missing or wrong API token (see node.json)")
+    if request.can_read_body and json_depth(await request.read()) > MAX_JSON_DEPTH:
+        return _error(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -151,6 +155,8 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(400, str(exc))
     except DeviceOffline as exc:
         return _error(503, str(exc))
+    except RecursionError:
+        return _error(400, "the request nests too deep")
     except IoEError as exc:
         return _error(500, str(exc))
 
@@ -191,7 +197,10 @@ async def peers(request: web.Request) -> web.Response:
         ]
         for dna_hash, dht in node.dnas.items()
     }
-    return web.json_response({"connected": node.network.connected_peers(), "members": members})
+    dials = {peer: stats.to_json() for peer, stats in sorted(node.network.dial_stats().items())}
+    return web.json_response(
+        {"connected": node.network.connected_peers(), "members": members, "dials": dials}
+    )
 
 
 async def set_profile(request: web.Request) -> web.Response:

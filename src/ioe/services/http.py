@@ -39,5 +39,33 @@ async def json_body(request: web.Request) -> Any:
         raise ValueError("the body must be JSON") from None
 
 
+MAX_JSON_DEPTH = 32
+"""No API body nests deeper than this (deeper ones are refused before any handler reads them:
+a thousand nested lists would otherwise reach Python's recursion limit as a 500)."""
+
+
+def json_depth(data: bytes) -> int:
+    """How deep the arrays and objects of the JSON text ``data`` nest (brackets inside strings
+    do not count). Linear, no recursion; garbage gives some number and is refused later."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)

@@ -18,6 +18,10 @@ def validate(op: Op, host: IntegrityHost) -> Outcome:
         profile = op.app_entry
         if not 0 < len(profile.name.strip()) <= MAX_NAME or profile.name != profile.name.strip():
             return Invalid(f"a name has 1 to {MAX_NAME} characters, no outer spaces")
+        if not profile.name.isprintable():
+            # no control characters (NUL), no invisible format characters (zero-width, the
+            # bidirectional overrides that make a name read as another)
+            return Invalid("a name has only printable characters")
         problem = zone_problem(profile.zone)
         if problem:
             return Invalid(problem)
@@ -37,7 +41,7 @@ def validate(op: Op, host: IntegrityHost) -> Outcome:
 
 integrity = IntegrityZome(
     name="profile",
-    version="1",
+    version="2",
     entry_defs=(EntryDef("profile", Profile, Visibility.PUBLIC),),
     link_types=(PROFILE_LINK,),
     validate=validate,
