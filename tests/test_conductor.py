@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,24 @@ def test_a_network_the_zomes_would_refuse_is_refused_before_anything_is_written(
     with pytest.raises(ValueError, match=problem):
         Conductor.init(tmp_path / "a", UNLOCK, network=spec)  # type: ignore[arg-type]
     assert not (tmp_path / "a" / "keystore.json").exists()
+
+
+def test_a_data_directory_is_its_users_alone(tmp_path: Path) -> None:
+    """Other local users read nothing: the directory 0700, the database and SQLite's -wal and
+    -shm beside it 0600 (a grant's secret, were it kept, would sit in the -wal), the keystore
+    0600; a directory made before is mended on open."""
+    data = tmp_path / "owner"
+    conductor, _ = Conductor.init(data, UNLOCK, clock=ticking())
+    conductor.call(conductor.owner_cell, "profile", "set_profile", {"name": "Sam", "zone": "au"})
+
+    def mode(name: str) -> int:
+        return stat.S_IMODE((data / name).stat().st_mode)
+
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ("ioe.sqlite", "ioe.sqlite-wal", "ioe.sqlite-shm", "keystore.json"):
+        assert mode(name) == 0o600, name
+    conductor.close()
+    data.chmod(0o755)
+    (data / "ioe.sqlite").chmod(0o644)
+    Conductor.open(data, UNLOCK, clock=ticking()).close()
+    assert (stat.S_IMODE(data.stat().st_mode), mode("ioe.sqlite")) == (0o700, 0o600)

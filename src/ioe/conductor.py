@@ -8,6 +8,7 @@ not do: it reads the clock and passes the time in.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -73,6 +74,20 @@ def default_data_dir() -> Path:
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Application Support" / "ioe"
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "ioe"
+
+
+def make_private(data_dir: Path) -> None:
+    """A data directory is its user's alone: the directory 0700, its database and the SQLite
+    files beside it (``-wal``, ``-shm``, which SQLite creates with the database's mode) 0600,
+    made so before anything is written (and mended on open, for directories made before)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    database = data_dir / DB_FILE
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for path in (database, data_dir / f"{DB_FILE}-wal", data_dir / f"{DB_FILE}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, 0o600)
 
 
 def owner_keyset(account: OwnerAccount) -> Keyset:
@@ -180,7 +195,7 @@ class Conductor:
         keystore = data_dir / KEYSTORE_FILE
         if keystore.exists():
             raise AlreadyInitialised(f"{data_dir} already holds an owner account ({keystore})")
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
         db = SqliteDatabase.open(data_dir / DB_FILE)
         try:
             owner = db.get_setting("owner")
@@ -213,6 +228,7 @@ class Conductor:
         if ROOT_SEED_SECRET not in secrets:
             raise KeystoreError(f"{keystore} holds no root seed")
         account = OwnerAccount.from_root_seed(secrets[ROOT_SEED_SECRET])
+        make_private(data_dir)
         db = SqliteDatabase.open(data_dir / DB_FILE)
         try:
             conductor = cls(data_dir, db, account, clock)
@@ -280,6 +296,7 @@ class Conductor:
 
     @classmethod
     def _open_device(cls, data_dir: Path, account: DeviceAccount, clock: Clock) -> Conductor:
+        make_private(data_dir)
         db = SqliteDatabase.open(data_dir / DB_FILE)
         try:
             db.put_setting("owner", bytes(account.owner))

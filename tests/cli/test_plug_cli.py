@@ -59,8 +59,8 @@ def test_the_live_plug_does_what_the_replay_says(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [
             sys.executable, "-m", "ioe", "device", "run", "--data-dir", str(data),
-            "--driver", "sim", "--sim", "plug", "--name", "Heater plug", "--no-mdns", "--standalone",
-            "--demand-prices", str(prices), "--demand-speed", "1500", *ARGS,
+            "--driver", "sim", "--sim", "plug", "--name", "Heater plug", "--no-mdns",
+            "--standalone", "--demand-prices", str(prices), "--demand-speed", "1500", *ARGS,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

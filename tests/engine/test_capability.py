@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from ioe.crypto.keys import KeyPair
 from ioe.dnas import core_dna
-from ioe.engine.capability import CapAccess, CapGrant, grant_problem, live_grants
+from ioe.engine.capability import (
+    CapAccess,
+    CapGrant,
+    grant_problem,
+    live_grants,
+    secret_hash,
+)
 from ioe.engine.cell import Cell
 from ioe.errors import Unauthorized, ValidationError, ZomeCallError
 from ioe.hashing import AgentPubKey
@@ -142,7 +148,21 @@ def test_malformed_grants_are_refused_and_nothing_is_written(
 
 
 AGENTS = [KeyPair(bytes([n]) * 32).agent for n in range(10, 14)]
+
+
+def test_a_grant_keeps_only_a_hash_of_its_secret() -> None:
+    cell = new_cell()
+    secret = bytes([7]) * 32
+    grant(cell, "transferable", ["profile.*"], secret=secret)
+    [kept] = live_grants(cell).values()
+    assert kept.secret_hash != secret and len(kept.secret_hash or b"") == 32
+    stored = b"".join(r.entry.payload for r in cell.query() if r.entry is not None)
+    assert secret not in stored  # not in any entry on the chain
+    assert kept.allows(ALICE, secret) and not kept.allows(ALICE, bytes([8]) * 32)
+
+
 SECRETS = [bytes([n]) * 32 for n in range(4)]
+SECRET_OF = {secret_hash(s): s for s in SECRETS}
 
 
 @st.composite
@@ -155,9 +175,9 @@ def grants(draw: st.DrawFn) -> CapGrant:
         return CapGrant("t", access, functions)
     secret = draw(st.sampled_from(SECRETS))
     if access is CapAccess.TRANSFERABLE:
-        return CapGrant("t", access, functions, secret)
+        return CapGrant("t", access, functions, secret_hash(secret))
     assignees = tuple(draw(st.lists(st.sampled_from(AGENTS), min_size=1, max_size=3, unique=True)))
-    return CapGrant("t", access, functions, secret, assignees)
+    return CapGrant("t", access, functions, secret_hash(secret), assignees)
 
 
 @settings(max_examples=300, deadline=None)
@@ -176,7 +196,7 @@ def test_a_grant_allows_exactly_what_its_kind_says(
     if grant.access is CapAccess.UNRESTRICTED:
         expected = True
     elif grant.access is CapAccess.TRANSFERABLE:
-        expected = secret == grant.secret
+        expected = secret == SECRET_OF[grant.secret_hash]  # type: ignore[index]
     else:
-        expected = secret == grant.secret and caller in grant.assignees
+        expected = secret == SECRET_OF[grant.secret_hash] and caller in grant.assignees  # type: ignore[index]
     assert (bool(named) and expected) == (grant.covers(zome, fn) and grant.allows(caller, secret))

@@ -15,6 +15,7 @@ from ioe.conductor import (
     PROVISIONAL_SETTING,
     Conductor,
     default_data_dir,
+    make_private,
 )
 from ioe.crypto.keystore import Unlock, create_device_key_file
 from ioe.store.sqlite import SqliteDatabase
@@ -80,7 +81,11 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
         help="report a watched member absent once its node has been silent this long "
         "(within 1.5 times this; default 30)",
     )
-    parser.add_argument("--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log at INFO level (also every failed dial of a peer that has stopped answering)",
+    )
 
 
 def node_config(args: argparse.Namespace) -> NodeConfig:
@@ -96,10 +101,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
     listen_host = args.listen.rpartition(":")[0].strip("[]")
     if not args.liveness_timeout > 0:
         raise ValueError("--liveness-timeout must be a positive number of seconds")
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose)
     return NodeConfig(
         listen=(listen_multiaddr(args.listen),),
         bootstrap=tuple(args.bootstrap),
@@ -112,6 +114,20 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
     )
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Every line a node logs carries its time: ours, py-libp2p's (which otherwise prints its
+    warnings bare) and Python's warnings. A dial of a peer already known not to answer is
+    logged at INFO (with ``--verbose``), not as an error each time."""
+    from ioe.net.p2p import route_libp2p_logs  # noqa: PLC0415 - imports libp2p
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT)
+    logging.captureWarnings(True)
+    route_libp2p_logs()
+
+
 def provisional_identity(data_dir: Path, key_file: Path | None) -> Unlock:
     """How to unlock a device's data directory (``key_file`` or ``DIR/device.key``). A new
     directory gets its own provisional identity first, unlocked by a 0600 key file (no one is
@@ -119,7 +135,7 @@ def provisional_identity(data_dir: Path, key_file: Path | None) -> Unlock:
     key_file = key_file or data_dir / "device.key"
     unlock = Unlock(key_file=key_file)
     if not (data_dir / "keystore.json").exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
         if not key_file.exists():
             create_device_key_file(key_file)
         db = SqliteDatabase.open(data_dir / DB_FILE)  # marked before any key exists

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ioe.community.grant_secret import community_secret
 from ioe.community.service import live_memberships
-from ioe.engine.capability import CapAccess, CapGrant
+from ioe.engine.capability import CapAccess, CapGrant, secret_hash
 from ioe.errors import IoEError
 from ioe.hashing import ActionHash, AgentPubKey, ExternalHash
 from ioe.identity.service.host import IdentityHost
@@ -62,7 +62,7 @@ class Wanted:
             and grant.access is CapAccess.ASSIGNED
             and grant.functions == self.functions
             and set(grant.assignees) == set(self.assignees)
-            and grant.secret == self.secret
+            and grant.secret_hash == secret_hash(self.secret)
         )
 
 

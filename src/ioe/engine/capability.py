@@ -9,6 +9,9 @@ A grant is a private entry on the granting agent's own chain (it never leaves th
 ``assigned``
     only the named agents, and only with the secret.
 
+A grant keeps only a hash of its secret (:func:`secret_hash`): the node shows the secret once,
+when the grant is made, and nothing it stores (the database, its write-ahead log) gives it back.
+
 Revoking a grant deletes its entry; every call is checked against the chain's live grants at the
 moment of the call, so a revoked grant stops working at once. Calls from the cell's own agent are
 always allowed. Functions are named ``zome.function``, ``zome.*`` or ``*``; the ``capability``
@@ -19,6 +22,7 @@ The checks here are pure: they read the chain through the cell's store, nothing 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 
 CAPABILITY_ZOME = "capability"
 SECRET_BYTES = 32
+SECRET_HASH_BYTES = 32
 MAX_TAG = 64
 MAX_FUNCTIONS = 64
 MAX_ASSIGNEES = 256
@@ -49,12 +54,19 @@ class CapAccess(IntEnum):
     ASSIGNED = 2
 
 
+def secret_hash(secret: bytes) -> bytes:
+    """What a grant keeps of its secret: a hash, so the secret itself is never stored (a
+    database or write-ahead log read by someone else gives no secret to call with)."""
+    return hashlib.blake2b(secret, digest_size=32, person=b"ioe-cap-secret").digest()
+
+
 @dataclass(frozen=True, slots=True)
 class CapGrant:
     tag: str
     access: CapAccess
     functions: tuple[str, ...]
-    secret: bytes | None = None
+    secret_hash: bytes | None = None
+    """The hash of the secret a caller must show (:func:`secret_hash`); never the secret."""
     assignees: tuple[AgentPubKey, ...] = ()
 
     def covers(self, zome: str, function: str) -> bool:
@@ -68,9 +80,9 @@ class CapGrant:
     def allows(self, caller: AgentPubKey, secret: bytes | None) -> bool:
         if self.access is CapAccess.UNRESTRICTED:
             return True
-        if secret is None or self.secret is None:
+        if secret is None or self.secret_hash is None:
             return False
-        if not hmac.compare_digest(self.secret, secret):
+        if not hmac.compare_digest(self.secret_hash, secret_hash(secret)):
             return False
         return self.access is CapAccess.TRANSFERABLE or caller in self.assignees
 
@@ -85,11 +97,13 @@ def grant_problem(grant: CapGrant) -> str | None:
         if not _FUNCTION.match(name):
             return f"{name[:80]!r} is not zome.function, zome.* or *"
     if grant.access is CapAccess.UNRESTRICTED:
-        if grant.secret is not None or grant.assignees:
+        if grant.secret_hash is not None or grant.assignees:
             return "an unrestricted grant has no secret and no assignees"
         return None
-    if grant.secret is None or len(grant.secret) != SECRET_BYTES:
-        return f"a {grant.access.name.lower()} grant has a secret of {SECRET_BYTES} bytes"
+    if grant.secret_hash is None or len(grant.secret_hash) != SECRET_HASH_BYTES:
+        return (
+            f"a {grant.access.name.lower()} grant keeps its secret's {SECRET_HASH_BYTES}-byte hash"
+        )
     if grant.access is CapAccess.TRANSFERABLE and grant.assignees:
         return "a transferable grant names no assignees"
     if grant.access is CapAccess.ASSIGNED:
@@ -157,7 +171,7 @@ def validate(op: Op, host: IntegrityHost) -> Outcome:
 
 integrity = IntegrityZome(
     name=CAPABILITY_ZOME,
-    version="1",
+    version="2",
     entry_defs=(EntryDef("cap_grant", CapGrant, Visibility.PRIVATE),),
     validate=validate,
 )
@@ -179,13 +193,20 @@ def _grant_from_payload(payload: Any) -> CapGrant:
     if not isinstance(functions, list | tuple) or not all(isinstance(f, str) for f in functions):
         raise ZomeCallError("functions must be a list of zome.function names")
     secret = payload.get("secret")
-    if secret is not None and not isinstance(secret, bytes):
-        raise ZomeCallError("secret must be bytes")
+    needs_secret = access is not CapAccess.UNRESTRICTED
+    if (secret is not None or needs_secret) and (
+        not isinstance(secret, bytes) or len(secret) != SECRET_BYTES
+    ):
+        raise ZomeCallError(f"a {access.name.lower()} grant has a secret of {SECRET_BYTES} bytes")
     assignees = []
     for agent in payload.get("assignees") or ():
         assignees.append(agent if isinstance(agent, AgentPubKey) else AgentPubKey.from_text(agent))
     grant = CapGrant(
-        str(payload.get("tag", "")), access, tuple(functions), secret, tuple(assignees)
+        str(payload.get("tag", "")),
+        access,
+        tuple(functions),
+        None if secret is None else secret_hash(secret),
+        tuple(assignees),
     )
     problem = grant_problem(grant)
     if problem:
