@@ -22,6 +22,7 @@ from ioe.services.remote import (
     CallRequest,
     NonceCache,
     RemoteCallError,
+    RemoteCalls,
     RemoteUnauthorized,
 )
 
@@ -110,6 +111,7 @@ async def test_a_replayed_call_is_refused(pair: tuple[Node, Node]) -> None:
         None,
         secrets.token_bytes(32),
         bob.conductor.clock() + CALL_LIFETIME_US,
+        bob.conductor.clock(),
     )
     envelope = request.signed(owner(bob).keys)
     protocol = bob.remote.protocol_call(dht)
@@ -117,6 +119,12 @@ async def test_a_replayed_call_is_refused(pair: tuple[Node, Node]) -> None:
     again = await bob.network.request(alice.network.peer_id, protocol, envelope, timeout=5)
     assert b'"ok"' in first
     assert b'"replay"' in again
+    # A restart forgets the nonces seen: a node that starts afresh (a new RemoteCalls, as
+    # Node.start makes) refuses every call issued before it started, so no replay gets in.
+    restarted = RemoteCalls(alice.conductor.clock, alice.signals)
+    restarted.attach(alice.dht_for(owner(alice)), [owner(alice)])
+    after_restart = await bob.network.request(alice.network.peer_id, protocol, envelope, timeout=5)
+    assert b"issued before this node started" in after_restart
 
 
 async def test_forged_or_garbled_calls_are_refused(pair: tuple[Node, Node]) -> None:
@@ -132,6 +140,7 @@ async def test_forged_or_garbled_calls_are_refused(pair: tuple[Node, Node]) -> N
         None,
         secrets.token_bytes(32),
         bob.conductor.clock() + CALL_LIFETIME_US,
+        bob.conductor.clock(),
     )
     body = decode(request.signed(owner(alice).keys))
     assert isinstance(body, dict)
@@ -209,6 +218,7 @@ async def test_a_blocked_agent_cannot_call_even_under_an_unrestricted_grant(
         None,
         secrets.token_bytes(32),
         alice.conductor.clock() + CALL_LIFETIME_US,
+        alice.conductor.clock(),
     )
     dht = alice.dht_for(owner(alice))
     with pytest.raises(RequestRefused, match=r"blocked|not a member"):

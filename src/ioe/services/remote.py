@@ -3,14 +3,18 @@
 A remote call is a canonical CBOR map signed by the calling agent (context ``ioe/zome-call/v1``)::
 
     {"to": agent, "from": agent, "zome": str, "fn": str, "payload": value,
-     "secret": bytes | null, "nonce": 32 bytes, "expires_us": int}
+     "secret": bytes | null, "nonce": 32 bytes, "expires_us": int, "issued_us": int}
 
 sent over ``/ioe/<dna>/call/1`` as ``{"call": bytes, "sig": bytes}``. The callee's node checks, in
 order: the signature; that the calling agent is a member whose node is the peer that sent the
 request (and is not blocked); the expiry (in the future, at most ``MAX_CALL_WINDOW_US`` ahead);
-that the nonce was not seen before (replays are refused); and finally the capability grant on the
-callee's chain, at the moment of the call (:func:`ioe.engine.capability.authorize_call`). The
-reply is JSON: ``{"ok": result}`` or ``{"error": {"kind": ..., "message": ...}}``.
+that it was issued after the node started (the nonces seen before a restart are gone with the
+process's memory, so an older call could be a replay: it is refused as expired, and a caller
+whose clock is behind the callee's by *s* seconds is refused for the first *s* seconds after the
+callee restarts); that the nonce was not seen before (replays are refused); and finally the
+capability grant on the callee's chain, at the moment of the call
+(:func:`ioe.engine.capability.authorize_call`). The reply is JSON: ``{"ok": result}`` or
+``{"error": {"kind": ..., "message": ...}}``.
 
 Besides zome functions, a node can serve *services* under a zome name (``device``: describe, read,
 write on a device node), gated by exactly the same grants.
@@ -106,6 +110,7 @@ class CallRequest:
     secret: bytes | None
     nonce: bytes
     expires_us: int
+    issued_us: int
 
     def to_value(self) -> dict[str, Value]:
         return {
@@ -117,6 +122,7 @@ class CallRequest:
             "secret": self.secret,
             "nonce": self.nonce,
             "expires_us": self.expires_us,
+            "issued_us": self.issued_us,
         }
 
     def to_bytes(self) -> bytes:
@@ -138,9 +144,10 @@ class CallRequest:
             "secret",
             "nonce",
             "expires_us",
+            "issued_us",
         }:
             raise EncodingError(
-                "a call is {to, from, zome, fn, payload, secret, nonce, expires_us}"
+                "a call is {to, from, zome, fn, payload, secret, nonce, expires_us, issued_us}"
             )
         to, caller, zome, fn = body["to"], body["from"], body["zome"], body["fn"]
         secret, nonce, expires = body["secret"], body["nonce"], body["expires_us"]
@@ -154,10 +161,21 @@ class CallRequest:
             raise EncodingError("a capability secret is bytes")
         if type(nonce) is not bytes or len(nonce) != NONCE_BYTES:
             raise EncodingError(f"a call nonce is {NONCE_BYTES} bytes")
-        if type(expires) is not int:
-            raise EncodingError("expires_us is an integer")
+        issued = body["issued_us"]
+        if type(expires) is not int or type(issued) is not int:
+            raise EncodingError("expires_us and issued_us are integers")
+        if not 0 <= expires - issued <= MAX_CALL_WINDOW_US:
+            raise EncodingError("a call expires after it is issued, within the call window")
         return cls(
-            AgentPubKey(to), AgentPubKey(caller), zome, fn, body["payload"], secret, nonce, expires
+            AgentPubKey(to),
+            AgentPubKey(caller),
+            zome,
+            fn,
+            body["payload"],
+            secret,
+            nonce,
+            expires,
+            issued,
         )
 
     def signed(self, keys: KeyPair) -> bytes:
@@ -225,6 +243,9 @@ class RemoteCalls:
         self._dnas: dict[bytes, DnaNetwork] = {}
         self._cells: dict[tuple[bytes, AgentPubKey], Cell] = {}
         self._nonces = NonceCache()
+        self.started_us = clock()
+        """Calls issued before this moment are refused: the nonces this node saw before it
+        (re)started are gone with its memory, so such a call could be a replay."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def protocol_call(self, dht: DnaNetwork) -> str:
@@ -288,6 +309,7 @@ class RemoteCalls:
             secret,
             secrets.token_bytes(NONCE_BYTES),
             now + CALL_LIFETIME_US,
+            now,
         )
         try:
             envelope = request.signed(cell.keys)
@@ -330,6 +352,8 @@ class RemoteCalls:
         now = self.clock()
         if not is_live(call.expires_us, now, MAX_CALL_WINDOW_US):
             return _error("expired", "the call has expired or expires too far ahead")
+        if call.issued_us < self.started_us:
+            return _error("expired", "the call was issued before this node started (a replay?)")
         cell = self._cells.get((bytes(dht.dna.hash), call.to))
         if cell is None:
             return _error("unknown", f"{call.to.to_text()} does not run on this node")
