@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from ioe.check.crash_writer import READY, SEED
 from ioe.crypto.keys import KeyPair
 from ioe.dnas import core_dna
 from ioe.store.sqlite import SqliteDatabase
 
-WRITER = Path(__file__).with_name("crash_writer.py")
-SEED = bytes(range(32))
+WRITER = "ioe.check.crash_writer"
 
 
 def _run_and_kill(db_path: Path, delay_s: float) -> int:
     """Start the writer, SIGKILL it after ``delay_s`` of writing; the last seq it reported."""
     child = subprocess.Popen(
-        [sys.executable, str(WRITER), str(db_path)],
+        [sys.executable, "-m", WRITER, str(db_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -35,8 +35,9 @@ def _run_and_kill(db_path: Path, delay_s: float) -> int:
     def read() -> None:
         assert child.stdout is not None
         for line in child.stdout:
-            reported.append(int(line))
-            started.set()
+            if line.strip() != READY:
+                reported.append(int(line.split()[0]))
+                started.set()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()

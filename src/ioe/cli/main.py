@@ -22,6 +22,7 @@ from ioe import __version__
 from ioe.bench.chain import bench_chain
 from ioe.cli.apps import add_commands as add_apps_commands
 from ioe.cli.blocked import cmd_node_blocked
+from ioe.cli.check import add_commands as add_check_commands
 from ioe.cli.common import add_network_options as _add_network_options
 from ioe.cli.common import data_dir as _data_dir
 from ioe.cli.common import data_dir_arg as _data_dir_arg
@@ -601,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_community_commands(commands)
     add_apps_commands(commands)
     add_sim_commands(commands)
+    add_check_commands(commands)
     add_report_command(add_plug_commands(commands))
 
     _add_demo_command(commands)
