@@ -164,6 +164,8 @@ def load_network(path: Path) -> dict[str, Value]:
         raise ValueError(f"cannot read the network file {path}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"the network file {path} is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"the network file {path} nests too deeply") from None
     dna = core_network(spec)
     return network_spec(dna)
 

@@ -112,8 +112,10 @@ def parse_rules(text: str | bytes) -> list[Rule]:
         raise RuleError(f"a rule file is at most {MAX_RULE_FILE_BYTES} bytes")
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of too many digits
         raise RuleError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise RuleError("not JSON: it nests too deeply") from None
     if not isinstance(document, dict) or set(document) != {"rules"}:
         raise RuleError('a rule file is {"rules": [...]}')
     items = document["rules"]

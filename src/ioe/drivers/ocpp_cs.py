@@ -219,10 +219,14 @@ def _sample(version: OcppVersion, raw: object, problems: list[str]) -> _Sample |
     if not math.isfinite(value):
         problems.append(f"{measurand}: value {raw.get('value')!r} is not a finite number")
         return None
-    if unit not in factors or type(multiplier) is not int or not -9 <= multiplier <= 9:
+    fits = isinstance(unit, str) and unit in factors
+    if not fits or type(multiplier) is not int or not -9 <= multiplier <= 9:
         problems.append(f"{measurand}: unit {unit!r} (multiplier {multiplier!r}) does not fit")
         return None
     phase, location = raw.get("phase"), raw.get("location")
+    if not all(item is None or isinstance(item, str) for item in (phase, location)):
+        problems.append(f"{measurand}: a phase or location that is not a name")
+        return None
     if location not in _LOCATION_RANK:
         return None
     scaled = round(value * factors[unit] * 10.0**multiplier, 6)  # no float noise from ×1000

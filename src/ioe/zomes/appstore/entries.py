@@ -227,8 +227,12 @@ def manifest_from_json(text: str, developer: AgentPubKey, published_us: int) -> 
         raise ManifestFileError(f"a manifest file is at most {MAX_MANIFEST_FILE_BYTES} bytes")
     try:
         raw = json.loads(text, parse_float=_no_float, parse_constant=_no_float)
-    except json.JSONDecodeError as exc:
+    except ManifestFileError:
+        raise
+    except ValueError as exc:  # not JSON, or an integer of more digits than int() takes
         raise ManifestFileError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ManifestFileError("not JSON: it nests too deeply") from None
     if not isinstance(raw, dict):
         raise ManifestFileError("a manifest is a JSON object")
     unknown = set(raw) - MANIFEST_FILE_KEYS
