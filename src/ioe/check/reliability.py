@@ -55,10 +55,20 @@ def _crash(settings: Settings) -> CategoryResult:
     )
 
 
+def _hostile(settings: Settings) -> CategoryResult:
+    from ioe.check import hostile  # noqa: PLC0415
+    from ioe.check.scratch import ScratchNodes  # noqa: PLC0415
+
+    total = hostile.QUICK_INPUTS if settings.quick else hostile.FULL_INPUTS
+    with ScratchNodes(settings.workdir) as nodes:
+        return hostile.run(total, nodes, seed=settings.seed, progress=settings.progress)
+
+
 CATEGORIES: dict[str, Category] = {
     category.name: category
     for category in (
         Category("crash", "SIGKILL a writer mid-commit, reopen, verify, count losses", _crash),
+        Category("hostile", "fuzz every parser of untrusted input; oversized input", _hostile),
     )
 }
 

@@ -96,4 +96,3 @@ def render_table(results: Iterable[CategoryResult]) -> list[str]:
         lines.append(f"{name}:")
         lines.extend(f"  {text}" for text in texts)
     return lines
-
