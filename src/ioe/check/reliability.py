@@ -64,11 +64,20 @@ def _hostile(settings: Settings) -> CategoryResult:
         return hostile.run(total, nodes, seed=settings.seed, progress=settings.progress)
 
 
+def _access(settings: Settings) -> CategoryResult:
+    from ioe.check import access  # noqa: PLC0415
+    from ioe.check.scratch import ScratchNodes  # noqa: PLC0415
+
+    with ScratchNodes(settings.workdir) as nodes:
+        return access.run(nodes, progress=settings.progress)
+
+
 CATEGORIES: dict[str, Category] = {
     category.name: category
     for category in (
         Category("crash", "SIGKILL a writer mid-commit, reopen, verify, count losses", _crash),
         Category("hostile", "fuzz every parser of untrusted input; oversized input", _hostile),
+        Category("access", "what a node must refuse: API, files, calls, directory, p2p", _access),
     )
 }
 

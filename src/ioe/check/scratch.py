@@ -44,6 +44,15 @@ class ScratchNodes:
         """Run ``coroutine`` on the nodes' loop and wait (bounded) for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
 
+    def call(self, node: Node, zome: str, fn: str, payload: object = None) -> object:
+        """``node`` calls its own core cell's ``zome.fn``, on the nodes' loop (where its other
+        writes happen, so they cannot interleave)."""
+
+        async def call() -> object:
+            return node.call(node.core_cell(), zome, fn, payload)
+
+        return self.run(call())
+
     def add(self, name: str, *, p2p: bool = False) -> Node:
         """A new owner's node, started, in ``workdir/name`` (unlocked by a device key file)."""
         data_dir = self.workdir / name
