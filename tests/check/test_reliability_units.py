@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ioe.check import crash
+from ioe.check import crash, payments
 from ioe.check.child import ChildFailed
 from ioe.check.report import CategoryResult, render_table, to_json
 
@@ -65,3 +65,24 @@ def test_the_table_has_a_row_per_category_and_lists_failures() -> None:
 
 def test_nothing_tried_is_not_a_pass() -> None:
     assert not CategoryResult("access").ok
+
+
+def _item(memo: str, delta: int) -> dict[str, object]:
+    return {"memo": memo, "delta_mc": delta}
+
+
+def test_payments_mirror_each_other_or_are_counted_lost() -> None:
+    a = [_item("p0", -3), _item("p1", 2)]
+    b = [_item("p0", 3), _item("p1", -2)]
+    fine = payments.judge([a, b], [-1, 1], {"p0", "p1"})
+    assert fine.lost == 0 and fine.problems() == []
+    # p1 confirmed but on a's chain only; p2 on b's only, unconfirmed; balances off by 2
+    broken = payments.judge([a, [_item("p0", 3), _item("p2", 5)]], [-1, 3], {"p0", "p1"})
+    assert broken.missing_confirmed == ("p1",)
+    assert broken.one_sided == ("p1", "p2")
+    assert broken.lost == 3
+    assert len(broken.problems()) == 3
+
+
+def test_an_unconfirmed_payment_on_neither_chain_is_no_loss() -> None:
+    assert payments.judge([[], []], [0, 0], set()).lost == 0

@@ -188,3 +188,26 @@ def run(
     )
     result.seconds = time.monotonic() - started
     return result
+
+
+def combined(chain: CategoryResult, payments: CategoryResult) -> CategoryResult:
+    """The crash category: the chain-write kills and the payment kills, each part's own
+    figures under ``chain`` and ``payments``."""
+    result = CategoryResult(
+        "crash",
+        tried=chain.tried + payments.tried,
+        survived=chain.survived + payments.survived,
+        lost=chain.lost + payments.lost,
+        seconds=chain.seconds + payments.seconds,
+    )
+    for part, name in ((chain, "chain"), (payments, "payments")):
+        result.extra[name] = {
+            "tried": part.tried,
+            "survived": part.survived,
+            "lost": part.lost,
+            "seconds": round(part.seconds, 2),
+            **part.extra,
+        }
+        for text in part.failures:
+            result.fail(f"{name}: {text}")
+    return result

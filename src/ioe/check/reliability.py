@@ -43,16 +43,22 @@ class Category:
 
 
 def _crash(settings: Settings) -> CategoryResult:
-    from ioe.check import crash  # noqa: PLC0415 - each category imports only what it runs
+    from ioe.check import crash, payments  # noqa: PLC0415 - each category imports what it runs
 
-    kills = 15 if settings.quick else 100
-    return crash.run(
-        kills,
+    chain = crash.run(
+        15 if settings.quick else 100,
         settings.workdir,
         seed=settings.seed,
         per_series=5 if settings.quick else 10,
         progress=settings.progress,
     )
+    paying = payments.run(
+        3 if settings.quick else 25,
+        settings.workdir,
+        seed=settings.seed,
+        progress=settings.progress,
+    )
+    return crash.combined(chain, paying)
 
 
 def _hostile(settings: Settings) -> CategoryResult:
@@ -75,7 +81,9 @@ def _access(settings: Settings) -> CategoryResult:
 CATEGORIES: dict[str, Category] = {
     category.name: category
     for category in (
-        Category("crash", "SIGKILL a writer mid-commit, reopen, verify, count losses", _crash),
+        Category(
+            "crash", "SIGKILL chain writers and paying nodes mid-write; restart, verify", _crash
+        ),
         Category("hostile", "fuzz every parser of untrusted input; oversized input", _hostile),
         Category("access", "what a node must refuse: API, files, calls, directory, p2p", _access),
     )
