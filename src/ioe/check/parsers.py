@@ -52,6 +52,7 @@ from ioe.net.frames import HEADER, MAX_FRAME, FrameDecoder
 from ioe.net.interface import MalformedFrame, RequestRefused
 from ioe.services.http import json_depth
 from ioe.services.remote import CallRequest, open_signed_call
+from ioe.testing.sunspec_server import RawValue, SunSpecMap
 from ioe.vocabulary import Enrollment, NodeType
 from ioe.zomes.appstore.entries import AppManifest, ManifestFileError, manifest_from_json
 
@@ -216,8 +217,6 @@ def sunspec_map(data: bytes) -> None:
 
 
 def _sunspec_samples() -> tuple[bytes, ...]:
-    from ioe.testing.sunspec_server import RawValue, SunSpecMap  # noqa: PLC0415 - pymodbus
-
     common: tuple[int, dict[str, RawValue]] = (1, {"Mn": "ACME", "Md": "Hybrid 5", "SN": "A-1"})
     maps: tuple[list[tuple[int, dict[str, RawValue]]], ...] = (
         [common, (103, {"W": 4200, "W_SF": 0, "WH": 12000, "WH_SF": 0, "A": 18, "A_SF": 0})],

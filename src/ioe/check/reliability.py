@@ -1,10 +1,10 @@
 """``ioe check reliability``: the categories of the reliability suite and the runner.
 
-Each category is a function from :class:`Settings` to a :class:`~ioe.check.report.CategoryResult`.
-Only categories that really run are registered here: the command lists what this table holds,
-so a category that is not built yet has no row (rather than a row of zeros that reads as a
-pass). The quick form of each category is what CI runs, through the tests in ``tests/check``;
-the full form is what ``docs/reliability.md`` reports.
+Each category is a function from :class:`Settings` to a :class:`~ioe.check.report.CategoryResult`,
+one for each name in :mod:`ioe.check.catalog` (a name without a runner fails at import). Only
+categories that really run are listed: a category that is not built yet has no row, rather than
+a row of zeros that reads as a pass. The quick form of each category is what CI runs, through
+the tests in ``tests/check``; the full form is what ``docs/reliability.md`` reports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ioe.check import access, catalog, crash, hostile, payments
 from ioe.check.report import CategoryResult
+from ioe.check.scratch import ScratchNodes
 
 Progress = Callable[[str], None]
 
@@ -30,10 +32,6 @@ class Settings:
     workdir: Path
     progress: Progress | None = None
 
-    def say(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress(text)
-
 
 @dataclass(frozen=True, slots=True)
 class Category:
@@ -43,8 +41,6 @@ class Category:
 
 
 def _crash(settings: Settings) -> CategoryResult:
-    from ioe.check import crash, payments  # noqa: PLC0415 - each category imports what it runs
-
     chain = crash.run(
         15 if settings.quick else 100,
         settings.workdir,
@@ -62,31 +58,23 @@ def _crash(settings: Settings) -> CategoryResult:
 
 
 def _hostile(settings: Settings) -> CategoryResult:
-    from ioe.check import hostile  # noqa: PLC0415
-    from ioe.check.scratch import ScratchNodes  # noqa: PLC0415
-
     total = hostile.QUICK_INPUTS if settings.quick else hostile.FULL_INPUTS
     with ScratchNodes(settings.workdir) as nodes:
         return hostile.run(total, nodes, seed=settings.seed, progress=settings.progress)
 
 
 def _access(settings: Settings) -> CategoryResult:
-    from ioe.check import access  # noqa: PLC0415
-    from ioe.check.scratch import ScratchNodes  # noqa: PLC0415
-
     with ScratchNodes(settings.workdir) as nodes:
         return access.run(nodes, progress=settings.progress)
 
 
+_RUNNERS: dict[str, Callable[[Settings], CategoryResult]] = {
+    "crash": _crash,
+    "hostile": _hostile,
+    "access": _access,
+}
 CATEGORIES: dict[str, Category] = {
-    category.name: category
-    for category in (
-        Category(
-            "crash", "SIGKILL chain writers and paying nodes mid-write; restart, verify", _crash
-        ),
-        Category("hostile", "fuzz every parser of untrusted input; oversized input", _hostile),
-        Category("access", "what a node must refuse: API, files, calls, directory, p2p", _access),
-    )
+    name: Category(name, summary, _RUNNERS[name]) for name, summary in catalog.CATEGORIES.items()
 }
 
 
