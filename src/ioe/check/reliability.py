@@ -49,7 +49,7 @@ def _crash(settings: Settings) -> CategoryResult:
         progress=settings.progress,
     )
     paying = payments.run(
-        3 if settings.quick else 25,
+        3 if settings.quick else 100,
         settings.workdir,
         seed=settings.seed,
         progress=settings.progress,
