@@ -309,6 +309,16 @@ def cmd_node_peers(args: argparse.Namespace) -> int:
             print(f"  {peer}")
         for dna, members in peers["members"].items():
             print(f"{len(members)} member(s) of {dna}")
+        failing = {p: d for p, d in peers.get("dials", {}).items() if d["dial_failures"]}
+        if failing:
+            print(f"{len(failing)} peer(s) with failed dials")
+        for peer, dials in failing.items():
+            retry = dials["retry_in_s"]
+            when = "not until it shows up again" if retry is None else f"next in {retry} s"
+            print(
+                f"  {peer}  {dials['dial_failures']} of {dials['dials']} dial(s) failed, "
+                f"{dials['state']}, {when}"
+            )
     return 0
 
 
@@ -695,7 +705,7 @@ def _add_node_commands(commands: Any) -> None:
     run.set_defaults(handler=cmd_node_run)
     for name, handler, text in (
         ("info", cmd_node_info, "the running node's identity, addresses and agents"),
-        ("peers", cmd_node_peers, "connected peers and DNA members"),
+        ("peers", cmd_node_peers, "connected peers, DNA members and failed dials"),
         ("blocked", cmd_node_blocked, "blocked agents and why (read from the database)"),
     ):
         sub = node_commands.add_parser(name, help=text, description=f"Show {text}.")

@@ -7,6 +7,9 @@ A node has one identity (a libp2p peer id, as text) and speaks to other nodes by
 * **publish/subscribe** on topics;
 * **peer events**: connected / disconnected.
 
+Peers are dialled on demand and backed off when they do not answer; a peer the node has no more
+use for is forgotten (see :mod:`ioe.net.dialling`).
+
 Payloads are opaque bytes here; their meaning (and their size limits) belong to the protocol that
 uses them. Errors are the :class:`NetworkError` family below, never a library's own.
 """
@@ -59,6 +62,36 @@ class PeerEventKind(StrEnum):
 class PeerEvent:
     kind: PeerEventKind
     peer: PeerId
+
+
+@dataclass(frozen=True, slots=True)
+class DialStats:
+    """How this node's dials of one peer went (see :mod:`ioe.net.dialling`)."""
+
+    dials: int
+    """Connections this node tried to open to the peer."""
+    failures: int
+    """Of those, how many failed."""
+    failing: int
+    """Failed in a row, up to now (0: the latest one worked, or none failed)."""
+    skipped: int
+    """Dials not made because the peer was backed off, given up or forgotten."""
+    state: str
+    """``reachable``, ``backing off``, ``given up`` or ``forgotten``."""
+    retry_in_s: float | None
+    """Seconds until the peer may be dialled again (None: not until it shows up again)."""
+    last_error: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dials": self.dials,
+            "dial_failures": self.failures,
+            "failing": self.failing,
+            "skipped": self.skipped,
+            "state": self.state,
+            "retry_in_s": None if self.retry_in_s is None else round(self.retry_in_s, 1),
+            "last_error": self.last_error,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +172,24 @@ class Network(ABC):
 
     @abstractmethod
     def add_peer_addrs(self, peer: PeerId, addrs: list[str]) -> None:
-        """Remember addresses of a peer (learnt from discovery or agent info) for later dials."""
+        """Remember addresses of a peer (learnt from discovery or agent info) for later dials.
+        Hearsay: a peer backed off or forgotten stays so."""
+
+    def peer_announced(self, peer: PeerId, addrs: list[str]) -> None:
+        """``peer`` itself just said where it is (a newly signed agent info): remember the
+        addresses, and dial it again at once when needed even if it was backed off or
+        forgotten."""
+        self.add_peer_addrs(peer, addrs)
+
+    @abstractmethod
+    def forget_peer(self, peer: PeerId) -> None:
+        """This node has no more use for ``peer`` (its agents left, or it moved to another peer
+        id): drop its addresses and never dial it until it shows up again (connects, is
+        announced, or is dialled with :meth:`connect`). A connection still open stays open."""
+
+    def dial_stats(self) -> dict[PeerId, DialStats]:
+        """Per peer dialled (or forgotten): how the dials went. Empty where not kept."""
+        return {}
 
 
 class Routing(ABC):

@@ -59,6 +59,7 @@ from ioe.errors import LocalProtocolError
 from ioe.net.frames import MAX_PROTOCOL
 from ioe.net.interface import (
     MAX_PAYLOAD,
+    DialStats,
     Message,
     Network,
     NetworkError,
@@ -456,6 +457,14 @@ class _Published:
     message: Message
 
 
+@dataclass(slots=True)
+class _DialCount:
+    dials: int = 0
+    failures: int = 0
+    failing: int = 0
+    skipped: int = 0
+
+
 class MemoryNetwork(Network):
     """One node on a :class:`MemoryHub`."""
 
@@ -465,6 +474,8 @@ class MemoryNetwork(Network):
         self._state = "new"
         self._handlers: dict[str, RequestHandler] = {}
         self._peer_addrs: dict[PeerId, list[str]] = {}
+        self._forgotten: set[PeerId] = set()
+        self._dials: dict[PeerId, _DialCount] = {}
         self._pending: dict[int, tuple[PeerId, asyncio.Future[bytes]]] = {}
         self._request_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -561,6 +572,33 @@ class MemoryNetwork(Network):
     def add_peer_addrs(self, peer: PeerId, addrs: list[str]) -> None:
         self._remember(peer, addrs)
 
+    def peer_announced(self, peer: PeerId, addrs: list[str]) -> None:
+        self._forgotten.discard(peer)
+        self._remember(peer, addrs)
+
+    def forget_peer(self, peer: PeerId) -> None:
+        """No backoff here (dials are instant and cost nothing), but forgetting is kept: a
+        forgotten peer is not dialled on demand until it connects, is announced or dialled."""
+        if peer != self._peer_id:
+            self._forgotten.add(peer)
+            self._peer_addrs.pop(peer, None)
+
+    def dial_stats(self) -> dict[PeerId, DialStats]:
+        return {
+            peer: DialStats(
+                dials=count.dials,
+                failures=count.failures,
+                failing=count.failing,
+                skipped=count.skipped,
+                state="forgotten" if peer in self._forgotten else "reachable",
+                retry_in_s=None if peer in self._forgotten else 0.0,
+            )
+            for peer, count in {
+                **{peer: _DialCount() for peer in self._forgotten},
+                **self._dials,
+            }.items()
+        }
+
     def _remember(self, peer: PeerId, addrs: list[str]) -> None:
         known = self._peer_addrs.setdefault(peer, [])
         known.extend(addr for addr in addrs if addr not in known)
@@ -570,17 +608,25 @@ class MemoryNetwork(Network):
             raise PeerUnreachable("a node cannot dial itself")
         if self.hub._link(self._peer_id, peer) is not None:
             return
+        count = self._dials.setdefault(peer, _DialCount())
+        if peer in self._forgotten:
+            count.skipped += 1
+            raise PeerUnreachable(f"not dialling {peer}: forgotten (it left)")
         addrs = [a for a in self._peer_addrs.get(peer, []) if a.endswith(f"/p2p/{peer}")]
         if not addrs:
             raise PeerUnreachable(f"no connection to {peer} and no known address")
         failure: PeerUnreachable | None = None
+        count.dials += 1
         for addr in addrs:
             try:
                 await self.connect(addr)
             except PeerUnreachable as exc:
                 failure = exc
             else:
+                count.failing = 0
                 return
+        count.failures += 1
+        count.failing += 1
         raise PeerUnreachable(f"cannot dial {peer}: {failure}") from failure
 
     def _connection_lost(self, peer: PeerId, reason: str) -> None:
@@ -599,6 +645,8 @@ class MemoryNetwork(Network):
         return stream
 
     def _peer_event(self, kind: PeerEventKind, peer: PeerId) -> None:
+        if kind is PeerEventKind.CONNECTED:
+            self._forgotten.discard(peer)  # it showed up again
         event = PeerEvent(kind, peer)
         for stream in list(self._event_streams):
             stream.push(event)

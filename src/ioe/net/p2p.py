@@ -15,15 +15,25 @@ per-topic rate limit.
 
 Requests to a peer are multiplexed on one long-lived stream per direction (see
 :mod:`ioe.net.frames`): opening a libp2p stream costs a protocol negotiation each time.
+
+Every dial goes through one gate, :class:`~ioe.net.dialling.DialBook`: a peer whose dials fail
+is backed off (doubling, capped), given up after a while, and a peer the node has forgotten is
+not dialled at all, until it shows up again. py-libp2p's own redialling is switched off for this
+(its auto-connector dials every peer of the peer store to keep 100 connections; each dial is
+retried three times), and its "Failed to open TCP stream" errors, which name no peer, are
+rewritten by :class:`DialLogFilter`: the peer named, a warning the first time, INFO after that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
+import os
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +45,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network import swarm as _swarm
+from libp2p.network.config import RetryConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import GossipSub
@@ -44,9 +55,11 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service.context import background_trio_service
 
 from ioe.errors import LocalProtocolError
+from ioe.net.dialling import BackoffPolicy, DialBook
 from ioe.net.frames import Frame, FrameDecoder, FrameKind
 from ioe.net.interface import (
     MAX_PAYLOAD,
+    DialStats,
     MalformedFrame,
     Message,
     Network,
@@ -83,6 +96,80 @@ class P2PConfig:
     # GossipSub's eclipse protection wants peers on several distinct IPs; on one machine (tests,
     # a home gateway bridging local devices) every peer shares 127.0.0.1.
     eclipse_protection: bool = False
+    dial_backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    """When a peer whose dials fail is dialled again, and when it is given up."""
+
+
+# ------------------------------------------------------------------------------ dial logging
+
+DIAL_FAILURES = ("Failed to open TCP stream", "failed to upgrade security for peer")
+"""How py-libp2p's records of a failed dial begin (the TCP connect, or the handshake with
+whoever listens there now)."""
+_LIBP2P_DIAL_LOGGERS = ("libp2p.transport.tcp.tcp", "libp2p.network.swarm")
+
+
+@dataclass(frozen=True, slots=True)
+class _Dialling:
+    peer: PeerId
+    known_failing: bool
+
+
+_DIALLING: contextvars.ContextVar[_Dialling | None] = contextvars.ContextVar(
+    "ioe_dialling", default=None
+)
+"""The peer being dialled, seen by libp2p's tasks of that dial (trio copies the context)."""
+
+
+class DialLogFilter(logging.Filter):
+    """py-libp2p logs each failed dial as an ERROR naming an address, not a peer. This names the
+    peer and lowers the level: WARNING the first time a peer fails, INFO while it keeps failing
+    (it is backed off, given up or forgotten: no news; shown with ``--verbose``). Records it
+    lowers below what the root logger shows are dropped. Other records pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not isinstance(record.msg, str):
+            return True
+        if not record.msg.startswith(DIAL_FAILURES):
+            return True
+        dialling = _DIALLING.get()
+        message = record.getMessage()
+        if dialling is None:
+            if not record.msg.startswith(DIAL_FAILURES[0]):
+                return True  # a handshake failing on a connection someone else opened
+            level = logging.INFO
+        elif dialling.known_failing:
+            level = logging.INFO
+            message += f" (dialling {dialling.peer} again, which has not answered lately)"
+        else:
+            level = logging.WARNING
+            message += f" (dialling {dialling.peer}; backing off)"
+        record.msg, record.args = message, None
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return logging.getLogger().isEnabledFor(level)
+
+
+_FILTER = DialLogFilter()
+
+
+def route_libp2p_logs() -> None:
+    """Send py-libp2p's log records through this program's handlers (its timestamps), with the
+    dial failures rewritten by :class:`DialLogFilter`. py-libp2p otherwise keeps them to itself
+    with no handler (``LIBP2P_DEBUG`` unset), so Python prints its warnings bare on stderr.
+    With ``LIBP2P_DEBUG`` set, py-libp2p's own logging set-up is left alone."""
+    install_dial_log_filter()
+    if os.environ.get("LIBP2P_DEBUG"):
+        return
+    libp2p = logging.getLogger("libp2p")
+    libp2p.propagate = True
+    libp2p.setLevel(logging.WARNING)
+
+
+def install_dial_log_filter() -> None:
+    """Rewrite py-libp2p's dial-failure records (idempotent)."""
+    for name in _LIBP2P_DIAL_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
 
 class _Stop:
@@ -156,8 +243,14 @@ class P2PNetwork(Network):
         self._nursery: trio.Nursery | None = None
         self._conns: dict[PeerId, _Conn] = {}
         self._dialing: dict[PeerId, trio.Event] = {}
+        self._gate_dialling: dict[PeerId, trio.Event] = {}
         self._ids = itertools.count(1)
         self._connected: set[PeerId] = set()
+        # the dial gate: written on the trio side (dials, connections) and the asyncio side
+        # (forget, announce), read by both
+        self._dial_book = DialBook(self._config.dial_backoff)
+        self._dial_lock = threading.Lock()
+        install_dial_log_filter()
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -261,7 +354,9 @@ class P2PNetwork(Network):
         )
         self._pubsub = Pubsub(self._host, router)
         self._host.set_stream_handler(RPC_PROTOCOL, self._on_inbound_stream)
-        self._host.get_network().register_notifee(_Notifee(self))
+        swarm = self._host.get_network()
+        swarm.register_notifee(_Notifee(self))
+        self._guard_dials(swarm)
         with trio.CancelScope() as everything:
             async with self._host.run(listen), background_trio_service(self._pubsub):
                 self._addrs = [str(addr) for addr in self._host.get_addrs()]
@@ -279,6 +374,74 @@ class P2PNetwork(Network):
                 # libp2p's own shutdown can wait on handshakes still in flight; the connections
                 # are closed by now, so do not let it hold up the caller.
                 everything.deadline = trio.current_time() + SHUTDOWN_GRACE_S
+
+    def _guard_dials(self, swarm: Any) -> None:
+        """Every dial libp2p makes passes :meth:`_gated_dial`; libp2p's own redialling is off:
+        its auto-connector (which dials every peer in the peer store every 10 to 30 s while
+        the node has fewer than 100 connections), its retries of a failed address (our gate
+        decides when to try again) and its 60 s "negative cache" (which also refused a peer
+        that had come back)."""
+        dial_peer = swarm.dial_peer
+
+        async def gated(peer_id: ID) -> Any:
+            return await self._gated_dial(swarm, dial_peer, peer_id)
+
+        async def no_auto_connect() -> None:
+            return None
+
+        swarm.dial_peer = gated
+        swarm.retry_config = RetryConfig(max_retries=0)
+        with contextlib.suppress(AttributeError):
+            swarm.auto_connector.maybe_connect = no_auto_connect
+
+    async def _gated_dial(
+        self, swarm: Any, dial_peer: Callable[[ID], Awaitable[Any]], peer_id: ID
+    ) -> Any:
+        peer = PeerId(peer_id.to_base58())
+        while (in_flight := self._gate_dialling.get(peer)) is not None:
+            await in_flight.wait()  # then judge again: it may have connected, or failed
+        if any(not conn.is_closed for conn in swarm.get_connections(peer_id)):
+            return await dial_peer(peer_id)  # no dial: libp2p reuses the connection
+        self._gate_dialling[peer] = done = trio.Event()
+        try:
+            return await self._dial_through_gate(swarm, dial_peer, peer_id, peer)
+        finally:
+            del self._gate_dialling[peer]
+            done.set()
+
+    async def _dial_through_gate(
+        self, swarm: Any, dial_peer: Callable[[ID], Awaitable[Any]], peer_id: ID, peer: PeerId
+    ) -> Any:
+        now = time.monotonic()
+        with self._dial_lock:
+            if not self._dial_book.may_dial(peer, now):
+                raise PeerUnreachable(f"not dialling {peer}: {self._dial_book.why_not(peer, now)}")
+            known_failing = self._dial_book.failing(peer)
+            self._dial_book.dialling(peer, now)
+        with contextlib.suppress(Exception):
+            swarm._negative_peer_cache.evict(str(peer_id))
+        token = _DIALLING.set(_Dialling(peer, known_failing))
+        try:
+            connections = await dial_peer(peer_id)
+        except BaseException as exc:  # a failure, or the caller's timeout cancelling the dial
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            with self._dial_lock:
+                wait = self._dial_book.failed(peer, time.monotonic(), reason)
+            if wait == float("inf"):
+                log.info("giving up dialling %s: it has not answered for a long time", peer)
+            else:
+                log.debug("dial of %s failed (%s); next try in %.1f s", peer, reason, wait)
+            raise
+        finally:
+            _DIALLING.reset(token)
+        with self._dial_lock:
+            self._dial_book.connected(peer, time.monotonic())
+        return connections
+
+    def _peer_connected(self, peer: PeerId) -> None:
+        """A connection came up, dialled by either side: the peer is reachable again."""
+        with self._dial_lock:
+            self._dial_book.connected(peer, time.monotonic())
 
     async def _hang_up(self) -> None:
         """Close every connection so peers learn at once that we are gone."""
@@ -309,6 +472,8 @@ class P2PNetwork(Network):
         peer = PeerId(info.peer_id.to_base58())
         if peer == self._peer_id:
             raise PeerUnreachable("cannot dial oneself")
+        with self._dial_lock:  # asked for by address: dial now, whatever failed before
+            self._dial_book.announced(peer, time.monotonic())
         try:
             with trio.fail_after(self._config.connect_timeout_s):
                 await self._host.connect(info)
@@ -335,6 +500,8 @@ class P2PNetwork(Network):
                 peer_id = ID.from_base58(peer)
                 with trio.fail_after(self._config.connect_timeout_s):
                     stream = await self._host.new_stream(peer_id, [RPC_PROTOCOL])
+            except PeerUnreachable:
+                raise  # the dial gate's refusal says why
             except Exception as exc:
                 raise PeerUnreachable(f"cannot reach {peer}: {type(exc).__name__}: {exc}") from exc
             conn = _Conn(peer, stream)
@@ -455,10 +622,38 @@ class P2PNetwork(Network):
             with contextlib.suppress(Exception):
                 parsed.append(multiaddr.Multiaddr(addr.split("/p2p/")[0]))
         if parsed:
-            self._send_command((self._add_addrs, (peer, parsed), _discard_future(self._loop)))
+            self._on_trio(self._add_addrs, peer, parsed)
 
-    async def _add_addrs(self, peer: PeerId, addrs: list[Any]) -> None:
+    def peer_announced(self, peer: PeerId, addrs: list[str]) -> None:
+        with self._dial_lock:
+            self._dial_book.announced(peer, time.monotonic())
+        self.add_peer_addrs(peer, addrs)
+
+    def forget_peer(self, peer: PeerId) -> None:
+        if peer == self._peer_id:
+            return
+        with self._dial_lock:
+            self._dial_book.forget(peer, time.monotonic())
+        self._on_trio(self._clear_addrs, peer)
+        log.info("forgot peer %s: not dialled until it shows up again", peer)
+
+    def dial_stats(self) -> dict[PeerId, DialStats]:
+        with self._dial_lock:
+            return self._dial_book.stats(time.monotonic())
+
+    def _on_trio(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` (quick, synchronous) on the trio side, in the order asked (peer
+        store edits: forgetting a peer then hearing of it again must not swap)."""
+        if self._token is None or self._closed:
+            return
+        with contextlib.suppress(trio.RunFinishedError, RuntimeError):
+            self._token.run_sync_soon(_quietly, fn, *args)
+
+    def _add_addrs(self, peer: PeerId, addrs: list[Any]) -> None:
         self._host.get_peerstore().add_addrs(ID.from_base58(peer), addrs, 0)
+
+    def _clear_addrs(self, peer: PeerId) -> None:
+        self._host.get_peerstore().clear_addrs(ID.from_base58(peer))
 
     def set_handler(self, protocol: str, handler: RequestHandler) -> None:
         self._handlers[protocol] = handler
@@ -617,6 +812,7 @@ class _Notifee:
 
     async def connected(self, network: Any, conn: Any) -> None:
         peer = PeerId(conn.muxed_conn.peer_id.to_base58())
+        self._network._peer_connected(peer)
         self._network._to_asyncio(self._network._peer_event, PeerEventKind.CONNECTED, peer)
 
     async def disconnected(self, network: Any, conn: Any) -> None:
@@ -634,6 +830,13 @@ class _Notifee:
 
     async def listen_close(self, network: Any, multiaddr: Any) -> None:
         return None
+
+
+def _quietly(fn: Callable[..., None], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception as exc:  # a callback of trio's must not raise
+        log.debug("network command failed: %s", exc)
 
 
 def _error_frame(request: Frame, reason: str) -> Frame:
