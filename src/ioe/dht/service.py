@@ -28,6 +28,13 @@ Presence and liveness
     without a word is reported absent by this node's own liveness probes
     (:mod:`ioe.dht.liveness`), within 1.5 × ``liveness_timeout_s``.
 
+Forgetting
+    A peer none of whose agents is a member any more (they departed, their infos expired, they
+    were blocked) is forgotten: out of this DNA's Kademlia table and provider records, and,
+    unless another DNA network of this node still counts it, forgotten by the network, which
+    then never dials it until it shows up again (:mod:`ioe.net.dialling`). A newly signed info
+    of it, arriving through gossip, is such a showing up.
+
 Warrants and blocking
     An authority that judges an op invalid, or holds two agent-activity ops of one author at the
     same sequence number (a fork), signs a :class:`~ioe.engine.warrants.Warrant` and sends it to
@@ -42,6 +49,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +118,12 @@ MAX_WARRANT_FUTURE_US = 60_000_000
 WARRANT_FETCH_ROUNDS = 8
 DEPART_TIMEOUT_S = 1.5
 """How long a closing node spends telling its peers it is leaving."""
+MAX_FORGOTTEN_PEERS = 1024
+"""Peers a DNA network remembers having forgotten (so that it does not forget them again)."""
+
+_RUNNING: weakref.WeakKeyDictionary[Network, set[DnaNetwork]] = weakref.WeakKeyDictionary()
+"""The DNA networks running on each network: a peer is forgotten by the network only when none
+of them counts it a member."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +205,8 @@ class DnaNetwork:
         (an app network this node left keeps no handler serving)."""
         self._down_until: dict[PeerId, float] = {}
         self._failures: dict[PeerId, int] = {}
+        self._member_peers_seen: set[PeerId] = set()
+        self._forgotten: dict[PeerId, None] = {}  # peers forgotten here, oldest first
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random()
@@ -241,8 +257,10 @@ class DnaNetwork:
         self.net.set_handler(self.protocol_warrant, self._on_warrant)
         self.net.set_handler(self.protocol_ping, self._on_ping)
         self.net.set_handler(self.revocation_gossip.protocol, self.revocation_gossip.handle)
+        _RUNNING.setdefault(self.net, set()).add(self)
         self.announce()
         self._reported = self._present_now()  # known from an earlier run: no alerts for them
+        self._member_peers_seen = self._member_peers() - {self.net.peer_id}
         events = self.net.peer_events()
         for name, job in (
             ("publisher", self._publisher()),
@@ -261,6 +279,7 @@ class DnaNetwork:
 
     async def close(self) -> None:
         self.closed = True
+        _RUNNING.get(self.net, set()).discard(self)
         with contextlib.suppress(Exception):
             await self.routing.close()
         tasks = list(self._tasks)
@@ -394,7 +413,8 @@ class DnaNetwork:
                 continue  # nobody else speaks for our own agents
             stored = self.store.put_agent_info(info)
             if stored and info.peer_id != self.net.peer_id and not info.departed:
-                self.net.add_peer_addrs(PeerId(info.peer_id), list(info.addrs))
+                # newly signed by the agent: its node is there (or was, a moment ago)
+                self.net.peer_announced(PeerId(info.peer_id), list(info.addrs))
                 self.liveness.announced(PeerId(info.peer_id), info.signed_at_us)
             accepted.append(info)
         self._sync_presence()
@@ -478,6 +498,7 @@ class DnaNetwork:
                     if (
                         peer != self.net.peer_id
                         and peer not in self._member_peers()
+                        and peer not in self._forgotten  # it left: it comes back by itself
                         and not self.blocked_peer(peer)
                     ):
                         self._spawn(self.exchange_agent_infos(peer))
@@ -523,12 +544,44 @@ class DnaNetwork:
         now = self._present_now()
         joined, left = now - self._reported, self._reported - now
         self._reported = now
+        self._forget_gone_peers()
         if self.on_presence is None:
             return
         for agent in sorted(left):
             self.on_presence(agent, False)
         for agent in sorted(joined):
             self.on_presence(agent, True)
+
+    def _forget_gone_peers(self) -> None:
+        """Forget the peers that were members' nodes and are no more (every agent of theirs
+        departed, expired or was blocked), and those known only by departures."""
+        own = self.net.peer_id
+        now_peers = self._member_peers() - {own}
+        departed = {
+            PeerId(info.peer_id) for info in self.store.agent_infos(self.clock()) if info.departed
+        }
+        gone = (self._member_peers_seen - now_peers) | (departed - now_peers - {own})
+        gone -= self._forgotten.keys()
+        self._member_peers_seen = now_peers
+        for peer in now_peers & self._forgotten.keys():
+            del self._forgotten[peer]  # back
+        for peer in sorted(gone):
+            self._forgotten[peer] = None
+            self._peer_gone(peer)
+        while len(self._forgotten) > MAX_FORGOTTEN_PEERS:
+            del self._forgotten[next(iter(self._forgotten))]
+
+    def _peer_gone(self, peer: PeerId) -> None:
+        self.routing.forget(peer)
+        self._failures.pop(peer, None)
+        self._down_until.pop(peer, None)
+        siblings = [d for d in _RUNNING.get(self.net, ()) if d is not self and not d.closed]
+        if any(peer in d._member_peers() for d in siblings):
+            log.debug(
+                "peer %s left %s but is a member of another network here", peer, self.dna.name
+            )
+            return
+        self.net.forget_peer(peer)
 
     def _liveness_peers(self) -> set[PeerId]:
         """The nodes watched: those of explicitly watched agents, and of the members nearest
@@ -1019,7 +1072,12 @@ class DnaNetwork:
         # Connected peers we have no agent info from yet: the first exchange may have been lost.
         for peer in set(self.net.connected_peers()) - known - self._blocked_peers:
             self._spawn(self.exchange_agent_infos(peer))
-        peers = sorted(known - {self.net.peer_id})
+        now = asyncio.get_running_loop().time()
+        peers = sorted(  # not those known to be down: their gossip would only be a failed dial
+            p
+            for p in known - {self.net.peer_id}
+            if not self.liveness.is_absent(p) and self._down_until.get(p, 0.0) <= now
+        )
         if not peers:
             return
         chosen = self._rng.sample(peers, min(self.config.gossip_fanout, len(peers)))

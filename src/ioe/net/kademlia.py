@@ -362,6 +362,15 @@ class ProviderStore:
             if not records:
                 del self._records[location]
 
+    def remove_peer(self, peer: PeerId) -> int:
+        """Drop every record of ``peer`` (it left); returns how many."""
+        dropped = 0
+        for location in list(self._records):
+            if peer in self._records[location]:
+                self.remove(location, peer)
+                dropped += 1
+        return dropped
+
     def get(self, location: bytes) -> list[PeerInfo]:
         """The live providers of a key, most recently announced first."""
         records = self._records.get(location)
@@ -682,6 +691,13 @@ class Kademlia(Routing):
         self._provided[location] = self._clock()
         self.providers.add(location, self.peer_id, self._own_addrs(), self.provider_ttl_s)
         await self._provide_location(location)
+
+    def forget(self, peer: PeerId) -> None:
+        """``peer`` left this DHT for good (its agents departed): out of the routing table and
+        of the provider records kept here, so lookups stop asking it and nobody is pointed to
+        it from here. It comes back like any newcomer, by contacting a peer."""
+        self.table.remove(peer)
+        self.providers.remove_peer(peer)
 
     def stop_providing(self, key: bytes) -> None:
         """Stop announcing ``key``; the records at other peers expire on their own."""

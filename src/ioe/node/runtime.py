@@ -38,6 +38,7 @@ from ioe.identity.service.keyset_signing import KeysetSigning
 from ioe.identity.service.reputation import NodeReputation
 from ioe.identity.service.rotation import RotationService
 from ioe.identity.service.transfer import TransferService
+from ioe.net.dialling import BackoffPolicy
 from ioe.net.interface import Network, NetworkError
 from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, dial_discovered
 from ioe.net.p2p import P2PConfig, P2PNetwork
@@ -54,6 +55,8 @@ from ioe.wallet.service import Wallet
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_RETRY_S = 1.0
+BOOTSTRAP_BACKOFF = BackoffPolicy(first_s=BOOTSTRAP_RETRY_S, cap_s=60.0)
+"""A bootstrap address that does not answer is dialled again after 1, 2, 4 … at most 60 s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,14 +262,27 @@ class Node:
             await self.close()
 
     async def _keep_dialling(self, addr: str) -> None:
-        """Dial a bootstrap address until it answers, then again whenever we have no peers."""
+        """Dial a bootstrap address until it answers, then again whenever we have no peers;
+        while it does not answer, less and less often (:data:`BOOTSTRAP_BACKOFF`)."""
+        failures = 0
         while True:
-            if not self.network.connected_peers():
+            if self.network.connected_peers():
+                failures = 0
+            else:
                 try:
                     await self.network.connect(addr)
+                    failures = 0
                 except NetworkError as exc:
-                    log.info("bootstrap %s not reachable yet: %s", addr, exc)
-            await asyncio.sleep(BOOTSTRAP_RETRY_S)
+                    failures += 1
+                    wait = BOOTSTRAP_BACKOFF.delay(failures)
+                    log.info(
+                        "bootstrap %s not reachable (%d failed dial(s)); next in %.0f s: %s",
+                        addr,
+                        failures,
+                        wait,
+                        exc,
+                    )
+            await asyncio.sleep(max(BOOTSTRAP_RETRY_S, BOOTSTRAP_BACKOFF.delay(failures)))
 
     # ------------------------------------------------------------------------------ calls
 

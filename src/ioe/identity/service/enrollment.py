@@ -365,6 +365,10 @@ class OwnerEnrollment:
             db = self.node.conductor.db
             db.put_setting(DEVICES_SETTING, [*self.devices(), record])
             self.pending.pop(device, None)
+            # The device now restarts under its enrolled key, a new peer id: its provisional
+            # one is gone for good, and is never dialled again.
+            if pending.peer != self.node.network.peer_id:
+                self.node.network.forget_peer(pending.peer)
             self._watch_devices()
             self.node.signals.publish(
                 {**record, "type": "device_enrolled", "device_type": pending.device_type}
