@@ -30,9 +30,15 @@ from ioe.engine.integrity import VALID, Invalid, Outcome
 from ioe.engine.records import Entry, SignedAction
 from ioe.engine.zome import CoordinatorZome, EntryDef, IntegrityZome
 from ioe.hashing import AgentPubKey
-from ioe.net.frames import HEADER
+from ioe.net.frames import HEADER, MAX_FRAME
 from ioe.net.interface import PeerId, RequestRefused
-from ioe.net.p2p import RPC_PROTOCOL, P2PNetwork
+from ioe.net.p2p import (
+    MAX_BUFFERED_PER_PEER,
+    MAX_INBOUND_STREAMS_PER_PEER,
+    RPC_PROTOCOL,
+    STRANGER_MAX_FRAME,
+    P2PNetwork,
+)
 from ioe.store.dht import OpStatus
 from ioe.store.sqlite import SqliteDatabase
 
@@ -230,6 +236,54 @@ async def test_oversized_and_garbage_frames_are_refused_and_the_node_stays_up(ma
         (5).to_bytes(HEADER, "big") + encode([9, 1, "x", b""])[:5],  # truncated then valid length
     ]:
         await _raw_write(attacker.net, honest.net.peer_id, data)
+    reply = await witness.net.request(
+        honest.net.peer_id,
+        honest.dht.protocol_agents,
+        encode([i.to_bytes() for i in witness.dht.members().values()]),
+    )
+    assert any(AgentInfo.from_bytes(i).agent == honest.keys.agent for i in decode(reply))
+
+
+async def _half_sent_frames(
+    attacker: P2PNetwork, peer: PeerId, streams: int, announced: int, sent: int
+) -> int:
+    """Open ``streams`` RPC streams to ``peer``, each announcing a frame of ``announced`` bytes
+    and sending ``sent`` of them, and keep them open; how many the peer reset at once."""
+    reset = 0
+
+    async def attack() -> None:
+        nonlocal reset
+        opened = []
+        for _ in range(streams):
+            stream = await attacker._host.new_stream(ID.from_base58(peer), [RPC_PROTOCOL])
+            opened.append(stream)
+            try:
+                await stream.write(announced.to_bytes(HEADER, "big"))
+                for start in range(0, sent, 64 * 1024):
+                    await stream.write(b"\x00" * min(64 * 1024, sent - start))
+            except Exception:  # the peer reset this stream: it refused it
+                reset += 1
+        await trio.sleep(0.5)
+
+    await attacker._call(attack)
+    return reset
+
+
+async def test_half_sent_large_frames_cannot_exhaust_the_nodes_memory(make_peer) -> None:  # type: ignore[no-untyped-def]
+    """A peer announcing 4 MiB frames on many streams and never finishing them holds at most
+    one peer's budget of the node's memory; a stranger may not announce large frames at all."""
+    honest, attacker = await _member_pair(make_peer)
+    witness = await make_peer(3)
+    await witness.net.connect(honest.net.listen_addrs()[0])
+    await _half_sent_frames(attacker.net, honest.net.peer_id, 12, MAX_FRAME, MAX_FRAME - 1)
+    await eventually(lambda: honest.net._buffered_total <= MAX_BUFFERED_PER_PEER)
+    assert honest.net._inbound.get(attacker.net.peer_id, 0) <= MAX_INBOUND_STREAMS_PER_PEER
+    # a stranger (not a member's peer) may not even announce one
+    honest.net.set_member_peers(frozenset({witness.net.peer_id}))
+    stranger = await make_peer(4, admitted=False)
+    await stranger.net.connect(honest.net.listen_addrs()[0])
+    await _half_sent_frames(stranger.net, honest.net.peer_id, 3, STRANGER_MAX_FRAME + 1, 1024)
+    await eventually(lambda: honest.net._buffered_by_peer.get(stranger.net.peer_id, 0) == 0)
     reply = await witness.net.request(
         honest.net.peer_id,
         honest.dht.protocol_agents,

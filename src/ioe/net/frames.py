@@ -66,20 +66,24 @@ def parse_body(body: bytes) -> Frame:
 
 
 class FrameDecoder:
-    """Feed bytes as they arrive; take complete frames out."""
+    """Feed bytes as they arrive; take complete frames out. ``max_frame`` is the largest frame
+    this peer may announce now (it may change between feeds: a stranger's limit is smaller)."""
 
-    __slots__ = ("_buffer", "_needed")
+    __slots__ = ("_buffer", "_needed", "max_frame")
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
         self._needed: int | None = None
+        self.max_frame = min(max_frame, MAX_FRAME)
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
         if self._needed is None and len(self._buffer) >= HEADER:
             self._needed = int.from_bytes(self._buffer[:HEADER], "big")
-            if self._needed > MAX_FRAME:
-                raise MalformedFrame(f"peer announced a frame of {self._needed} bytes")
+            if self._needed > self.max_frame:
+                raise MalformedFrame(
+                    f"peer announced a frame of {self._needed} bytes (at most {self.max_frame})"
+                )
             if self._needed == 0:
                 raise MalformedFrame("empty frame")
 

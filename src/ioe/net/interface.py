@@ -191,6 +191,10 @@ class Network(ABC):
         """Per peer dialled (or forgotten): how the dials went. Empty where not kept."""
         return {}
 
+    def set_member_peers(self, peers: frozenset[PeerId]) -> None:  # noqa: B027 - optional
+        """The peers of the members of the node's networks, kept current by the node: a
+        network may hold strangers to smaller messages on streams they open."""
+
 
 class Routing(ABC):
     """Peer and content routing inside one app network (one DNA): a DHT over XOR distance.

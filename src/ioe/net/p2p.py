@@ -56,7 +56,7 @@ from libp2p.tools.anyio_service.context import background_trio_service
 
 from ioe.errors import LocalProtocolError
 from ioe.net.dialling import BackoffPolicy, DialBook
-from ioe.net.frames import Frame, FrameDecoder, FrameKind
+from ioe.net.frames import MAX_FRAME, Frame, FrameDecoder, FrameKind
 from ioe.net.interface import (
     MAX_PAYLOAD,
     DialStats,
@@ -79,6 +79,16 @@ log = logging.getLogger(__name__)
 RPC_PROTOCOL = TProtocol("/ioe/rpc/1.0.0")
 GOSSIPSUB_PROTOCOLS = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
 READ_CHUNK = 64 * 1024
+STRANGER_MAX_FRAME = 256 * 1024
+"""The largest frame a peer that is no member of any of this node's networks may send on a
+stream it opened (enrollment, agent infos); members may send up to ``MAX_FRAME``."""
+MAX_INBOUND_STREAMS_PER_PEER = 4
+"""A peer keeps one RPC stream open; a few more are allowed for reconnects, no more."""
+MAX_BUFFERED_PER_PEER = MAX_FRAME + 256 * 1024
+MAX_BUFFERED_TOTAL = 64 * 1024 * 1024
+"""Bytes of unfinished frames held for one peer, and for all peers: a peer that announces large
+frames and never finishes them is cut off before the node's memory is (200 half-sent 4 MiB
+frames once took a node from 116 MB to 945 MB)."""
 SHUTDOWN_GRACE_S = 2.0
 REANNOUNCE_AFTER_S = (0.5, 1.5, 3.0, 6.0)
 
@@ -188,6 +198,10 @@ class _Conn:
     write_lock: trio.Lock = field(default_factory=trio.Lock)
     pending: dict[int, asyncio.Future[bytes]] = field(default_factory=dict)
     closed: bool = False
+    inbound: bool = False
+    """Opened by the peer (its frames are limited as :meth:`P2PNetwork._frame_limit` says)."""
+    buffered: int = 0
+    """Bytes of an unfinished frame held for this stream."""
 
     async def send(self, frame: Frame) -> None:
         data = frame.to_bytes()
@@ -242,6 +256,12 @@ class P2PNetwork(Network):
         self._pubsub: Any = None
         self._nursery: trio.Nursery | None = None
         self._conns: dict[PeerId, _Conn] = {}
+        self._inbound: dict[PeerId, int] = {}
+        self._buffered_by_peer: dict[PeerId, int] = {}
+        self._buffered_total = 0
+        self._member_peers: frozenset[PeerId] | None = None
+        """None until the node says who its members' peers are: every peer may send full
+        frames (a bare network, as in tests, has no notion of members)."""
         self._dialing: dict[PeerId, trio.Event] = {}
         self._gate_dialling: dict[PeerId, trio.Event] = {}
         self._ids = itertools.count(1)
@@ -515,21 +535,63 @@ class P2PNetwork(Network):
 
     async def _on_inbound_stream(self, stream: Any) -> None:
         peer = PeerId(stream.muxed_conn.peer_id.to_base58())
-        conn = _Conn(peer, stream)
+        if self._inbound.get(peer, 0) >= MAX_INBOUND_STREAMS_PER_PEER:
+            log.warning("%s opened too many RPC streams; resetting the new one", peer)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            return
+        self._inbound[peer] = self._inbound.get(peer, 0) + 1
+        conn = _Conn(peer, stream, inbound=True)
         self._conns.setdefault(peer, conn)
-        await self._read_loop(conn)
+        try:
+            await self._read_loop(conn)
+        finally:
+            left = self._inbound.get(peer, 1) - 1
+            if left:
+                self._inbound[peer] = left
+            else:
+                self._inbound.pop(peer, None)
+
+    def set_member_peers(self, peers: frozenset[PeerId]) -> None:
+        """The peers of the members of this node's networks (the node keeps it current): only
+        they may send large frames on streams they open (:data:`STRANGER_MAX_FRAME`)."""
+        self._member_peers = peers
+
+    def _frame_limit(self, conn: _Conn) -> int:
+        members = self._member_peers
+        if not conn.inbound or members is None or conn.peer in members:
+            return MAX_FRAME
+        return STRANGER_MAX_FRAME
+
+    def _account(self, conn: _Conn, buffered: int) -> None:
+        """Note that ``conn`` now holds ``buffered`` bytes of unfinished frames; raise
+        :class:`MalformedFrame` when its peer or the node holds more than allowed."""
+        delta = buffered - conn.buffered
+        conn.buffered = buffered
+        self._buffered_total += delta
+        per_peer = self._buffered_by_peer.get(conn.peer, 0) + delta
+        if per_peer:
+            self._buffered_by_peer[conn.peer] = per_peer
+        else:
+            self._buffered_by_peer.pop(conn.peer, None)
+        if per_peer > MAX_BUFFERED_PER_PEER:
+            raise MalformedFrame(f"{per_peer} bytes of unfinished frames from one peer")
+        if self._buffered_total > MAX_BUFFERED_TOTAL:
+            raise MalformedFrame("the node holds too many unfinished frames")
 
     async def _read_loop(self, conn: _Conn) -> None:
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(self._frame_limit(conn))
         reason = "stream closed"
         try:
             while True:
                 data = await conn.stream.read(READ_CHUNK)
                 if not data:
                     break
+                decoder.max_frame = self._frame_limit(conn)
                 decoder.feed(data)
                 while (frame := decoder.next_frame()) is not None:
                     self._on_frame(conn, frame)
+                self._account(conn, decoder.buffered())
         except MalformedFrame as exc:
             reason = f"malformed frame from {conn.peer}: {exc}"
             log.warning("%s; closing the stream", reason)
@@ -537,6 +599,8 @@ class P2PNetwork(Network):
             reason = f"stream error: {type(exc).__name__}: {exc}"
             log.debug("RPC stream to %s ended: %s", conn.peer, reason)
         finally:
+            with contextlib.suppress(MalformedFrame):
+                self._account(conn, 0)  # its unfinished frame is dropped with it
             self._drop_conn(conn, reason)
             with contextlib.suppress(Exception):
                 await conn.stream.reset()

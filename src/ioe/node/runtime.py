@@ -39,7 +39,7 @@ from ioe.identity.service.reputation import NodeReputation
 from ioe.identity.service.rotation import RotationService
 from ioe.identity.service.transfer import TransferService
 from ioe.net.dialling import BackoffPolicy
-from ioe.net.interface import Network, NetworkError
+from ioe.net.interface import Network, NetworkError, PeerId
 from ioe.net.mdns import Enrollment, IoeServiceRecord, MdnsDiscovery, dial_discovered
 from ioe.net.p2p import P2PConfig, P2PNetwork
 from ioe.node.api import start_api
@@ -55,6 +55,7 @@ from ioe.wallet.service import Wallet
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_RETRY_S = 1.0
+MEMBER_PEERS_S = 1.0
 BOOTSTRAP_BACKOFF = BackoffPolicy(first_s=BOOTSTRAP_RETRY_S, cap_s=60.0)
 """A bootstrap address that does not answer is dialled again after 1, 2, 4 … at most 60 s."""
 
@@ -177,6 +178,7 @@ class Node:
             self.remote.attach(dht, cells)
             await dht.start()
         self.wallet.start()  # payment policy and ledger_head grant, after lock recovery
+        self._tasks.append(asyncio.create_task(self._keep_member_peers(), name="member peers"))
         for addr in self.config.bootstrap:
             self._tasks.append(asyncio.create_task(self._keep_dialling(addr), name="bootstrap"))
         if self.device is not None:
@@ -260,6 +262,20 @@ class Node:
             await self.stopping.wait()
         finally:
             await self.close()
+
+    def member_peers(self) -> frozenset[PeerId]:
+        """The peers of every member of this node's networks (and this node's own)."""
+        peers = {self.network.peer_id}
+        for dht in list(self.dnas.values()):
+            peers.update(PeerId(info.peer_id) for info in dht.members().values())
+        return frozenset(peers)
+
+    async def _keep_member_peers(self) -> None:
+        """Tell the network who the members' peers are, every :data:`MEMBER_PEERS_S` (only
+        they may send large frames on streams they open)."""
+        while True:
+            self.network.set_member_peers(self.member_peers())
+            await asyncio.sleep(MEMBER_PEERS_S)
 
     async def _keep_dialling(self, addr: str) -> None:
         """Dial a bootstrap address until it answers, then again whenever we have no peers;
