@@ -11,6 +11,7 @@ Rounds alternate the measurements so background load hits all alike; figures are
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -22,9 +23,13 @@ import nacl.bindings
 from ioe.crypto.derivation import device_agent_key
 from ioe.dnas import core_dna
 from ioe.engine.cell import Cell
+from ioe.engine.dna import DnaDef
+from ioe.engine.ports import ChainQuery
 from ioe.engine.records import ACTION_SIGNATURE_CONTEXT
+from ioe.hashing import AgentPubKey
 from ioe.store.sqlite import SqliteDatabase
 from ioe.testing.membership import membrane_proof_for
+from ioe.zomes.telemetry.entries import ReadingBatch
 
 SAMPLES_PER_ENTRY = 4
 
@@ -76,6 +81,7 @@ def bench_chain(*, entries: int = 4000, batch: int = 100, rounds: int = 3) -> di
                     rates.append(checked / (time.perf_counter() - started))
         finally:
             db.close()
+        reads = _bench_reads(Path(tmp) / "bench.sqlite", dna, keys.agent, rounds)
     raw = statistics.median(raw_rates)
     return {
         "benchmark": "chain",
@@ -92,7 +98,47 @@ def bench_chain(*, entries: int = 4000, batch: int = 100, rounds: int = 3) -> di
         "cores": os.cpu_count(),
         "validate": "SQLite read + decode + hash links + Ed25519 + system and app rules; "
         "signatures checked by worker processes (single_core_*: all in one thread)",
+        **reads,
     }
+
+
+def _bench_reads(path: Path, dna: DnaDef, agent: AgentPubKey, rounds: int) -> dict[str, Any]:
+    """The read path of a reopened chain: cold and warm entry-type queries, reads by hash,
+    windows of the latest records of one type, and the head."""
+    with SqliteDatabase.open(path, dnas=[dna], verify=False) as db:
+        store = db.chain(dna.hash, agent)
+        entry_type = dna.entry_type_for(ReadingBatch)[0]
+        head = store.head()
+        assert head is not None
+        window = ChainQuery(entry_type=entry_type, from_seq=max(0, head.seq - 19))
+        cold_window_s = _timed(lambda: store.query(window))
+        everything = ChainQuery(entry_type=entry_type)
+        started = time.perf_counter()
+        found = len(store.query(everything))
+        cold_s = time.perf_counter() - started
+        hashes = [r.action_hash for r in store.query(ChainQuery(include_entries=False))]
+        picks = random.Random(0).choices(hashes, k=2000)
+        query_rates, get_rates, window_rates, head_rates = [], [], [], []
+        for _ in range(rounds):
+            query_rates.append(found / _timed(lambda: store.query(everything)))
+            get_rates.append(len(picks) / _timed(lambda: [store.get_record(h) for h in picks]))
+            window_rates.append(500 / _timed(lambda: [store.query(window) for _ in range(500)]))
+            head_rates.append(2000 / _timed(lambda: [store.head() for _ in range(2000)]))
+    return {
+        "read_cold_window_s": round(cold_window_s, 4),
+        "read_cold_query_s": round(cold_s, 4),
+        "read_cold_records_per_s": round(found / cold_s, 1),
+        "read_query_records_per_s": round(statistics.median(query_rates), 1),
+        "read_get_record_per_s": round(statistics.median(get_rates), 1),
+        "read_window_queries_per_s": round(statistics.median(window_rates), 1),
+        "read_head_per_s": round(statistics.median(head_rates), 1),
+    }
+
+
+def _timed(work: Any) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 def _raw_verify_rate(signed_messages: list[bytes], public_key: bytes) -> float:
