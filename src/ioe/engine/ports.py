@@ -45,7 +45,11 @@ class ChainQuery:
 
 
 class ChainStore(Protocol):
-    """One cell's source chain, plus content-addressed reads across the whole store."""
+    """One cell's source chain, plus content-addressed reads across the whole store.
+
+    Every read returns what was signed: a record (or entry) whose stored bytes do not verify is
+    never returned; the read raises ``ChainIntegrityError`` naming it (``docs/engine.md``).
+    """
 
     def head(self) -> ChainHead | None: ...
 
