@@ -289,6 +289,39 @@ def test_a_changed_action_of_an_old_record_is_refused_and_stops_queries_by_type(
         refused(db.verify_all, 6, reason)
 
 
+@pytest.mark.parametrize(
+    ("table", "column", "where", "at", "reason"),
+    [
+        ("actions", "signed", "cell_id = 1 AND seq = 5", -1, "signature does not verify"),
+        ("entries", "content", "hash = ?", -1, "entry does not match its hash"),
+        ("actions", "entry_hash", "cell_id = 1 AND seq = 5", 3, None),
+    ],
+)
+def test_a_change_after_a_record_was_read_is_refused_on_the_next_read(
+    store_path: Path,
+    facts: dict[str, Any],
+    kit: Any,
+    table: str,
+    column: str,
+    where: str,
+    at: int,
+    reason: str | None,
+) -> None:
+    args = (facts["entry"][(1, 5)],) if "?" in where else ()
+    with SqliteDatabase.open(store_path) as db:
+        store = chain_of(db, kit)
+        read = store.get_record(facts["hash"][(1, 5)])
+        assert read is not None and hashes(store.query(ChainQuery(entry_type=NOTE)))[1] == (
+            read.action_hash
+        )
+        (original,) = raw(store_path, f"SELECT {column} FROM {table} WHERE {where}", args)[0]
+        flip_blob(store_path, table, column, where, args, at)
+        refused(lambda: store.get_record(facts["hash"][(1, 5)]), 5, reason)
+        refused(lambda: store.query(ChainQuery(entry_type=NOTE)), 5, reason)
+        raw(store_path, f"UPDATE {table} SET {column} = ? WHERE {where}", (original, *args))
+        assert store.get_record(facts["hash"][(1, 5)]) == read
+
+
 def test_a_refused_record_is_logged_once(
     store_path: Path, facts: dict[str, Any], kit: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

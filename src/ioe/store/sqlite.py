@@ -23,7 +23,7 @@ import os
 import sqlite3
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from itertools import chain
@@ -217,6 +217,9 @@ _VERIFY_PAGE = 256
 _PARALLEL_FROM = 4 * _VERIFY_PAGE
 _PAGES_AHEAD = 2
 _SCAN_PAGE = 1024
+_RECENT = 4096
+_RECENT_BYTES = 4 << 20
+_RECENT_LARGEST = 16 << 10
 _IN_CHUNK = 500
 
 _MEMO_SIZE = 8
@@ -250,6 +253,11 @@ class SqliteDatabase:
         self._depth = 0
         self._committed: list[Callable[[], None]] = []
         self._cells: dict[int, _Cell] = {}
+        self._recent: OrderedDict[tuple[int, int, int], tuple[tuple[Any, ...], Record]] = (
+            OrderedDict()
+        )
+        """The last records read, with the row each was checked from (``_Cell.record``)."""
+        self._recent_bytes = 0
         self._links: _LinkIndex | None = None
         with _mapped(f"cannot open {self.path}"):
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -360,6 +368,18 @@ class SqliteDatabase:
         done, self._committed = self._committed, []
         for then in done:
             then()
+
+    def _remember_recent(
+        self, key: tuple[int, int, int], row: tuple[Any, ...], record: Record
+    ) -> None:
+        old = self._recent.pop(key, None)
+        if old is not None:
+            self._recent_bytes -= _row_size(old[0])
+        self._recent[key] = (row, record)
+        self._recent_bytes += _row_size(row)
+        while self._recent_bytes > _RECENT_BYTES or len(self._recent) > _RECENT:
+            _, (evicted, _) = self._recent.popitem(last=False)
+            self._recent_bytes -= _row_size(evicted)
 
     def _when_committed(self, then: Callable[[], None]) -> None:
         """Run ``then`` once the current transaction has committed (never if it rolls back)."""
@@ -915,10 +935,27 @@ class _Cell:
 
     def record(self, row: Sequence[Any], expected_seq: int, *, entry: bool) -> Record:
         """The record of a row (``_ROW_COLUMNS``, then the entry's content when ``entry``),
-        checked against its signed bytes, or :class:`ChainIntegrityError`."""
+        checked against its signed bytes, or :class:`ChainIntegrityError`. A row read again
+        unchanged (every column equal) gives the record its check gave."""
         seq = row[0]
         if seq != expected_seq:
             raise self.fail(expected_seq, None, "sequence gap or mismatch")
+        recent = self.db._recent
+        key = (self.id, seq, len(row))
+        hit = recent.get(key)
+        if hit is not None and hit[0] == row:
+            recent.move_to_end(key)
+            return hit[1]
+        record = self._check(row, entry=entry)
+        # Kept unless large, or a lost private entry (whose loss is looked up every time).
+        if _row_size(row) <= _RECENT_LARGEST and (
+            not entry or record.entry is not None or record.action.entry_hash is None
+        ):
+            self.db._remember_recent(key, tuple(row), record)
+        return record
+
+    def _check(self, row: Sequence[Any], *, entry: bool) -> Record:
+        seq = row[0]
         try:
             signed = SignedAction.from_bytes(row[2])
         except EncodingError as exc:
@@ -1251,6 +1288,12 @@ def _orphan(cell_id: Any, seq: Any, action_hash: Any, blob: Any) -> ChainIntegri
     return ChainIntegrityError(
         author, seq, _text(action_hash), f"stored under chain {cell_id}, which does not exist"
     )
+
+
+def _row_size(row: Sequence[Any]) -> int:
+    """The bytes a record's row holds: signed action, and entry when read with it."""
+    content = row[_CONTENT] if len(row) > _CONTENT else None
+    return len(row[2]) + (len(content) if content is not None else 0)
 
 
 def _forgotten_key(cell_id: int) -> str:
