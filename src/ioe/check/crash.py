@@ -18,6 +18,7 @@ the reported commits missing (summed over kills).
 from __future__ import annotations
 
 import random
+import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -118,19 +119,18 @@ def judge(inspection: Inspection, reported: Mapping[int, str]) -> list[str]:
     return problems
 
 
-def kill_writer(path: Path, kill: Kill) -> tuple[dict[int, str], int]:
-    """Run the writer on ``path`` and SIGKILL it as planned; the commits it reported and how
-    many it reported before the kill's cue. :class:`ChildFailed` if it never got going or
-    died by itself."""
+def kill_writer(path: Path, kill: Kill) -> dict[int, str]:
+    """Run the writer on ``path`` and SIGKILL it as planned; the commits it reported.
+    :class:`ChildFailed` if it never got going or died by itself."""
     with Child(WRITER_MODULE, [str(path)]) as child:
-        lines = child.wait_lines(1, STARTUP_TIMEOUT_S)  # ready
+        child.wait_lines(1, STARTUP_TIMEOUT_S)  # ready
         if not kill.fresh:
-            lines = child.wait_lines(2, STARTUP_TIMEOUT_S)  # its first commit of this run
+            child.wait_lines(2, STARTUP_TIMEOUT_S)  # its first commit of this run
         time.sleep(kill.delay_s)
         code = child.kill()
-        if code != -9:
+        if code != -signal.SIGKILL:
             raise ChildFailed(f"the writer exited with {code}: {child.stderr_tail()}")
-        return parse_commits(child.lines), len(lines)
+        return parse_commits(child.lines)
 
 
 def run(
@@ -159,7 +159,7 @@ def run(
             series += 1
         result.tried += 1
         try:
-            new, _ = kill_writer(path, kill)
+            new = kill_writer(path, kill)
         except ChildFailed as exc:
             result.fail(f"kill {result.tried} (series {kill.series}): {exc}")
             continue

@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -310,7 +311,7 @@ def _one_kill(nodes: Sequence[NodeProcess], payer: Payer, rng: random.Random) ->
     code = nodes[victim].kill()
     payer.pause()
     problems: list[str] = []
-    if code != -9:
+    if code != -signal.SIGKILL:
         problems.append(f"node {victim} had already exited with {code}")
     try:
         verify_chains(nodes[victim].data_dir)
