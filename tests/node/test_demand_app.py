@@ -405,6 +405,117 @@ def test_what_was_paid_is_kept_apart_from_what_the_rule_earned() -> None:
     assert app.state()["wallet"] == {"balance_mc": 2800, "balance": "2.800 CPC", "problem": None}
 
 
+def test_periods_earned_before_the_plug_had_a_rewarder_are_valued_as_the_rewarder_pays(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The tutorial's order: the app runs first with nobody rewarding the plug (its periods are
+    valued on its own signed readings), then again with a site meter, which pays them as
+    attested, worth more. The restarted app values the periods not paid yet as it now runs, so
+    what it says each earned is what the meter pays; periods already paid keep their figures."""
+
+    def app_on(store: FakeStore, verification: Verification, settle: Any = None) -> DemandApp:
+        return DemandApp(
+            feed=fed([]),
+            feed_info=FeedInfo("test", interval_s=STEP_S, pace_s=3600.0),
+            plug=FakePlug(),
+            store=store,
+            publish=lambda _n, _p: None,
+            settle=settle,
+            settings=RULE,
+            load_w=LOAD_W,
+            verification=verification,
+        )
+
+    def meter_value(period: OffPeriod, app: DemandApp) -> int:
+        claims = reduction_claims(
+            app.history_between(period.start_us, period.end_us), interval_s=STEP_S, zone="au/nsw"
+        )
+        return sum(
+            demand_reduction_reward_mc(
+                ValueRules(),
+                avoided_wh=c["avoided_wh"],
+                need_index=need_index_from_cents(c["price_cents"], c["average_cents"]),
+                verification=Verification.METER_ATTESTED,
+                zone="au/nsw",
+            )
+            for c in claims
+        )
+
+    async def main() -> None:
+        store = FakeStore()
+        alone = app_on(store, Verification.DEVICE_SIGNED)
+        await run_through(alone, points(PRICES))
+        earned_alone = alone.report()["credits_mc"]
+        assert earned_alone > 0
+
+        paid: list[int] = []
+
+        async def meter(period: OffPeriod) -> int:
+            paid.append(meter_value(period, rewarded))
+            return paid[-1]
+
+        rewarded = app_on(store, Verification.METER_ATTESTED, settle=meter)
+        assert rewarded.report()["credits_mc"] > earned_alone  # attested is worth more
+        # a restarted rule has no average yet: an hour of flat prices, then a second peak
+        later = points([*PRICES, *[100.0] * 12, *[400.0] * 3, *[100.0] * 3])[len(PRICES) :]
+        await run_through(rewarded, later)
+        assert await rewarded.settle_closed() is True
+        report = rewarded.report()
+        assert len(paid) == 2
+        assert report["settled_mc"] == sum(paid) == report["credits_mc"]
+        periods = rewarded.state()["off_periods"]
+        assert [p["paid_mc"] for p in periods] == [p["credits_mc"] for p in periods]
+        assert "paid into the wallet" not in caplog.text
+
+        # paid periods are not valued again: a restart without the meter changes nothing
+        again = app_on(store, Verification.DEVICE_SIGNED)
+        assert again.report()["credits_mc"] == report["credits_mc"]
+
+    caplog.set_level(logging.WARNING, logger="ioe.apps.demand.runner")
+    asyncio.run(main())
+
+
+def test_stop_deciding_leaves_the_figures_as_they_are_and_still_settles() -> None:
+    """The demo's end: no interval is decided after it, while a closed period is still paid."""
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        paid: list[OffPeriod] = []
+
+        async def settle(period: OffPeriod) -> int:
+            await gate.wait()
+            paid.append(period)
+            return period.credits_mc
+
+        more = asyncio.Event()
+        items = points([*PRICES, *[100.0] * 20])
+
+        async def feed() -> AsyncIterator[PricePoint]:
+            for item in items[: len(PRICES)]:
+                yield item
+            await more.wait()
+            for item in items[len(PRICES) :]:
+                yield item
+
+        app, _, _, _ = make_app(feed(), settle=settle, settings_=RULE)
+        await app.start()
+        async with asyncio.timeout(10):
+            while app.report()["intervals"] < len(PRICES):
+                await asyncio.sleep(0.01)
+        await app.stop_deciding()
+        more.set()
+        gate.set()
+        async with asyncio.timeout(10):
+            while not paid:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert app.report()["intervals"] == len(PRICES)
+        assert app.report()["settled_mc"] == app.report()["credits_mc"] > 0
+        await app.close()
+
+    asyncio.run(main())
+
+
 def test_a_wallet_that_cannot_be_read_is_said_and_changes_nothing_else() -> None:
     async def main() -> DemandApp:
         async def no_wallet() -> int:

@@ -303,6 +303,8 @@ async def _watch(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(1.0, max(0.0, deadline - time.monotonic()))):
                 await stop.wait()
+        if time.monotonic() >= deadline or stop.is_set():
+            await app.stop_deciding()  # the last tick and the totals below agree
         state = app.state()
         last = state["prices"][-1] if state["prices"] else None
         pv_power = (await pv.device.read()).get("power_w") if pv.device else None
@@ -316,6 +318,7 @@ async def _watch(
             f"  PV {-(pv_power or 0) if isinstance(pv_power, int | float) else 0:5.0f} W out"
             f"  credits {state['credits']}"
         )
+    await app.stop_deciding()
     if not stop.is_set():
         await _await_settled(app, SETTLE_WAIT_S, out)
     plug_balance = await _balance(plug)

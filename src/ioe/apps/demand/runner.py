@@ -231,6 +231,7 @@ class DemandApp:
         else:
             self.settings = PeakSettings()
         self._history = self._load_history()
+        self._revalue_unpaid()
         self._state = initial_state()
         self.on = True
         self.reason = "starting"
@@ -263,12 +264,22 @@ class DemandApp:
             self._tasks.append(asyncio.create_task(self._settler(), name="demand-settle"))
 
     async def close(self) -> None:
-        for task in self._tasks:
+        await self._stop_tasks(lambda _task: True)
+
+    async def stop_deciding(self) -> None:
+        """Stop following the price feed, leaving the plug and every decision as they are;
+        closed off-periods are still settled (the demo's end: its figures stop with its ticks,
+        while the site meter pays what closed)."""
+        await self._stop_tasks(lambda task: task.get_name() in {"demand-feed", "demand-watch"})
+
+    async def _stop_tasks(self, which: Callable[[asyncio.Task[None]], bool]) -> None:
+        stopping = [task for task in self._tasks if which(task)]
+        for task in stopping:
             task.cancel()
-        for task in self._tasks:
+        for task in stopping:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks = []
+        self._tasks = [task for task in self._tasks if task not in stopping]
 
     # ------------------------------------------------------------------------------ settings
 
@@ -458,6 +469,52 @@ class DemandApp:
             }
         )
         del history.decisions[:-KEEP_INTERVALS]
+
+    def _revalue_unpaid(self) -> None:
+        """Value the off periods not paid yet as this run does (its verification, zone and
+        value rules), since a rewarder pays them as they stand when they are settled: a period
+        earned while nobody rewarded the plug was valued on the plug's own signed readings, and
+        a site meter given later pays it as attested, which is worth more. A period whose
+        intervals are no longer all kept stays as it was."""
+        history = self._history
+        interval_s = self.feed_info.interval_s
+        changed = False
+        for index, period in enumerate(history.off_periods):
+            if period.settled:
+                continue
+            decisions = self.history_between(period.start_us, period.end_us)
+            first_end_us = period.start_us + interval_s * 1_000_000
+            if not decisions or decisions[0]["end_us"] != first_end_us:
+                continue
+            if period.end_us is not None and len(decisions) != round(
+                (period.end_us - period.start_us) / (interval_s * 1_000_000)
+            ):
+                continue
+            credits = 0
+            for item in decisions:
+                decision = Decision(
+                    item["end_us"],
+                    item["price"],
+                    item["average"],
+                    item["threshold"],
+                    item["on"],
+                    item["reason"],
+                    interval_s,
+                )
+                item["credits_mc"] = interval_credits_mc(
+                    decision,
+                    avoided_wh=item["wh"],
+                    verification=self.verification,
+                    zone=self.zone,
+                    rules=self.rules,
+                )
+                credits += item["credits_mc"]
+            if credits != period.credits_mc:
+                history.totals.credits_mc += credits - period.credits_mc
+                history.off_periods[index] = replace(period, credits_mc=credits)
+                changed = True
+        if changed:
+            self._save_history()
 
     def _close_off_period(self, end_us: int | None) -> None:
         periods = self._history.off_periods
