@@ -119,6 +119,18 @@ async def test_request_is_listed_pending_with_a_signal(setup: Setup) -> None:
     ]
 
 
+async def test_a_device_that_stopped_asking_is_no_longer_pending(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plug that was stopped (or enrolled by someone else) drops out of the list once it has
+    not asked for PENDING_FORGET_S, instead of waiting there until the owner's node restarts."""
+    await _pending(setup)
+    later = setup.owner.conductor.clock() + int(enrollment.PENDING_FORGET_S * 1_000_000) + 1
+    monkeypatch.setattr(setup.owner_role, "_now", lambda: later)
+    assert setup.owner_role.pending_list() == []
+    assert setup.device.conductor.owner_cell.agent not in setup.owner_role.pending
+
+
 async def test_forged_request_refused(setup: Setup) -> None:
     raw = setup.device_role.request_message()
     outer = decode(raw)

@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 
 REQUEST_INTERVAL_S = 2.0
 MAX_PENDING = 256
+PENDING_FORGET_S = 30.0
+"""A device that has not asked for this long (it asks every :data:`REQUEST_INTERVAL_S`) is no
+longer pending: it was stopped, or enrolled by another owner."""
 MAX_CHALLENGES = 64
 DEFAULT_ZONE = "unassigned"
 DEVICES_SETTING = "enrolled_devices"
@@ -248,6 +251,7 @@ class OwnerEnrollment:
             return m.reply_ok("enrolled")
         if pending.peer != peer and pending.addrs:
             self.node.network.add_peer_addrs(pending.peer, list(pending.addrs))
+        self._forget_quiet()
         new = pending.device not in self.pending
         if new and len(self.pending) >= MAX_PENDING:
             return m.reply_error("too many devices are waiting for enrollment here")
@@ -264,7 +268,15 @@ class OwnerEnrollment:
         return m.reply_ok("pending")
 
     def pending_list(self) -> list[dict[str, Any]]:
+        self._forget_quiet()
         return [p.to_json() for p in sorted(self.pending.values(), key=lambda p: p.seen_us)]
+
+    def _forget_quiet(self) -> None:
+        """Drop the devices that stopped asking (see :data:`PENDING_FORGET_S`)."""
+        oldest_us = self._now() - int(PENDING_FORGET_S * 1_000_000)
+        for device, pending in list(self.pending.items()):
+            if pending.seen_us < oldest_us:
+                del self.pending[device]
 
     def devices(self) -> list[dict[str, Any]]:
         stored = self.node.conductor.db.get_setting(DEVICES_SETTING) or []
@@ -294,6 +306,7 @@ class OwnerEnrollment:
             device = AgentPubKey.from_text(device_text)
         except (EncodingError, ValueError) as exc:
             raise m.EnrollmentError(f"not a device key: {exc}") from None
+        self._forget_quiet()
         pending = self.pending.get(device)
         if pending is None:
             raise m.EnrollmentError(f"no pending device {device_text} (see `ioe owner pending`)")
