@@ -2,8 +2,9 @@
 chapter of the tutorial can be tried before a real plug is involved.
 
 ``tasmota`` connects to an MQTT broker as a Tasmota plug would (start one first, e.g.
-``mosquitto -p 18830``); ``shelly`` serves a Shelly Plus Plug S's HTTP RPC on 127.0.0.1. Each
-prints one JSON line saying what it serves, then runs until Ctrl-C.
+``/usr/sbin/mosquitto -p 18830``: Debian keeps /usr/sbin out of a user's PATH); ``shelly``
+serves a Shelly Plus Plug S's HTTP RPC on 127.0.0.1. Each prints one JSON line saying what it
+serves, then runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ async def _tasmota(args: argparse.Namespace) -> None:
         await plug.start()
     except (OSError, TimeoutError) as exc:
         raise SystemExit(
-            f"error: no MQTT broker at {args.mqtt} ({exc}); start one, e.g. `mosquitto -p {port}`"
+            f"error: no MQTT broker at {args.mqtt} ({exc}); start one, e.g."
+            f" `/usr/sbin/mosquitto -p {port}`"
         ) from None
     print(json.dumps({"emulating": "tasmota", "mqtt": args.mqtt, "topic": args.topic}), flush=True)
     try:
@@ -71,8 +73,8 @@ def add_emulate_command(device_commands: Any) -> None:
         "emulate",
         help="run a Tasmota or Shelly plug emulator to try a driver on",
         description="A plug emulator speaking the real wire format: tasmota on an MQTT broker "
-        "(start one first: mosquitto -p 18830), shelly over HTTP on 127.0.0.1. It prints one "
-        "JSON line, then runs until Ctrl-C.",
+        "(start one first: /usr/sbin/mosquitto -p 18830), shelly over HTTP on 127.0.0.1. It "
+        "prints one JSON line, then runs until Ctrl-C.",
     )
     emulate.add_argument("kind", choices=["tasmota", "shelly"], help="which plug to emulate")
     emulate.add_argument(

@@ -57,6 +57,7 @@ from ioe.errors import ChainIntegrityError, IoEError
 from ioe.faults import NO_FAULTS, Faults
 from ioe.hashing import AgentPubKey, ExternalHash
 from ioe.identity.device_account import DeviceAccount
+from ioe.identity.pairing import format_code
 from ioe.inspect import describe_chain
 from ioe.node.client import call_api
 from ioe.services.jsonvalue import secret_to_text
@@ -462,9 +463,9 @@ def _run_unenrolled(
     print(
         f"this device is not enrolled: it runs under the factory-default policy (it reports "
         f"to its own chain and joins no network, never trades) and asks the peers it reaches "
-        f"to be enrolled. Its owner enrolls it with `ioe owner enroll AGENT --code {code}` "
-        f"(the code is in {data_dir / 'pairing-code'}); `--standalone` runs it as its own "
-        f"owner instead.",
+        f"to be enrolled. Its owner enrolls it with `ioe owner enroll AGENT --code "
+        f"{format_code(code)}` (AGENT is the `agent` above; the code is in "
+        f"{data_dir / 'pairing-code'}); `--standalone` runs it as its own owner instead.",
         file=sys.stderr,
         flush=True,
     )
