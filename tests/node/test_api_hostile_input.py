@@ -61,6 +61,22 @@ async def test_json_nested_a_thousand_deep_is_a_400(pair: tuple[Node, Node], pat
         assert "nests deeper" in (await response.json())["error"]
 
 
+async def test_a_body_checked_for_depth_still_reaches_the_handler(pair: tuple[Node, Node]) -> None:
+    """The depth check reads the body first; the route must still see it (a zome call with a
+    map once arrived as no payload at all)."""
+    node, _ = pair
+    headers = {"Authorization": f"Bearer {node.token}"}
+    body = {"name": "Sam", "zone": "au/nsw"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            node.api_url + "/v1/zome/profile/set_profile", json=body, headers=headers
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+    assert node.call(node.core_cell(), "profile", "my_profile").name == "Sam"  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("name", ["Sam\u202eesuoh", "Sa\u200bm", "Sam\x00", "Sam\u2066x"])
 async def test_profile_names_that_would_deceive_are_refused(
     pair: tuple[Node, Node], name: str

@@ -26,7 +26,7 @@ def cmd_node_directory(args: argparse.Namespace) -> int:
     for item in entries:
         state = "present" if item["present"] else "absent"
         where = item["zone"] or "-"
-        print(f"  {item['agent']}  {item['type']:12} {state:8} {where:24} {item['name'] or ''}")
+        print(f"  {item['agent']}  {item['type']:12} {state:8} {where:32} {item['name'] or ''}")
     return 0
 
 

@@ -230,7 +230,7 @@ async def _requests(request: web.Request) -> web.Response:
 
 
 async def _accept(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     if not isinstance(body, dict) or not isinstance(body.get("role"), str | None):
         return error(400, "an acceptance is {role?}")
     try:
@@ -243,7 +243,7 @@ async def _accept(request: web.Request) -> web.Response:
 
 
 async def _refuse(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.body_exists else {}
     if not isinstance(body, dict) or not isinstance(body.get("reason", ""), str):
         return error(400, "a refusal is {reason?}")
     try:

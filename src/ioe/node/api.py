@@ -140,7 +140,7 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     offered = given.encode("utf-8", errors="surrogateescape")
     if not hmac.compare_digest(offered, f"Bearer {node.token}".encode()):
         return _error(401, "missing or wrong API token (see node.json)")
-    if request.can_read_body and json_depth(await request.read()) > MAX_JSON_DEPTH:
+    if request.body_exists and json_depth(await request.read()) > MAX_JSON_DEPTH:
         return _error(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         response: web.StreamResponse = await handler(request)
@@ -330,7 +330,7 @@ async def device_write(request: web.Request) -> web.Response:
 
 async def zome_call(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    payload = await json_body(request) if request.can_read_body else None
+    payload = await json_body(request) if request.body_exists else None
     zome, fn = request.match_info["zome"], request.match_info["fn"]
     if zome == "capability":
         raise ValueError("grants are managed through /v1/grants")
