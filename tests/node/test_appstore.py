@@ -13,6 +13,7 @@ import pytest
 
 from conftest import FAST, eventually
 from ioe.appstore.service import AppStoreError
+from ioe.community.invitation import Invitation
 from ioe.conductor import Conductor, system_clock_us
 from ioe.crypto.derivation import app_agent_index
 from ioe.crypto.keystore import Unlock, create_device_key_file
@@ -240,3 +241,48 @@ async def test_a_garbled_manifest_file_gets_a_clear_error_and_writes_nothing(
         with pytest.raises(AppStoreError, match=reason):
             await dev.appstore.publish(text)
     assert len(dev.call(dev.core_cell(), "appstore", "published")) == before  # type: ignore[arg-type]
+
+
+async def test_a_member_runs_the_app_and_is_dropped_once_its_membership_is_revoked(
+    trio: Trio,
+) -> None:
+    """Bob (another owner) becomes a member: he runs the app under his own app key in the
+    network Ann runs; once Ann revokes his membership, her node drops his app key."""
+    dev, ann, bob, _ = trio
+    await dev.appstore.publish(json.dumps({**MANIFEST, "pricing": {"model": "free"}}))
+    community = (await ann.communities.create("King St", "au/nsw/newtown")).charter.id.to_text()
+    await _installed(ann, community)
+    await _reconciled(ann, 1)
+    invited = await ann.communities.add_member(community, bob.core_cell().agent.to_text())
+    assert isinstance(invited, Invitation) and invited.state == "pending"
+    for _ in range(200):  # Bob's node is asked to sign: his human approves (bounded)
+        pending = [a for a in bob.keyset_signing.pending() if a["state"] == "pending"]
+        if pending:
+            bob.keyset_signing.decide(pending[0]["id"], True)
+            break
+        await asyncio.sleep(0.05)
+    for _ in range(200):
+        if await ann.communities.members(community):
+            break
+        await asyncio.sleep(0.05)
+    [member] = await ann.communities.members(community)
+    await _reconciled(bob, 1)  # Bob's node finds the installation of his community
+    [bobs] = bob.appstore.running.values()
+    [anns] = ann.appstore.running.values()
+    network = ann.dnas[anns.cell.dna.hash]
+    for _ in range(200):  # Bob's app key reaches Ann's app network: bounded
+        if bobs.cell.agent in network.members():
+            break
+        await bob.dnas[bobs.cell.dna.hash].exchange_agent_infos(ann.network.peer_id)
+        await asyncio.sleep(0.05)
+    assert bobs.cell.agent in network.members() and bobs.cell.agent != bob.core_cell().agent
+
+    await ann.communities.remove_member(community, member.membership.member.to_text())
+    for _ in range(200):  # Ann's node checks its app networks' members (bounded)
+        ann.appstore._checked_at.clear()
+        await ann.appstore.reconcile()
+        if bobs.cell.agent in network.excluded:
+            break
+        await asyncio.sleep(0.05)
+    assert bobs.cell.agent in network.excluded and bobs.cell.agent not in network.members()
+    await _reconciled(bob, 0)  # and Bob's own node stops the app
