@@ -412,6 +412,8 @@ class DnaNetwork:
             if info.agent in self._local and info.peer_id != self.net.peer_id:
                 continue  # nobody else speaks for our own agents
             stored = self.store.put_agent_info(info)
+            if not info.departed and info.peer_id != self.net.peer_id:
+                self.net.note_member_peer(PeerId(info.peer_id))  # large frames from it now
             if stored and info.peer_id != self.net.peer_id and not info.departed:
                 # newly signed by the agent: its node is there (or was, a moment ago)
                 self.net.peer_announced(PeerId(info.peer_id), list(info.addrs))

@@ -195,6 +195,10 @@ class Network(ABC):
         """The peers of the members of the node's networks, kept current by the node: a
         network may hold strangers to smaller messages on streams they open."""
 
+    def note_member_peer(self, peer: PeerId) -> None:  # noqa: B027 - optional
+        """``peer`` was just accepted as a member's (its agent info passed a membrane): it
+        counts as a member's at once, before the node's next :meth:`set_member_peers`."""
+
 
 class Routing(ABC):
     """Peer and content routing inside one app network (one DNA): a DHT over XOR distance.

@@ -557,6 +557,11 @@ class P2PNetwork(Network):
         they may send large frames on streams they open (:data:`STRANGER_MAX_FRAME`)."""
         self._member_peers = peers
 
+    def note_member_peer(self, peer: PeerId) -> None:
+        members = self._member_peers
+        if members is not None and peer not in members:
+            self._member_peers = members | {peer}
+
     def _frame_limit(self, conn: _Conn) -> int:
         members = self._member_peers
         if not conn.inbound or members is None or conn.peer in members:
