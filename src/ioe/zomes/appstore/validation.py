@@ -54,7 +54,7 @@ from ioe.zomes.appstore.entries import (
     store_anchor,
 )
 from ioe.zomes.community.entries import CommunityCharter, checked_charter
-from ioe.zomes.community.validation import founder_problem
+from ioe.zomes.community.validation import Refused, cited_entry, founder_problem
 from ioe.zomes.currency.entries import Kind, Transfer
 from ioe.zomes.currency.entries import entry_index as currency_entry_index
 
@@ -66,27 +66,10 @@ MAX_PERIODS = 1_000_000
 E = TypeVar("E")
 
 
-class Refused(Exception):
-    """Why an op is invalid (raised inside this module, turned into :class:`Invalid`)."""
-
-
 def _cited(
     host: IntegrityHost, action: ActionHash, zome_index: int, cls: type[E], what: str
 ) -> tuple[Record, E]:
-    record = host.must_get_valid_record(action)
-    index = integrity.entry_index(cls)
-    entry_type = record.action.entry_type
-    if (
-        record.entry is None
-        or index is None
-        or entry_type is None
-        or (entry_type.zome_index, entry_type.entry_index) != (zome_index, index)
-    ):
-        raise Refused(f"{action.short()} is not {what}")
-    try:
-        return record, decode_as(cls, record.entry.payload)
-    except EncodingError as exc:
-        raise Refused(f"{action.short()} is not {what}: {exc}") from None
+    return cited_entry(host, action, integrity, zome_index, cls, what=what)
 
 
 def _manifest(listing: AppListing) -> AppManifest:

@@ -82,8 +82,22 @@ def _cited(
     host: IntegrityHost, action: ActionHash, zome_index: int, cls: type[E], what: str
 ) -> tuple[Record, E]:
     """The record at ``action`` and its entry, which must be of this zome's type ``cls``."""
+    return cited_entry(host, action, integrity, zome_index, cls, what=what)
+
+
+def cited_entry(
+    host: IntegrityHost,
+    action: ActionHash,
+    zome: IntegrityZome,
+    zome_index: int,
+    cls: type[E],
+    *,
+    what: str,
+) -> tuple[Record, E]:
+    """The record at ``action`` and its entry, which must be ``zome``'s type ``cls`` (``zome``
+    sitting at ``zome_index`` in the DNA); :class:`Refused` otherwise."""
     record = host.must_get_valid_record(action)
-    index = integrity.entry_index(cls)
+    index = zome.entry_index(cls)
     entry_type = record.action.entry_type
     if (
         record.entry is None
@@ -296,4 +310,12 @@ integrity = IntegrityZome(
     validate=validate,
 )
 
-__all__ = ["COMMUNITY_ZOME", "checked_membership", "founder_problem", "integrity", "validate"]
+__all__ = [
+    "COMMUNITY_ZOME",
+    "Refused",
+    "cited_entry",
+    "checked_membership",
+    "founder_problem",
+    "integrity",
+    "validate",
+]
